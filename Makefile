@@ -1,0 +1,38 @@
+# One entry point for people and CI. Every target installs what it needs into .venv first.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PROFILE ?= proxy
+NOTEBOOKS := 01_data
+
+.PHONY: install test lint reproduce data notebooks clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev,crf]'
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $(STAMP)
+
+install: $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/nbstripout --verify notebooks/*.ipynb
+
+test: lint
+	$(BIN)/pytest --nbval-lax -p no:cacheprovider
+
+data: $(STAMP)
+	$(BIN)/seam data --profile $(PROFILE)
+
+# The main job: data for the profile, then every notebook executed into results/<profile>/.
+reproduce: data
+	$(BIN)/seam difficulty --profile $(PROFILE)
+	for nb in $(NOTEBOOKS); do \
+	  $(BIN)/seam notebook $$nb --profile $(PROFILE) || exit 1; \
+	done
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

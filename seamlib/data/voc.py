@@ -1,0 +1,103 @@
+"""PASCAL VOC 2012 constants and file primitives shared by the real and the synthetic data."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+CLASSES: tuple[str, ...] = (
+    "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat",
+    "chair", "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant",
+    "sheep", "sofa", "train", "tvmonitor",
+)
+NUM_CLASSES = len(CLASSES)  # 21, background included
+IGNORE = 255  # void label: object borders and difficult regions, ignored by every metric
+
+# ImageNet statistics used to normalise RGB inputs (the ResNet38 weights were trained with them).
+MEAN = (0.485, 0.456, 0.406)
+STD = (0.229, 0.224, 0.225)
+
+# Folder names of the VOC layout.
+IMAGES = "JPEGImages"
+SEG_CLASS = "SegmentationClass"  # VOC's own masks (train/val), with a void band on borders
+SEG_CLASS_AUG = "SegmentationClassAug"  # SBD + VOC masks for every train_aug image
+ANNOTATIONS = "Annotations"
+SEG_LISTS = Path("ImageSets") / "Segmentation"
+
+
+def voc_palette() -> np.ndarray:
+    """The 256-entry VOC colour map (bit-interleaved), as a (256, 3) uint8 array."""
+    palette = np.zeros((256, 3), dtype=np.uint8)
+    for index in range(256):
+        c, r, g, b = index, 0, 0, 0
+        for bit in range(8):
+            r |= ((c >> 0) & 1) << (7 - bit)
+            g |= ((c >> 1) & 1) << (7 - bit)
+            b |= ((c >> 2) & 1) << (7 - bit)
+            c >>= 3
+        palette[index] = (r, g, b)
+    return palette
+
+
+def atomic_write(path: Path, write) -> None:
+    """Call ``write(tmp_path)`` then rename onto ``path``, so readers never see a partial file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_label_png(path: Path, label: np.ndarray) -> None:
+    """Write a (H, W) uint8 label map as a VOC palette PNG, atomically."""
+    if label.dtype != np.uint8 or label.ndim != 2:
+        raise ValueError(f"{path}: label map must be a 2-D uint8 array, got {label.dtype} "
+                         f"{label.shape}")
+    image = Image.fromarray(label, mode="P")
+    image.putpalette(voc_palette().ravel().tolist())
+    atomic_write(path, lambda tmp: image.save(tmp, format="PNG"))
+
+
+def load_label_png(path: Path) -> np.ndarray:
+    """Read a label PNG (palette or grayscale) into a (H, W) uint8 array of class indices."""
+    with Image.open(path) as image:
+        if image.mode not in ("P", "L"):
+            raise ValueError(f"{path}: label PNG must be palette (P) or grayscale (L) mode, "
+                             f"got {image.mode}")
+        return np.asarray(image, dtype=np.uint8).copy()
+
+
+def read_list(path: Path) -> list[str]:
+    """Read an ImageSets list: one image id per line (extra columns, as in SBD lists, ignored).
+
+    Blank lines and duplicate ids are errors naming the file and line, never skipped.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"image list {path} does not exist")
+    ids: list[str] = []
+    seen: dict[str, int] = {}
+    for lineno, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            raise ValueError(f"{path}:{lineno}: blank line in image list")
+        image_id = line.split()[0]
+        if image_id in seen:
+            raise ValueError(f"{path}:{lineno}: duplicate id {image_id!r} "
+                             f"(first on line {seen[image_id]})")
+        seen[image_id] = lineno
+        ids.append(image_id)
+    return ids
+
+
+def write_list(path: Path, ids: list[str]) -> None:
+    """Write an ImageSets list atomically, one id per line."""
+    atomic_write(Path(path), lambda tmp: tmp.write_text("".join(f"{i}\n" for i in ids)))
