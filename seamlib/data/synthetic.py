@@ -1,0 +1,383 @@
+"""The embedded synthetic VOC-format benchmark (profile ``proxy``): the whole paper on a CPU.
+
+``generate`` writes the exact VOC layout (JPEGImages, SegmentationClass, SegmentationClassAug,
+Annotations, ImageSets) so every loader and metric runs its real path. Images hold 1-4 objects
+of the 20 classes (see shapes.py) over class-correlated scenes, with occlusion, clutter, sizes
+from small to most of the frame and a 255 void band on object borders. Every image comes from
+its own RNG seeded by (seed, generator version, split, index): same settings, same bytes.
+"""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from xml.etree import ElementTree as ET
+
+import numpy as np
+from PIL import Image, ImageDraw
+from tqdm import tqdm
+
+from seamlib.config import SyntheticConfig
+from seamlib.data import voc
+from seamlib.data.lists import build_train_aug
+from seamlib.data.shapes import (
+    BODY_COLOURS,
+    DESIGNS,
+    FREQUENCY,
+    PARTNERS,
+    SCENES,
+    ClassDesign,
+    part_style,
+)
+
+GENERATOR_VERSION = 1
+SPLITS = ("train", "val", "test", "sbd")  # "sbd": extra images that only join train_aug
+MANIFEST = "synthetic.json"
+VOID_WIDTH = 1  # pixels of void on each side of an object border
+MIN_VISIBLE = 0.3  # an object less visible than this after occlusion is dropped
+CLASS_INDEX = {d.name: i + 1 for i, d in enumerate(DESIGNS)}
+
+
+@dataclass
+class Placed:
+    """One object of an image: its class, box (x0, y0, x1, y1) in pixels and mirroring."""
+
+    cls: int
+    box: tuple[float, float, float, float]
+    flip: bool
+
+
+# ----------------------------------------------------------------------------- rasterising
+
+
+def raster(prims: tuple, box: tuple, flip: bool, size: tuple[int, int]) -> np.ndarray:
+    """Boolean (H, W) mask of unit-box primitives mapped into ``box`` of an image of ``size``."""
+    w, h = size
+    x0, y0, x1, y1 = box
+    canvas = Image.new("L", (w, h), 0)
+    draw = ImageDraw.Draw(canvas)
+
+    def pt(x: float, y: float) -> tuple[float, float]:
+        return x0 + (1 - x if flip else x) * (x1 - x0), y0 + y * (y1 - y0)
+
+    scale = max(x1 - x0, y1 - y0)
+    for kind, *a in prims:
+        if kind in ("ellipse", "ring"):
+            (ax, ay), (bx, by) = pt(a[0] - a[2], a[1] - a[3]), pt(a[0] + a[2], a[1] + a[3])
+            bbox = (min(ax, bx), ay, max(ax, bx), by)
+            if kind == "ellipse":
+                draw.ellipse(bbox, fill=255)
+            else:
+                draw.ellipse(bbox, outline=255, width=max(1, round(a[4] * scale)))
+        elif kind == "rect":
+            (ax, ay), (bx, by) = pt(a[0], a[1]), pt(a[2], a[3])
+            draw.rectangle((min(ax, bx), ay, max(ax, bx), by), fill=255)
+        elif kind == "poly":
+            draw.polygon([pt(a[i], a[i + 1]) for i in range(0, len(a), 2)], fill=255)
+        elif kind == "line":
+            draw.line([pt(a[0], a[1]), pt(a[2], a[3])], fill=255, width=max(1, round(a[4] * scale)))
+        else:
+            raise ValueError(f"unknown primitive {kind!r}")
+    return np.asarray(canvas) > 0
+
+
+# ------------------------------------------------------------------------------- textures
+
+
+def noise(rng: np.random.Generator, h: int, w: int, sigma: float) -> np.ndarray:
+    """Per-pixel Gaussian noise, (H, W, 1)."""
+    return rng.normal(0, sigma, (h, w, 1))
+
+
+def body_texture(rng: np.random.Generator, h: int, w: int, colour: tuple) -> np.ndarray:
+    """A class family's body colour, jittered per object, with shading and grain."""
+    base = np.clip(np.array(colour, float) + rng.uniform(-22, 22, 3), 0, 255)
+    shade = np.linspace(1.12, 0.85, h)[:, None, None]
+    return base * shade + noise(rng, h, w, 7)
+
+
+def part_texture(rng: np.random.Generator, h: int, w: int, index: int) -> np.ndarray:
+    """The class-unique two-colour pattern of the discriminative part."""
+    kind, c1, c2 = part_style(index)
+    yy, xx = np.mgrid[0:h, 0:w]
+    period = 4
+    select = {
+        "hstripes": (yy // period) % 2,
+        "vstripes": (xx // period) % 2,
+        "checker": ((yy // period) + (xx // period)) % 2,
+        "dots": ((yy % period < 2) & (xx % period < 2)).astype(int),
+        "diagonal": ((xx + yy) // period) % 2,
+    }[kind]
+    out = np.where(select[..., None] == 1, np.array(c1, float), np.array(c2, float))
+    return out + noise(rng, h, w, 6)
+
+
+def scene_texture(rng: np.random.Generator, scene: str, h: int, w: int) -> np.ndarray:
+    """Background scene, all labelled 0: sky, water, grass, road, indoor or rails."""
+    yy, xx = np.mgrid[0:h, 0:w].astype(float)
+    horizon = rng.uniform(0.25, 0.5) * h
+    sky = np.stack([150 + 60 * yy / h, 190 + 40 * yy / h, np.full_like(yy, 245)], -1)
+    if scene == "sky":
+        img = sky
+        for _ in range(rng.integers(1, 4)):  # clouds
+            cx, cy, r = rng.uniform(0, w), rng.uniform(0, h), rng.uniform(6, 20)
+            cloud = ((xx - cx) / (1.8 * r)) ** 2 + ((yy - cy) / r) ** 2 < 1
+            img[cloud] = 245
+    elif scene == "water":
+        waves = 18 * np.sin(xx / 3.0 + 2.5 * np.sin(yy / 4.0)) * (yy > horizon)
+        water = np.stack([30 + waves, 95 + waves, 150 + waves], -1)
+        img = np.where((yy > horizon)[..., None], water, sky)
+    elif scene == "grass":
+        blades = 25 * ((xx.astype(int) * 7 + yy.astype(int) * 3) % 5 == 0)
+        grass = np.stack([60 + blades, 140 + blades, 45 + 0 * blades], -1)
+        img = np.where((yy > horizon)[..., None], grass, sky)
+    elif scene == "road":
+        img = np.stack([np.full_like(yy, 95)] * 3, -1)
+        img[yy < horizon] = (150, 140, 130)  # buildings
+        lane = (np.abs(yy - (horizon + h) / 2) < 1.5) & ((xx // 8) % 2 == 0)
+        img[lane] = 235
+    elif scene == "indoor":
+        wall = np.array(rng.uniform(150, 230, 3))
+        img = np.broadcast_to(wall, (h, w, 3)).copy()
+        floor = (yy > 0.65 * h) & ((yy.astype(int) % 6) != 0)
+        img[floor] = (150, 105, 65)
+        img[(yy > 0.65 * h) & ~floor] = (110, 75, 45)
+    elif scene == "rails":
+        img = np.stack([np.full_like(yy, 125), np.full_like(yy, 115), np.full_like(yy, 100)], -1)
+        img[yy < horizon] = sky[yy < horizon]
+    else:
+        raise ValueError(f"unknown scene {scene!r}")
+    return img + noise(rng, h, w, 6)
+
+
+def context_mask(kind: str, box: tuple, size: tuple[int, int]) -> np.ndarray:
+    """Where the class-correlated context object of an object at ``box`` lies (background)."""
+    x0, y0, x1, y1 = box
+    bw, bh = x1 - x0, y1 - y0
+    shapes = {
+        "contrail": (("rect", -1.2, .45, 0, .55),),
+        "lane": (("rect", -.3, 1.0, 1.3, 1.12),),
+        "branch": (("line", -.4, .95, 1.2, 1.05, .08),),
+        "water": (("rect", -.5, .85, 1.5, 1.4),),
+        "cushion": (("ellipse", .5, 1.05, .6, .15),),
+        "fence": (("rect", -.6, .2, 1.6, .28), ("rect", -.6, .55, 1.6, .63),
+                  ("rect", -.4, .1, -.32, 1), ("rect", 1.3, .1, 1.38, 1)),
+        "sill": (("rect", -.3, 1.0, 1.3, 1.15),),
+        "rug": (("rect", -.2, .9, 1.2, 1.2),),
+        "rails": (("rect", -1, .92, 2, .98), ("rect", -1, 1.04, 2, 1.1)),
+        "cabinet": (("rect", -.1, 1.0, 1.1, 1.45),),
+    }
+    return raster(shapes[kind], (x0, y0, x0 + bw, y0 + bh), False, size)
+
+
+CONTEXT_COLOURS = {"contrail": (250, 250, 250), "lane": (240, 240, 240), "branch": (95, 60, 30),
+                   "water": (35, 100, 160), "cushion": (190, 60, 140), "fence": (170, 130, 80),
+                   "sill": (235, 235, 225), "rug": (150, 30, 40), "rails": (60, 50, 45),
+                   "cabinet": (80, 50, 30)}
+
+
+# ------------------------------------------------------------------------------- sampling
+
+
+def sample_objects(rng: np.random.Generator, size: tuple[int, int]) -> tuple[str, list[Placed]]:
+    """Pick a scene and 1-4 objects: the first by class frequency, then partners or
+    scene-mates, sizes log-uniform from small to most of the frame."""
+    names = [d.name for d in DESIGNS]
+    freq = np.array([FREQUENCY[n] for n in names])
+    first = names[rng.choice(len(names), p=freq / freq.sum())]
+    design = DESIGNS[CLASS_INDEX[first] - 1]
+    scene = design.scene if design.scene and rng.random() < 0.85 else SCENES[rng.integers(6)]
+    chosen = [first]
+    for _ in range(rng.choice(4, p=(0.45, 0.3, 0.15, 0.1))):
+        partners = PARTNERS.get(chosen[0], ())
+        if partners and rng.random() < 0.5:
+            chosen.append(partners[rng.integers(len(partners))])
+        else:
+            mates = [d.name for d in DESIGNS if d.scene in (scene, None)]
+            chosen.append(mates[rng.integers(len(mates))])
+    return scene, [place(rng, DESIGNS[CLASS_INDEX[n] - 1], size) for n in chosen]
+
+
+def place(rng: np.random.Generator, design: ClassDesign, size: tuple[int, int]) -> Placed:
+    """A random box of the design's aspect ratio, 15%-95% of the short side, mostly in frame."""
+    w, h = size
+    extent = min(w, h) * np.exp(rng.uniform(np.log(0.15), np.log(0.95)))
+    aspect = design.aspect * rng.uniform(0.85, 1.15)
+    bw, bh = (extent, extent / aspect) if aspect >= 1 else (extent * aspect, extent)
+    bw, bh = min(bw, 0.98 * w), min(bh, 0.98 * h)
+    x0 = rng.uniform(-0.1 * bw, w - 0.9 * bw)
+    y0 = rng.uniform(-0.05 * bh, h - 0.95 * bh)
+    return Placed(CLASS_INDEX[design.name], (x0, y0, x0 + bw, y0 + bh), bool(rng.random() < 0.5))
+
+
+# ------------------------------------------------------------------------------ rendering
+
+
+def render(rng: np.random.Generator, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray,
+                                                                       list[Placed]]:
+    """One image: (H, W, 3) uint8 RGB, (H, W) uint8 label map with void band, its objects."""
+    w, h = size
+    scene, objects = sample_objects(rng, size)
+    objects, masks = visible_objects(objects, size)
+    img = scene_texture(rng, scene, h, w)
+    for obj in objects:  # context objects lie behind every object
+        kind = DESIGNS[obj.cls - 1].context
+        if kind and rng.random() < 0.8:
+            m = context_mask(kind, obj.box, size)
+            img[m] = np.array(CONTEXT_COLOURS[kind], float) + noise(rng, int(m.sum()), 1, 6)[:, 0]
+    draw_clutter(rng, img)
+    label = np.zeros((h, w), np.uint8)
+    for obj, body in zip(objects, masks, strict=True):
+        design = DESIGNS[obj.cls - 1]
+        part = raster(design.part, obj.box, obj.flip, size) & body
+        img[body] = body_texture(rng, h, w, BODY_COLOURS[(obj.cls - 1) % 5])[body]
+        img[part] = part_texture(rng, h, w, obj.cls)[part]
+        label[body] = obj.cls
+    return np.clip(img, 0, 255).astype(np.uint8), void_band(label), objects
+
+
+def visible_objects(objects: list[Placed], size: tuple[int, int]
+                    ) -> tuple[list[Placed], list[np.ndarray]]:
+    """Drop objects that later ones (drawn on top) leave less than MIN_VISIBLE of, so every
+    labelled object can be seen; return the kept objects and their silhouette masks."""
+    masks = [raster(DESIGNS[o.cls - 1].body, o.box, o.flip, size) for o in objects]
+    keep = []
+    for i, m in enumerate(masks):
+        covered = np.zeros_like(m)
+        for later in masks[i + 1:]:
+            covered |= later
+        if m.sum() > 0 and (m & ~covered).sum() >= MIN_VISIBLE * m.sum():
+            keep.append(i)
+    return [objects[i] for i in keep], [masks[i] for i in keep]
+
+
+def draw_clutter(rng: np.random.Generator, img: np.ndarray) -> None:
+    """0-3 shapes of no class (background) in random plain colours."""
+    h, w = img.shape[:2]
+    for _ in range(rng.integers(0, 4)):
+        cx, cy = rng.uniform(0, w), rng.uniform(0, h)
+        r = rng.uniform(3, 0.15 * min(h, w))
+        kind = ("ellipse", .5, .5, .5, .5) if rng.random() < 0.5 else ("rect", 0, 0, 1, 1)
+        m = raster((kind,), (cx - r, cy - r, cx + r, cy + r * rng.uniform(0.5, 1.5)), False,
+                   (w, h))
+        img[m] = rng.uniform(0, 255, 3)
+
+
+def void_band(label: np.ndarray, width: int = VOID_WIDTH) -> np.ndarray:
+    """Set to 255 every pixel within ``width`` of a border between different labels."""
+    border = np.zeros(label.shape, bool)
+    padded = np.pad(label, width, mode="edge")
+    h, w = label.shape
+    for dy in range(-width, width + 1):
+        for dx in range(-width, width + 1):
+            border |= padded[width + dy:width + dy + h, width + dx:width + dx + w] != label
+    out = label.copy()
+    out[border] = voc.IGNORE
+    return out
+
+
+# -------------------------------------------------------------------------------- writing
+
+
+def image_id(split: str, index: int) -> str:
+    """Stable id of the index-th image of a split, e.g. ``train_000012``."""
+    return f"{split}_{index:06d}"
+
+
+def rng_for(seed: int, split: str, index: int) -> np.random.Generator:
+    """The image's own RNG: independent of worker count and generation order."""
+    return np.random.default_rng([seed, GENERATOR_VERSION, SPLITS.index(split), index])
+
+
+def annotation_xml(image_id_: str, size: tuple[int, int], objects: list[Placed]) -> bytes:
+    """VOC-style XML annotation with one <object> per visible object."""
+    root = ET.Element("annotation")
+    ET.SubElement(root, "folder").text = "VOC2012"
+    ET.SubElement(root, "filename").text = f"{image_id_}.jpg"
+    sz = ET.SubElement(root, "size")
+    for tag, value in zip(("width", "height", "depth"), (*size, 3), strict=True):
+        ET.SubElement(sz, tag).text = str(value)
+    ET.SubElement(root, "segmented").text = "1"
+    for obj in objects:
+        node = ET.SubElement(root, "object")
+        ET.SubElement(node, "name").text = voc.CLASSES[obj.cls]
+        ET.SubElement(node, "pose").text = "Unspecified"
+        x0, y0, x1, y1 = obj.box
+        truncated = x0 < 0 or y0 < 0 or x1 > size[0] or y1 > size[1]
+        ET.SubElement(node, "truncated").text = str(int(truncated))
+        ET.SubElement(node, "difficult").text = "0"
+        bb = ET.SubElement(node, "bndbox")
+        for tag, v, hi in zip(("xmin", "ymin", "xmax", "ymax"), obj.box, (*size, *size),
+                              strict=True):
+            ET.SubElement(bb, tag).text = str(int(np.clip(round(v), 1, hi)))
+    return ET.tostring(root)
+
+
+def write_sample(args: tuple[Path, int, str, int, int, int]) -> str:
+    """Render and write one image with its masks and XML; skip one already written (resume)."""
+    root, seed, split, index, lo, hi = args
+    iid = image_id(split, index)
+    jpg, xml = root / voc.IMAGES / f"{iid}.jpg", root / voc.ANNOTATIONS / f"{iid}.xml"
+    masks = [root / voc.SEG_CLASS_AUG / f"{iid}.png"]
+    if split != "sbd":  # SBD-style images have no VOC SegmentationClass mask
+        masks.append(root / voc.SEG_CLASS / f"{iid}.png")
+    if all(p.exists() for p in (jpg, xml, *masks)):
+        return iid
+    rng = rng_for(seed, split, index)
+    size = (int(rng.integers(lo, hi + 1)), int(rng.integers(lo, hi + 1)))
+    img, label, objects = render(rng, size)
+    voc.atomic_write(jpg, lambda t: Image.fromarray(img).save(t, "JPEG", quality=90))
+    for path in masks:
+        voc.save_label_png(path, label)
+    text = annotation_xml(iid, size, objects)
+    voc.atomic_write(xml, lambda t: t.write_bytes(text))
+    return iid
+
+
+def split_ids(cfg: SyntheticConfig) -> dict[str, list[str]]:
+    """Ids of every split for the configured sizes."""
+    counts = {"train": cfg.n_train, "val": cfg.n_val, "test": cfg.n_test, "sbd": cfg.n_extra}
+    return {s: [image_id(s, i) for i in range(n)] for s, n in counts.items()}
+
+
+def write_lists(root: Path, ids: dict[str, list[str]]) -> None:
+    """VOC segmentation lists, SBD-style lists and the train_aug list built from them.
+
+    As in the real data, the SBD-style val list also holds some VOC val images, which
+    ``build_train_aug`` must remove."""
+    seg = root / voc.SEG_LISTS
+    for split in ("train", "val", "test"):
+        voc.write_list(seg / f"{split}.txt", ids[split])
+    cut = int(0.8 * len(ids["sbd"]))
+    sbd_train, sbd_val = ids["sbd"][:cut], ids["sbd"][cut:] + ids["val"][: len(ids["val"]) // 10]
+    aug = root / "ImageSets" / "SegmentationAug"
+    voc.write_list(aug / "sbd_train.txt", sbd_train)
+    voc.write_list(aug / "sbd_val.txt", sbd_val)
+    voc.write_list(seg / "train_aug.txt",
+                   build_train_aug(sbd_train, sbd_val, ids["train"], ids["val"]))
+
+
+def generate(cfg: SyntheticConfig, root: Path, workers: int = 2) -> Path:
+    """Write (or finish writing) the synthetic benchmark into ``root``; return ``root``.
+
+    A manifest records the settings; a folder made with other settings is an error, not
+    silently mixed."""
+    root = Path(root)
+    manifest = {"generator_version": GENERATOR_VERSION, **asdict(cfg)}
+    mpath = root / MANIFEST
+    if mpath.exists() and json.loads(mpath.read_text()) != manifest:
+        raise ValueError(f"{root} holds synthetic data made with other settings "
+                         f"({json.loads(mpath.read_text())}), expected {manifest}: delete the "
+                         f"folder or set data.root to another folder")
+    voc.atomic_write(mpath, lambda t: t.write_text(json.dumps(manifest, indent=1)))
+    ids = split_ids(cfg)
+    jobs = [(root, cfg.seed, s, i, cfg.min_size, cfg.max_size)
+            for s, names in ids.items() for i in range(len(names))]
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        for _ in tqdm(pool.map(write_sample, jobs, chunksize=32), total=len(jobs),
+                      desc=f"synthetic data -> {root}", unit="img"):
+            pass
+    write_lists(root, ids)
+    return root
