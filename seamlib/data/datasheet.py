@@ -11,7 +11,7 @@ import numpy as np
 from tqdm import tqdm
 
 from seamlib.data import voc
-from seamlib.data.lists import SBD_LISTS, labels_for, list_path, xml_classes
+from seamlib.data.lists import labels_for, list_path, xml_classes
 
 SIZE_BINS = (0.0, 0.01, 0.05, 0.15, 0.35, 1.01)  # object box area / image area
 SPLITS = ("train", "val", "test", "train_aug")
@@ -20,7 +20,7 @@ SPLITS = ("train", "val", "test", "train_aug")
 def split_sizes(root: Path) -> dict[str, int]:
     """Images per list, for the VOC lists and the SBD-style ones that exist."""
     paths = {s: list_path(root, s) for s in SPLITS}
-    paths.update({p.stem: p for p in sorted((root / SBD_LISTS).glob("*.txt"))})
+    paths.update({p.stem: p for p in sorted((root / voc.SBD_LISTS).glob("*.txt"))})
     return {name: len(voc.read_list(p)) for name, p in paths.items() if p.exists()}
 
 

@@ -26,10 +26,11 @@ import numpy as np
 import scipy.io
 from tqdm import tqdm
 
-from .voc import (
+from seamlib.data.voc import (
     IGNORE,
     IMAGES,
     NUM_CLASSES,
+    SBD_LISTS,
     SEG_CLASS,
     SEG_CLASS_AUG,
     atomic_write,
@@ -43,7 +44,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = 60.0  # seconds without data before a download is given up
 CHUNK = 1 << 20
-SEG_AUG_LISTS = Path("ImageSets") / "SegmentationAug"  # where SBD's train/val lists are copied
 SBD_DATASET = Path("benchmark_RELEASE") / "dataset"  # SBD's data folder inside benchmark.tgz
 PREPARED_MARKER = ".seamlib_prepared"  # written in the VOC root once prepare_voc has finished
 _VALID_LABELS = np.array([*range(NUM_CLASSES), IGNORE])
@@ -342,7 +342,7 @@ def prepare_voc(data_dir: Path, downloads_dir: Path | None = None,
     voc_ids = copy_voc_masks(voc_root / SEG_CLASS, aug)  # first: VOC masks take precedence
     convert_sbd(sbd_dir, aug, exclude=voc_ids)
     for split in ("train", "val"):
-        write_list(voc_root / SEG_AUG_LISTS / f"sbd_{split}.txt",
+        write_list(voc_root / SBD_LISTS / f"sbd_{split}.txt",
                    read_list(sbd_dir / f"{split}.txt"))
     atomic_write(voc_root / PREPARED_MARKER, lambda tmp: tmp.write_text("VOC2012 + SBD\n"))
     return voc_root

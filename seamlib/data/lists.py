@@ -26,6 +26,7 @@ from seamlib.data.voc import (
     IGNORE,
     IMAGES,
     NUM_CLASSES,
+    SBD_LISTS,
     SEG_CLASS_AUG,
     SEG_LISTS,
     atomic_write,
@@ -34,7 +35,6 @@ from seamlib.data.voc import (
     write_list,
 )
 
-SBD_LISTS = Path("ImageSets") / "SegmentationAug"  # sbd_train.txt, sbd_val.txt
 EXPECTED_SIZES = {"train_aug": 10582, "train": 1464, "val": 1449}
 LABELS_CACHE = "cls_labels.json"
 NUM_FG = NUM_CLASSES - 1  # 20 foreground classes: the length of a multi-hot label

@@ -32,11 +32,12 @@ from seamlib.data.shapes import (
     part_style,
 )
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 SPLITS = ("train", "val", "test", "sbd")  # "sbd": extra images that only join train_aug
 MANIFEST = "synthetic.json"
 VOID_WIDTH = 1  # pixels of void on each side of an object border
 MIN_VISIBLE = 0.3  # an object less visible than this after occlusion is dropped
+MIN_INTERIOR = 6  # ... and so is one with fewer visible pixels outside the void band
 CLASS_INDEX = {d.name: i + 1 for i, d in enumerate(DESIGNS)}
 
 
@@ -219,8 +220,10 @@ def render(rng: np.random.Generator, size: tuple[int, int]) -> tuple[np.ndarray,
                                                                        list[Placed]]:
     """One image: (H, W, 3) uint8 RGB, (H, W) uint8 label map with void band, its objects."""
     w, h = size
-    scene, objects = sample_objects(rng, size)
-    objects, masks = visible_objects(objects, size)
+    objects: list[Placed] = []
+    while not objects:  # every image shows at least one labelled object, as in VOC
+        scene, objects = sample_objects(rng, size)
+        objects, masks = visible_objects(objects, size)
     img = scene_texture(rng, scene, h, w)
     for obj in objects:  # context objects lie behind every object
         kind = DESIGNS[obj.cls - 1].context
@@ -240,16 +243,19 @@ def render(rng: np.random.Generator, size: tuple[int, int]) -> tuple[np.ndarray,
 
 def visible_objects(objects: list[Placed], size: tuple[int, int]
                     ) -> tuple[list[Placed], list[np.ndarray]]:
-    """Drop objects that later ones (drawn on top) leave less than MIN_VISIBLE of, so every
-    labelled object can be seen; return the kept objects and their silhouette masks."""
+    """Keep the objects that stay recognisable under the ones drawn on top of them: at least
+    MIN_VISIBLE of the silhouette visible and some of it outside the void band. Returns the
+    kept objects (in drawing order) and their silhouette masks."""
     masks = [raster(DESIGNS[o.cls - 1].body, o.box, o.flip, size) for o in objects]
+    covered = np.zeros(masks[0].shape, bool)
     keep = []
-    for i, m in enumerate(masks):
-        covered = np.zeros_like(m)
-        for later in masks[i + 1:]:
-            covered |= later
-        if m.sum() > 0 and (m & ~covered).sum() >= MIN_VISIBLE * m.sum():
+    for i in reversed(range(len(objects))):  # top-most first: it is never occluded
+        seen = masks[i] & ~covered
+        interior = erode(seen, VOID_WIDTH).sum()
+        if seen.sum() >= MIN_VISIBLE * max(masks[i].sum(), 1) and interior >= MIN_INTERIOR:
             keep.append(i)
+            covered |= masks[i]
+    keep.reverse()
     return [objects[i] for i in keep], [masks[i] for i in keep]
 
 
@@ -265,14 +271,28 @@ def draw_clutter(rng: np.random.Generator, img: np.ndarray) -> None:
         img[m] = rng.uniform(0, 255, 3)
 
 
+def shifts(a: np.ndarray, width: int):
+    """Every shift of ``a`` by up to ``width`` pixels in each direction (edges repeated)."""
+    padded = np.pad(a, width, mode="edge")
+    h, w = a.shape
+    for dy in range(2 * width + 1):
+        for dx in range(2 * width + 1):
+            yield padded[dy:dy + h, dx:dx + w]
+
+
+def erode(mask: np.ndarray, width: int) -> np.ndarray:
+    """Pixels of ``mask`` whose whole (2 width + 1)^2 neighbourhood is in the mask."""
+    out = mask.copy()
+    for shifted in shifts(mask, width):
+        out &= shifted
+    return out
+
+
 def void_band(label: np.ndarray, width: int = VOID_WIDTH) -> np.ndarray:
     """Set to 255 every pixel within ``width`` of a border between different labels."""
     border = np.zeros(label.shape, bool)
-    padded = np.pad(label, width, mode="edge")
-    h, w = label.shape
-    for dy in range(-width, width + 1):
-        for dx in range(-width, width + 1):
-            border |= padded[width + dy:width + dy + h, width + dx:width + dx + w] != label
+    for shifted in shifts(label, width):
+        border |= shifted != label
     out = label.copy()
     out[border] = voc.IGNORE
     return out
@@ -352,7 +372,7 @@ def write_lists(root: Path, ids: dict[str, list[str]]) -> None:
         voc.write_list(seg / f"{split}.txt", ids[split])
     cut = int(0.8 * len(ids["sbd"]))
     sbd_train, sbd_val = ids["sbd"][:cut], ids["sbd"][cut:] + ids["val"][: len(ids["val"]) // 10]
-    aug = root / "ImageSets" / "SegmentationAug"
+    aug = root / voc.SBD_LISTS
     voc.write_list(aug / "sbd_train.txt", sbd_train)
     voc.write_list(aug / "sbd_val.txt", sbd_val)
     voc.write_list(seg / "train_aug.txt",

@@ -27,6 +27,7 @@ SEG_CLASS = "SegmentationClass"  # VOC's own masks (train/val), with a void band
 SEG_CLASS_AUG = "SegmentationClassAug"  # SBD + VOC masks for every train_aug image
 ANNOTATIONS = "Annotations"
 SEG_LISTS = Path("ImageSets") / "Segmentation"
+SBD_LISTS = Path("ImageSets") / "SegmentationAug"  # sbd_train.txt, sbd_val.txt (SBD's lists)
 
 
 def voc_palette() -> np.ndarray:

@@ -1,0 +1,89 @@
+"""The plain-CAM baseline and the difficulty measurement of a benchmark.
+
+The baseline is SEAM with ER, ECR and the PCM terms off (classification loss only, one
+branch); its CAMs come from fc8. The synthetic benchmark's difficulty is set once on these
+numbers, never by looking at SEAM's results.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from seamlib.bench import hardware
+from seamlib.cams import infer_cams, iter_cams
+from seamlib.config import Config, apply_overrides
+from seamlib.data.datasets import MultiScaleDataset, SegmentationDataset
+from seamlib.data.lists import labels_for
+from seamlib.data.voc import SEG_CLASS, atomic_write, load_label_png
+from seamlib.evaluate import average_precision, scores, sweep_table, threshold_sweep
+from seamlib.models import SEAMNet, build_model
+from seamlib.models.weights import load_weights
+from seamlib.train import train
+
+THRESHOLDS = np.round(np.arange(0.0, 0.96, 0.01), 2)
+BASELINE = {"loss": {"use_er": False, "use_ecr": False, "use_rvmin": False}}
+
+
+def baseline_config(cfg: Config) -> Config:
+    """The plain CAM classifier of a profile: same data, model and optimiser, cls loss only."""
+    cfg = apply_overrides(cfg, BASELINE)
+    cfg.train.out_dir = str(Path(cfg.train.out_dir) / "baseline")
+    return cfg
+
+
+@torch.no_grad()
+def classification_map(net: SEAMNet, root: str, list_name: str) -> float:
+    """Mean AP of image-level scores (sigmoid of pooled fc8 CAMs) over classes present."""
+    net.eval()
+    data = SegmentationDataset(root, list_name)
+    labels = labels_for(root, list_name)
+    out, targets = [], []
+    for i in range(len(data)):
+        image, _, iid = data[i]
+        out.append(torch.sigmoid(net(image[None], with_pcm=False).cam[0, 1:].mean((1, 2))))
+        targets.append(labels[iid])
+    return float(np.nanmean(average_precision(torch.stack(out).numpy(), np.stack(targets))))
+
+
+def cam_sweep(cam_dir: Path, root: str, list_name: str) -> np.ndarray:
+    """Confusion matrices of the CAM pseudo labels of a list for every threshold."""
+    ids = SegmentationDataset(root, list_name).ids
+    samples = ((cams, classes, load_label_png(Path(root) / SEG_CLASS / f"{iid}.png"))
+               for iid, cams, classes in iter_cams(cam_dir, ids))
+    return threshold_sweep(samples, THRESHOLDS)
+
+
+def measure_difficulty(cfg: Config, command: str) -> dict:
+    """Train the baseline, then measure classification mAP on val and CAM mIoU on train."""
+    base = baseline_config(cfg)
+    weights = train(base)
+    net = build_model(base.model)
+    load_weights(net, weights)
+    root, out = base.data.root, Path(base.train.out_dir)
+    for split in (base.data.cam_list, base.data.val_list):
+        infer_cams(net, MultiScaleDataset(root, split, labels_for(root, split)),
+                   out / f"cams_{split}", use_pcm=False)
+    train_confs = cam_sweep(out / f"cams_{base.data.cam_list}", root, base.data.cam_list)
+    val_confs = cam_sweep(out / f"cams_{base.data.val_list}", root, base.data.val_list)
+    curve = sweep_table(train_confs, THRESHOLDS)
+    best = int(np.argmax([r["miou"] for r in curve]))
+    chosen = int(np.argmax([r["miou"] for r in sweep_table(val_confs, THRESHOLDS)]))
+    result = {
+        "val_map": classification_map(net, root, base.data.val_list),
+        "train_miou_best": curve[best]["miou"], "best_threshold": float(THRESHOLDS[best]),
+        "val_threshold": float(THRESHOLDS[chosen]),
+        "train_miou_at_val_threshold": curve[chosen]["miou"],
+        "mfp": curve[best]["mfp"], "mfn": curve[best]["mfn"],
+        "per_class_iou": scores(train_confs[best])["iou"], "curve": curve,
+        "train_minutes": json.loads((out / "summary.json").read_text())["seconds"] / 60,
+        "command": command, "seed": base.train.seed, "hardware": hardware(),
+        "config": dataclasses.asdict(base),
+    }
+    atomic_write(out / "difficulty.json", lambda t: t.write_text(json.dumps(result, indent=1)))
+    return result
+
