@@ -19,7 +19,7 @@ install: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/nbstripout --verify notebooks/*.ipynb
+	$(BIN)/nbstripout --keep-count --verify notebooks/*.ipynb
 
 test: lint
 	$(BIN)/pytest --nbval-lax -p no:cacheprovider

@@ -19,7 +19,7 @@ from seamlib.cams import infer_cams, iter_cams
 from seamlib.config import Config, apply_overrides
 from seamlib.data.datasets import MultiScaleDataset, SegmentationDataset
 from seamlib.data.lists import labels_for
-from seamlib.data.voc import SEG_CLASS, atomic_write, load_label_png
+from seamlib.data.voc import SEG_CLASS, load_label_png
 from seamlib.evaluate import average_precision, scores, sweep_table, threshold_sweep
 from seamlib.models import SEAMNet, build_model
 from seamlib.models.weights import load_weights
@@ -59,7 +59,8 @@ def cam_sweep(cam_dir: Path, root: str, list_name: str) -> np.ndarray:
 
 
 def measure_difficulty(cfg: Config, command: str) -> dict:
-    """Train the baseline, then measure classification mAP on val and CAM mIoU on train."""
+    """Train the baseline, then measure classification mAP on val and CAM mIoU on train
+    (best threshold, and the threshold chosen on val)."""
     base = baseline_config(cfg)
     weights = train(base)
     net = build_model(base.model)
@@ -84,6 +85,5 @@ def measure_difficulty(cfg: Config, command: str) -> dict:
         "command": command, "seed": base.train.seed, "hardware": hardware(),
         "config": dataclasses.asdict(base),
     }
-    atomic_write(out / "difficulty.json", lambda t: t.write_text(json.dumps(result, indent=1)))
     return result
 

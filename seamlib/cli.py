@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from seamlib.config import PROFILES_NAMES, Config, load_config
+from seamlib.data.voc import atomic_write
 
 RESULTS = Path("results")
 
@@ -55,16 +56,16 @@ def cmd_difficulty(args: argparse.Namespace) -> None:
     command = " ".join(["seam", *sys.argv[1:]])
     result = measure_difficulty(cfg, command)
     out = RESULTS / cfg.profile
+    atomic_write(out / "difficulty.json", lambda t: t.write_text(json.dumps(result, indent=1)))
     print(json.dumps({k: v for k, v in result.items() if k not in ("curve", "config")}, indent=1))
     print(write_datasheet(cfg.data.root, out, result))
 
 
 def cmd_datasheet(args: argparse.Namespace) -> None:
-    from seamlib.baseline import baseline_config
     from seamlib.data.datasheet import write_datasheet
 
     cfg = config_from(args)
-    path = Path(baseline_config(cfg).train.out_dir) / "difficulty.json"
+    path = RESULTS / cfg.profile / "difficulty.json"
     difficulty = json.loads(path.read_text()) if path.exists() else None
     print(write_datasheet(cfg.data.root, RESULTS / cfg.profile, difficulty))
 
@@ -87,7 +88,27 @@ def cmd_notebook(args: argparse.Namespace) -> None:
     if args.data_root:
         params["data_root"] = args.data_root
     papermill.execute_notebook(str(source), str(target), parameters=params, cwd="notebooks")
+    if args.update_checks:
+        copy_checked_outputs(target, source)
     print(target)
+
+
+CHECK_MARK = "# NBVAL_CHECK_OUTPUT"
+
+
+def copy_checked_outputs(executed: Path, source: Path) -> None:
+    """Store the outputs of the ``# NBVAL_CHECK_OUTPUT`` cells of an executed notebook in its
+    source (with nbstripout's ``keep_output``), as the reference nbval compares against."""
+    import nbformat
+
+    ran, src = nbformat.read(executed, as_version=4), nbformat.read(source, as_version=4)
+    executed_cells = {c.source: c for c in ran.cells if c.cell_type == "code"}
+    for cell in src.cells:
+        if cell.cell_type == "code" and cell.source.startswith(CHECK_MARK):
+            cell.outputs = executed_cells[cell.source].outputs
+            cell.execution_count = executed_cells[cell.source].execution_count  # nbval needs it
+            cell.metadata["keep_output"] = True
+    nbformat.write(src, source)
 
 
 def cmd_step_benchmark(args: argparse.Namespace) -> None:
@@ -111,6 +132,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("name")
     p.add_argument("--profile", choices=PROFILES_NAMES, default="proxy")
     p.add_argument("--data-root", default=None)
+    p.add_argument("--update-checks", action="store_true",
+                   help="store the outputs of the NBVAL_CHECK_OUTPUT cells in the source")
     p.set_defaults(func=cmd_notebook)
     p = sub.add_parser("step-benchmark", help="time one SEAM training step on this machine")
     p.add_argument("--width", type=float, default=1.0)

@@ -49,7 +49,7 @@ def save_checkpoint(path: Path, net: SEAMNet, opt: torch.optim.Optimizer, step: 
                     seconds: float) -> None:
     """Write model + optimiser state atomically, so a crash never leaves a broken checkpoint."""
     state = {"model": net.state_dict(), "optimizer": opt.state_dict(), "step": step,
-             "seconds": seconds}
+             "seconds": seconds, "rng": torch.get_rng_state()}
     atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 
@@ -109,5 +109,6 @@ def resume(path: Path, net: SEAMNet, opt: torch.optim.Optimizer) -> tuple[int, f
     state = torch.load(path, map_location="cpu", weights_only=True)
     net.load_state_dict(state["model"])
     opt.load_state_dict(state["optimizer"])
+    torch.set_rng_state(state["rng"])  # dropout and augmentation continue as if never stopped
     print(f"resuming {path} at step {state['step']}")
     return int(state["step"]), float(state["seconds"])
