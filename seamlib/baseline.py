@@ -13,11 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader
 
 from seamlib.bench import hardware
 from seamlib.cams import infer_cams, iter_cams
 from seamlib.config import Config, apply_overrides
-from seamlib.data.datasets import MultiScaleDataset, SegmentationDataset
+from seamlib.data.datasets import ClassificationDataset, MultiScaleDataset, SegmentationDataset
 from seamlib.data.lists import labels_for
 from seamlib.data.voc import SEG_CLASS, load_label_png
 from seamlib.evaluate import average_precision, scores, sweep_table, threshold_sweep
@@ -37,17 +38,17 @@ def baseline_config(cfg: Config) -> Config:
 
 
 @torch.no_grad()
-def classification_map(net: SEAMNet, root: str, list_name: str) -> float:
-    """Mean AP of image-level scores (sigmoid of pooled fc8 CAMs) over classes present."""
+def classification_map(net: SEAMNet, cfg: Config, list_name: str) -> float:
+    """Mean AP of image-level scores (pooled fc8 CAMs) on whole images at the training scale
+    (long side = crop size, padded square), over the classes present."""
     net.eval()
-    data = SegmentationDataset(root, list_name)
-    labels = labels_for(root, list_name)
+    labels = labels_for(cfg.data.root, list_name)
+    data = ClassificationDataset.from_config(cfg.data, labels, list_name, train=False)
     out, targets = [], []
-    for i in range(len(data)):
-        image, _, iid = data[i]
-        out.append(torch.sigmoid(net(image[None], with_pcm=False).cam[0, 1:].mean((1, 2))))
-        targets.append(labels[iid])
-    return float(np.nanmean(average_precision(torch.stack(out).numpy(), np.stack(targets))))
+    for images, target, _ in DataLoader(data, batch_size=32):
+        out.append(net(images, with_pcm=False).cam[:, 1:].mean((2, 3)))
+        targets.append(target)
+    return float(np.nanmean(average_precision(torch.cat(out).numpy(), torch.cat(targets).numpy())))
 
 
 def cam_sweep(cam_dir: Path, root: str, list_name: str) -> np.ndarray:
@@ -75,7 +76,7 @@ def measure_difficulty(cfg: Config, command: str) -> dict:
     best = int(np.argmax([r["miou"] for r in curve]))
     chosen = int(np.argmax([r["miou"] for r in sweep_table(val_confs, THRESHOLDS)]))
     result = {
-        "val_map": classification_map(net, root, base.data.val_list),
+        "val_map": classification_map(net, base, base.data.val_list),
         "train_miou_best": curve[best]["miou"], "best_threshold": float(THRESHOLDS[best]),
         "val_threshold": float(THRESHOLDS[chosen]),
         "train_miou_at_val_threshold": curve[chosen]["miou"],

@@ -32,7 +32,7 @@ from seamlib.data.shapes import (
     part_style,
 )
 
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 SPLITS = ("train", "val", "test", "sbd")  # "sbd": extra images that only join train_aug
 MANIFEST = "synthetic.json"
 VOID_WIDTH = 1  # pixels of void on each side of an object border
@@ -202,9 +202,9 @@ def sample_objects(rng: np.random.Generator, size: tuple[int, int]) -> tuple[str
 
 
 def place(rng: np.random.Generator, design: ClassDesign, size: tuple[int, int]) -> Placed:
-    """A random box of the design's aspect ratio, 15%-95% of the short side, mostly in frame."""
+    """A random box of the design's aspect ratio, 25%-95% of the short side, mostly in frame."""
     w, h = size
-    extent = min(w, h) * np.exp(rng.uniform(np.log(0.15), np.log(0.95)))
+    extent = min(w, h) * np.exp(rng.uniform(np.log(0.25), np.log(0.95)))
     aspect = design.aspect * rng.uniform(0.85, 1.15)
     bw, bh = (extent, extent / aspect) if aspect >= 1 else (extent * aspect, extent)
     bw, bh = min(bw, 0.98 * w), min(bh, 0.98 * h)
