@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -10,8 +11,8 @@ import pytest
 from seamlib.config import load_config
 from seamlib.data import voc
 from seamlib.data.lists import cross_check, labels_from_masks, labels_from_xml, validate
-from seamlib.data.shapes import DESIGNS, part_style
-from seamlib.data.synthetic import erode, generate, void_band
+from seamlib.data.shapes import DESIGNS, body_family, part_style
+from seamlib.data.synthetic import erode, generate, part_period, void_band
 
 
 @pytest.fixture(scope="module")
@@ -88,3 +89,12 @@ def test_every_class_has_a_unique_part_and_a_shape():
     assert [d.name for d in DESIGNS] == list(voc.CLASSES[1:])
     styles = [part_style(i) for i in range(1, 21)]
     assert len(set(styles)) == 20
+
+
+def test_bodies_share_a_family_in_pairs_so_only_the_part_tells_them_apart():
+    assert sorted(Counter(body_family(i) for i in range(1, 21)).values()) == [2] * 10
+
+
+def test_part_pattern_scales_with_the_object():
+    assert part_period((0, 0, 24, 10)) == 3  # small objects: the 3 px floor
+    assert part_period((0, 0, 80, 160)) == 20  # 8 periods along the longer side

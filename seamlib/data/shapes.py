@@ -1,7 +1,7 @@
 """The 20 object classes of the synthetic benchmark: silhouettes, parts, looks and contexts.
 
 Each class is drawn from primitives in a unit box (x right, y down). Its *body* shares one of
-five colour families with three other classes, while a small *part* carries a pattern unique
+ten colour families with one other class, while a small *part* carries a pattern unique
 to the class: a classifier can name the class from the part alone, so plain CAMs light up the
 part and miss the body (under-activation). Most classes also prefer a scene and some bring a
 *context* object labelled background (water under boats, rails under trains, a fence behind
@@ -18,8 +18,9 @@ Primitive = tuple
 
 SCENES = ("sky", "water", "grass", "road", "indoor", "rails")
 
-# Five body colour families; class k uses family (k - 1) % 5, so each family has four classes.
-BODY_COLOURS = ((165, 62, 52), (62, 92, 168), (196, 176, 70), (118, 118, 118), (124, 84, 46))
+# Ten body colour families; class k uses family body_family(k), so each family has two classes.
+BODY_COLOURS = ((165, 62, 52), (62, 92, 168), (196, 176, 70), (118, 118, 118), (124, 84, 46),
+                (60, 140, 130), (140, 70, 140), (210, 125, 60), (230, 170, 180), (40, 40, 70))
 
 # Saturated colours for the class-unique part patterns.
 PART_COLOURS = ((255, 0, 255), (0, 255, 255), (255, 255, 0), (0, 0, 0), (255, 255, 255),
@@ -145,6 +146,11 @@ PARTNERS: dict[str, tuple[str, ...]] = {
 # Relative frequency of each class as the first object of an image (person most common).
 FREQUENCY: dict[str, float] = {name: 1.0 for name in (d.name for d in DESIGNS)}
 FREQUENCY.update(person=3.0, chair=1.4, car=1.4, dog=1.3, cat=1.2, bird=1.1)
+
+
+def body_family(index: int) -> int:
+    """Body colour family of class ``index`` (1..20): classes k and k + 10 share one."""
+    return (index - 1) % len(BODY_COLOURS)
 
 
 def part_style(index: int) -> tuple[str, tuple[int, int, int], tuple[int, int, int]]:

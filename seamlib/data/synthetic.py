@@ -29,15 +29,19 @@ from seamlib.data.shapes import (
     PARTNERS,
     SCENES,
     ClassDesign,
+    body_family,
     part_style,
 )
 
-GENERATOR_VERSION = 3
+GENERATOR_VERSION = 4
 SPLITS = ("train", "val", "test", "sbd")  # "sbd": extra images that only join train_aug
 MANIFEST = "synthetic.json"
 VOID_WIDTH = 1  # pixels of void on each side of an object border
 MIN_VISIBLE = 0.3  # an object less visible than this after occlusion is dropped
 MIN_INTERIOR = 6  # ... and so is one with fewer visible pixels outside the void band
+MIN_EXTENT = 0.25  # smallest object box side, as a fraction of the image's short side
+EXTRA_OBJECTS = (0.45, 0.3, 0.15, 0.1)  # P(0..3 objects besides the first)
+PERIODS_PER_OBJECT = 8  # part pattern periods along an object's longer side
 CLASS_INDEX = {d.name: i + 1 for i, d in enumerate(DESIGNS)}
 
 
@@ -99,20 +103,26 @@ def body_texture(rng: np.random.Generator, h: int, w: int, colour: tuple) -> np.
     return base * shade + noise(rng, h, w, 7)
 
 
-def part_texture(rng: np.random.Generator, h: int, w: int, index: int) -> np.ndarray:
-    """The class-unique two-colour pattern of the discriminative part."""
+def part_texture(rng: np.random.Generator, h: int, w: int, index: int,
+                 period: int) -> np.ndarray:
+    """The class-unique two-colour pattern of the discriminative part; ``period`` in pixels."""
     kind, c1, c2 = part_style(index)
     yy, xx = np.mgrid[0:h, 0:w]
-    period = 4
     select = {
         "hstripes": (yy // period) % 2,
         "vstripes": (xx // period) % 2,
         "checker": ((yy // period) + (xx // period)) % 2,
-        "dots": ((yy % period < 2) & (xx % period < 2)).astype(int),
+        "dots": ((yy % period < period / 2) & (xx % period < period / 2)).astype(int),
         "diagonal": ((xx + yy) // period) % 2,
     }[kind]
     out = np.where(select[..., None] == 1, np.array(c1, float), np.array(c2, float))
     return out + noise(rng, h, w, 6)
+
+
+def part_period(box: tuple[float, float, float, float]) -> int:
+    """Pattern period that scales with the object (1/8 of its longer side, at least 3 px), so
+    the part stays legible on small objects and large ones alike."""
+    return max(3, round(max(box[2] - box[0], box[3] - box[1]) / PERIODS_PER_OBJECT))
 
 
 def scene_texture(rng: np.random.Generator, scene: str, h: int, w: int) -> np.ndarray:
@@ -191,7 +201,7 @@ def sample_objects(rng: np.random.Generator, size: tuple[int, int]) -> tuple[str
     design = DESIGNS[CLASS_INDEX[first] - 1]
     scene = design.scene if design.scene and rng.random() < 0.85 else SCENES[rng.integers(6)]
     chosen = [first]
-    for _ in range(rng.choice(4, p=(0.45, 0.3, 0.15, 0.1))):
+    for _ in range(rng.choice(4, p=EXTRA_OBJECTS)):
         partners = PARTNERS.get(chosen[0], ())
         if partners and rng.random() < 0.5:
             chosen.append(partners[rng.integers(len(partners))])
@@ -204,7 +214,7 @@ def sample_objects(rng: np.random.Generator, size: tuple[int, int]) -> tuple[str
 def place(rng: np.random.Generator, design: ClassDesign, size: tuple[int, int]) -> Placed:
     """A random box of the design's aspect ratio, 25%-95% of the short side, mostly in frame."""
     w, h = size
-    extent = min(w, h) * np.exp(rng.uniform(np.log(0.25), np.log(0.95)))
+    extent = min(w, h) * np.exp(rng.uniform(np.log(MIN_EXTENT), np.log(0.95)))
     aspect = design.aspect * rng.uniform(0.85, 1.15)
     bw, bh = (extent, extent / aspect) if aspect >= 1 else (extent * aspect, extent)
     bw, bh = min(bw, 0.98 * w), min(bh, 0.98 * h)
@@ -235,8 +245,8 @@ def render(rng: np.random.Generator, size: tuple[int, int]) -> tuple[np.ndarray,
     for obj, body in zip(objects, masks, strict=True):
         design = DESIGNS[obj.cls - 1]
         part = raster(design.part, obj.box, obj.flip, size) & body
-        img[body] = body_texture(rng, h, w, BODY_COLOURS[(obj.cls - 1) % 5])[body]
-        img[part] = part_texture(rng, h, w, obj.cls)[part]
+        img[body] = body_texture(rng, h, w, BODY_COLOURS[body_family(obj.cls)])[body]
+        img[part] = part_texture(rng, h, w, obj.cls, part_period(obj.box))[part]
         label[body] = obj.cls
     return np.clip(img, 0, 255).astype(np.uint8), void_band(label), objects
 

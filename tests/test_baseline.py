@@ -1,0 +1,33 @@
+"""The plain-CAM baseline and the difficulty measurement, end to end on the smoke profile."""
+
+import pytest
+
+from seamlib.baseline import THRESHOLDS, baseline_config, measure_difficulty
+from seamlib.config import load_config
+from seamlib.data.synthetic import generate
+
+
+def test_baseline_config_turns_off_every_seam_term_and_writes_elsewhere():
+    cfg = load_config("proxy")
+    base = baseline_config(cfg)
+    assert not (base.loss.use_er or base.loss.use_ecr or base.loss.use_rvmin)
+    assert base.train.out_dir.endswith("baseline") and cfg.loss.use_er  # input left untouched
+
+
+@pytest.fixture(scope="module")
+def result(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("difficulty")
+    cfg = load_config("smoke", {"train": {"out_dir": str(tmp / "run")}}, data_root=tmp / "VOC")
+    generate(cfg.synthetic, tmp / "VOC", workers=1)
+    return measure_difficulty(cfg, "seam difficulty --profile smoke")
+
+
+def test_measurement_is_complete_and_in_range(result):
+    assert 0 <= result["val_map"] <= 1
+    assert 0 <= result["train_miou_best"] <= 1
+    assert result["train_miou_at_val_threshold"] <= result["train_miou_best"] + 1e-9
+    assert len(result["curve"]) == len(THRESHOLDS)
+    best = max(r["miou"] for r in result["curve"])
+    assert result["train_miou_best"] == pytest.approx(best)
+    assert result["best_threshold"] in THRESHOLDS and result["train_minutes"] >= 0
+    assert result["config"]["loss"]["use_er"] is False
