@@ -6,6 +6,7 @@ interrupted run resume where it stopped. Output: ``<out_dir>/model.pth`` (releas
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -25,6 +26,8 @@ from seamlib.transforms import parse_transform
 
 CHECKPOINT = "checkpoint.pth"
 MODEL = "model.pth"
+CONFIG = "config.json"
+UNCHECKED = {"train.out_dir", "data.num_workers"}  # settings that do not change the result
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -53,12 +56,29 @@ def save_checkpoint(path: Path, net: SEAMNet, opt: torch.optim.Optimizer, step: 
     atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 
+def check_run_config(out: Path, cfg: Config) -> None:
+    """Record the run's settings in ``out``; refuse to resume or reuse a run made with others."""
+    current = json.loads(json.dumps(dataclasses.asdict(cfg)))  # tuples as lists, like the file
+    path = out / CONFIG
+    if not path.exists():
+        atomic_write(path, lambda tmp: tmp.write_text(json.dumps(current, indent=1)))
+        return
+    saved = json.loads(path.read_text())
+    changed = [f"{stage}.{key}" for stage, values in current.items() if isinstance(values, dict)
+               for key, value in values.items()
+               if f"{stage}.{key}" not in UNCHECKED and saved.get(stage, {}).get(key) != value]
+    if changed:
+        raise ValueError(f"{out} holds a run made with other settings ({', '.join(changed)}; "
+                         f"see {path}); set another train.out_dir or delete that folder")
+
+
 def train(cfg: Config, out_dir: str | Path | None = None, progress: bool = True) -> Path:
     """Train the SEAM network the config describes; return the path of the trained weights."""
     out = Path(out_dir or cfg.train.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    check_run_config(out, cfg)
     if (out / MODEL).exists():
         return out / MODEL
-    out.mkdir(parents=True, exist_ok=True)
     generator = seed_everything(cfg.train.seed)
     labels = labels_for(cfg.data.root, cfg.data.train_list)
     dataset = ClassificationDataset.from_config(cfg.data, labels)

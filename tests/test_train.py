@@ -64,3 +64,11 @@ def test_resume_continues_to_the_same_weights(smoke, tmp_path, monkeypatch):
     for key in a:
         torch.testing.assert_close(a[key], b[key], msg=key)
     assert (tmp_path / "resumed" / CHECKPOINT).exists()
+
+
+def test_a_run_folder_refuses_other_settings(smoke, tmp_path):
+    train(smoke, tmp_path / "run", progress=False)
+    assert train(smoke, tmp_path / "run", progress=False) == tmp_path / "run" / "model.pth"
+    other = load_config("smoke", {"train": {"epochs": 3}}, data_root=smoke.data.root)
+    with pytest.raises(ValueError, match=r"train\.epochs"):
+        train(other, tmp_path / "run", progress=False)
