@@ -101,7 +101,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
                  "color_jitter": (0.3, 0.3, 0.3, 0.0), "num_workers": 2},
         # From-scratch training needs trainable normalisation and real momentum.
         "model": {"width": 0.125, "frozen_bn": False, "frozen_stem": False},
-        "train": {"lr": 0.05, "momentum": 0.9, "batch_size": 16, "epochs": 20,
+        "train": {"lr": 0.05, "momentum": 0.9, "batch_size": 16, "epochs": 30,
                   "out_dir": "runs/proxy"},
     },
     "smoke": {
