@@ -119,8 +119,9 @@ def difficulty_markdown(d: dict | None) -> list[str]:
                 ""]
     cfg = d["config"]
     return ["## Difficulty (plain CAM baseline, set once, never tuned on SEAM)", "",
-            "Targets: classification mAP on `val` >= 0.9; CAM pseudo-label mIoU on `train` "
-            "(best background threshold) between 30% and 65%. "
+            f"Targets: classification mAP on `val` >= {MAP_TARGET}; CAM pseudo-label mIoU on "
+            f"`train` (best background threshold) between {MIOU_WINDOW[0]:.0%} and "
+            f"{MIOU_WINDOW[1]:.0%}. "
             f"Targets met: **{'yes' if targets_met(d) else 'no'}**.", "",
             f"Baseline: ResNet38 at width {cfg['model']['width']}, classification loss only, "
             f"{cfg['train']['epochs']} epochs of `{cfg['data']['train_list']}`, batch "
