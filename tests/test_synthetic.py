@@ -97,4 +97,4 @@ def test_bodies_share_a_family_in_pairs_so_only_the_part_tells_them_apart():
 
 def test_part_pattern_scales_with_the_object():
     assert part_period((0, 0, 24, 10)) == 3  # small objects: the 3 px floor
-    assert part_period((0, 0, 80, 160)) == 20  # 8 periods along the longer side
+    assert part_period((0, 0, 80, 160)) == 20  # 8 stripe widths along the longer side

@@ -41,7 +41,7 @@ MIN_VISIBLE = 0.3  # an object less visible than this after occlusion is dropped
 MIN_INTERIOR = 6  # ... and so is one with fewer visible pixels outside the void band
 MIN_EXTENT = 0.25  # smallest object box side, as a fraction of the image's short side
 EXTRA_OBJECTS = (0.45, 0.3, 0.15, 0.1)  # P(0..3 objects besides the first)
-PERIODS_PER_OBJECT = 8  # part pattern periods along an object's longer side
+PERIODS_PER_OBJECT = 8  # part pattern cells (stripe widths) along an object's longer side
 CLASS_INDEX = {d.name: i + 1 for i, d in enumerate(DESIGNS)}
 
 
@@ -105,7 +105,7 @@ def body_texture(rng: np.random.Generator, h: int, w: int, colour: tuple) -> np.
 
 def part_texture(rng: np.random.Generator, h: int, w: int, index: int,
                  period: int) -> np.ndarray:
-    """The class-unique two-colour pattern of the discriminative part; ``period`` in pixels."""
+    """The class-unique two-colour pattern of the discriminative part; ``period``: cell size, px."""
     kind, c1, c2 = part_style(index)
     yy, xx = np.mgrid[0:h, 0:w]
     select = {
@@ -120,7 +120,7 @@ def part_texture(rng: np.random.Generator, h: int, w: int, index: int,
 
 
 def part_period(box: tuple[float, float, float, float]) -> int:
-    """Pattern period that scales with the object (1/8 of its longer side, at least 3 px), so
+    """Pattern cell size that scales with the object (1/8 of its longer side, at least 3 px), so
     the part stays legible on small objects and large ones alike."""
     return max(3, round(max(box[2] - box[0], box[3] - box[1]) / PERIODS_PER_OBJECT))
 
