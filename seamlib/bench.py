@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from seamlib.config import LossConfig, ModelConfig
-from seamlib.data.voc import atomic_write
+from seamlib.io import atomic_write
 from seamlib.losses import seam_loss
 from seamlib.models import build_model
 from seamlib.transforms import parse_transform

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from seamlib.data.datasets import MultiScaleDataset
-from seamlib.data.voc import atomic_write
+from seamlib.io import atomic_write
 from seamlib.models import SEAMNet
 
 EPS = 1e-5

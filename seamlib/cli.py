@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from seamlib.config import PROFILES_NAMES, Config, load_config
-from seamlib.data.voc import atomic_write
+from seamlib.io import atomic_write
 
 RESULTS = Path("results")
 

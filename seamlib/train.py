@@ -18,7 +18,7 @@ from tqdm import tqdm
 from seamlib.config import Config
 from seamlib.data.datasets import ClassificationDataset
 from seamlib.data.lists import labels_for
-from seamlib.data.voc import atomic_write
+from seamlib.io import atomic_write
 from seamlib.losses import seam_loss
 from seamlib.models import SEAMNet, build_model
 from seamlib.models.weights import load_weights, save_released

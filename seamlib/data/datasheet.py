@@ -12,6 +12,7 @@ from tqdm import tqdm
 
 from seamlib.data import voc
 from seamlib.data.lists import labels_for, list_path
+from seamlib.io import atomic_write
 
 SIZE_BINS = (0.0, 0.01, 0.05, 0.15, 0.35, 1.01)  # object box area / image area
 SPLITS = ("train", "val", "test", "train_aug")
@@ -145,7 +146,7 @@ def write_datasheet(root: str | Path, out: str | Path, difficulty: dict | None =
     manifest_path = root / "synthetic.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
     text = datasheet_markdown(stats, manifest, difficulty)
-    voc.atomic_write(out / "datasheet.json", lambda t: t.write_text(json.dumps(stats, indent=1)))
-    voc.atomic_write(out / "datasheet.md", lambda t: t.write_text(text))
+    atomic_write(out / "datasheet.json", lambda t: t.write_text(json.dumps(stats, indent=1)))
+    atomic_write(out / "datasheet.md", lambda t: t.write_text(text))
     return out / "datasheet.md"
 

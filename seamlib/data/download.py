@@ -33,12 +33,12 @@ from seamlib.data.voc import (
     SBD_LISTS,
     SEG_CLASS,
     SEG_CLASS_AUG,
-    atomic_write,
     load_label_png,
     read_list,
     save_label_png,
     write_list,
 )
+from seamlib.io import atomic_write
 
 log = logging.getLogger(__name__)
 

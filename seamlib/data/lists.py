@@ -29,11 +29,11 @@ from seamlib.data.voc import (
     SBD_LISTS,
     SEG_CLASS_AUG,
     SEG_LISTS,
-    atomic_write,
     load_label_png,
     read_list,
     write_list,
 )
+from seamlib.io import atomic_write
 
 EXPECTED_SIZES = {"train_aug": 10582, "train": 1464, "val": 1449}
 LABELS_CACHE = "cls_labels.json"

@@ -22,6 +22,7 @@ from seamlib.data.lists import (
     write_train_aug,
 )
 from seamlib.data.synthetic import generate
+from seamlib.io import atomic_write
 
 
 def prepare_data(cfg: Config, workers: int = 2) -> Path:
@@ -39,7 +40,7 @@ def prepare_data(cfg: Config, workers: int = 2) -> Path:
     disagreements = cross_check(labels, labels_from_xml(root, list(labels)))
     if disagreements:
         report = format_disagreements(disagreements, total=len(labels))
-        voc.atomic_write(root / "label_crosscheck.txt", lambda t: t.write_text(report))
+        atomic_write(root / "label_crosscheck.txt", lambda t: t.write_text(report))
         print(f"labels from masks and XML disagree on {len(disagreements)} images; "
               f"see {root / 'label_crosscheck.txt'} (labels come from the masks)")
     return root

@@ -32,6 +32,7 @@ from seamlib.data.shapes import (
     body_family,
     part_style,
 )
+from seamlib.io import atomic_write
 
 GENERATOR_VERSION = 4
 SPLITS = ("train", "val", "test", "sbd")  # "sbd": extra images that only join train_aug
@@ -358,11 +359,11 @@ def write_sample(args: tuple[Path, int, str, int, int, int]) -> str:
     rng = rng_for(seed, split, index)
     size = (int(rng.integers(lo, hi + 1)), int(rng.integers(lo, hi + 1)))
     img, label, objects = render(rng, size)
-    voc.atomic_write(jpg, lambda t: Image.fromarray(img).save(t, "JPEG", quality=90))
+    atomic_write(jpg, lambda t: Image.fromarray(img).save(t, "JPEG", quality=90))
     for path in masks:
         voc.save_label_png(path, label)
     text = annotation_xml(iid, size, objects)
-    voc.atomic_write(xml, lambda t: t.write_bytes(text))
+    atomic_write(xml, lambda t: t.write_bytes(text))
     return iid
 
 
@@ -401,7 +402,7 @@ def generate(cfg: SyntheticConfig, root: Path, workers: int = 2) -> Path:
         raise ValueError(f"{root} holds synthetic data made with other settings "
                          f"({json.loads(mpath.read_text())}), expected {manifest}: delete the "
                          f"folder or set data.root to another folder")
-    voc.atomic_write(mpath, lambda t: t.write_text(json.dumps(manifest, indent=1)))
+    atomic_write(mpath, lambda t: t.write_text(json.dumps(manifest, indent=1)))
     ids = split_ids(cfg)
     jobs = [(root, cfg.seed, s, i, cfg.min_size, cfg.max_size)
             for s, names in ids.items() for i in range(len(names))]

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from seamlib.data.voc import atomic_write
+from seamlib.io import atomic_write
 from seamlib.models.seam import HEAD_NAMES
 
 # (our prefix, released prefix), most specific first; the last row is the catch-all for the
