@@ -21,7 +21,7 @@ from seamlib.data.lists import labels_for
 from seamlib.io import atomic_write
 from seamlib.losses import seam_loss
 from seamlib.models import SEAMNet, build_model
-from seamlib.models.weights import load_weights, save_released
+from seamlib.models.weights import load_weights, require_weights, save_released
 from seamlib.transforms import parse_transform
 
 CHECKPOINT = "checkpoint.pth"
@@ -74,6 +74,7 @@ def check_run_config(out: Path, cfg: Config) -> None:
 
 def train(cfg: Config, out_dir: str | Path | None = None, progress: bool = True) -> Path:
     """Train the SEAM network the config describes; return the path of the trained weights."""
+    require_weights(cfg.model)
     out = Path(out_dir or cfg.train.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     check_run_config(out, cfg)
