@@ -25,6 +25,9 @@ class DataConfig:
     train_list: str = "train_aug"  # classification / SEAM training
     cam_list: str = "train"  # CAM quality is measured here (SEAM issue #6)
     val_list: str = "val"
+    # Image-level labels: "xml" (authors: every object of Annotations/<id>.xml, difficult ones
+    # included) or "mask" (classes painted in SegmentationClassAug; difficult objects are void)
+    label_source: str = "xml"
     crop_size: int = 448
     resize_long: tuple[int, int] = (448, 768)  # random long-side resize range
     color_jitter: tuple[float, float, float, float] = (0.3, 0.3, 0.3, 0.1)

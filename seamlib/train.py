@@ -81,7 +81,7 @@ def train(cfg: Config, out_dir: str | Path | None = None, progress: bool = True)
     if (out / MODEL).exists():
         return out / MODEL
     generator = seed_everything(cfg.train.seed)
-    labels = labels_for(cfg.data.root, cfg.data.train_list)
+    labels = labels_for(cfg.data.root, cfg.data.train_list, cfg.data.label_source)
     dataset = ClassificationDataset.from_config(cfg.data, labels)
     loader = DataLoader(dataset, batch_size=cfg.train.batch_size, shuffle=True, drop_last=True,
                         num_workers=cfg.data.num_workers, generator=generator)
