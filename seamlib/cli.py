@@ -3,6 +3,7 @@
     seam data --profile proxy            # generate (proxy/smoke) or download (voc), validate
     seam difficulty --profile proxy      # plain-CAM baseline numbers + datasheet
     seam train --profile proxy --set train.epochs=2
+    seam cams --profile proxy            # PCM CAMs of data.cam_list from the trained weights
     seam notebook 01_data --profile proxy
     seam step-benchmark --width 1.0 --batch 2 --size 448
 """
@@ -89,6 +90,14 @@ def cmd_train(args: argparse.Namespace) -> None:
     print(train(config_from(args)))
 
 
+def cmd_cams(args: argparse.Namespace) -> None:
+    """write the CAMs of a list from trained SEAM weights (PCM output, or --raw-cam)"""
+    from seamlib.cams import cams_stage
+
+    cfg = config_from(args)
+    print(cams_stage(cfg, args.weights, args.list, args.out, use_pcm=not args.raw_cam))
+
+
 def cmd_notebook(args: argparse.Namespace) -> None:
     """execute notebooks/NAME.ipynb into results/PROFILE/"""
     import papermill
@@ -156,6 +165,16 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=func.__doc__)
         add_config_args(p, device)
         p.set_defaults(func=func)
+    p = sub.add_parser("cams", help=cmd_cams.__doc__)
+    add_config_args(p, device=True)
+    p.add_argument("--weights", default=None,
+                   help="SEAM checkpoint (default: TRAIN.OUT_DIR/model.pth)")
+    p.add_argument("--list", default=None, help="image list (default: data.cam_list)")
+    p.add_argument("--out", default=None,
+                   help="output folder (default: TRAIN.OUT_DIR/cams_LIST, cams_raw_LIST)")
+    p.add_argument("--raw-cam", action="store_true",
+                   help="the classifier's fc8 CAM instead of the PCM-refined one")
+    p.set_defaults(func=cmd_cams)
     p = sub.add_parser("notebook", help=cmd_notebook.__doc__)
     p.add_argument("name")
     p.add_argument("--profile", choices=PROFILES_NAMES, default=DEFAULT_PROFILE)
