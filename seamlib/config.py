@@ -167,7 +167,7 @@ PROFILES["proxy"].update({
 })
 PROFILES["smoke"].update({
     "crf": {"workers": 0},
-    "affinity": {"crop_size": 48, "radius": 2},
+    "affinity": {"crop_size": 48},
     "aff_train": {"momentum": 0.9, "batch_size": 4, "epochs": 1, "out_dir": "runs/smoke/aff"},
 })
 
