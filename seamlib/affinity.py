@@ -3,7 +3,7 @@
 Loss: for the pair affinities a and the background-positive, foreground-positive and negative
 pair masks, bg = sum(-log(a + 1e-5)) / n_bg, fg likewise, neg = sum(-log(1 + 1e-5 - a)) / n_neg
 (each count + 1e-5); loss = bg / 4 + fg / 4 + neg / 2.
-Output: ``<out_dir>/model.pth`` from the shared trainer.
+Output: ``<out_dir>/model.pth`` from the shared trainer, under the authors' released names.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from seamlib.config import Config
 from seamlib.data.affinity_data import AffinityDataset
 from seamlib.device import resolve_device
 from seamlib.models.affinity import AffinityNet, build_affinity_net, pair_labels
-from seamlib.models.weights import load_weights
+from seamlib.models.weights import load_weights, save_released
+from seamlib.trainer import fit
 
 EPS = 1e-5
 
@@ -47,17 +48,15 @@ def train_affinity(cfg: Config, label_dir: str | Path, out_dir: str | Path,
     """Train AffinityNet on the ``cfg.data.train_list`` images and their label maps in
     ``label_dir``; the trunk starts from ``cfg.model.weights`` (ImageNet, as the authors do;
     only the trunk of any file is used). Returns the trained weights' path."""
-    from seamlib.trainer import fit  # the shared training loop
-
     net = build_affinity_net(cfg.model, cfg.affinity.radius)
     if cfg.model.weights:
         load_weights(net, cfg.model.weights, kind="imagenet")
     aff = cfg.affinity
     dataset = AffinityDataset(cfg.data.root, cfg.data.train_list, label_dir, aff.crop_size,
                               aff.resize_long, aff.color_jitter)
-    settings = {"model": dataclasses.asdict(cfg.model), "affinity": dataclasses.asdict(aff),
-                "data_root": str(cfg.data.root), "train_list": cfg.data.train_list,
-                "label_dir": str(label_dir)}
+    settings = {name: dataclasses.asdict(getattr(cfg, name))
+                for name in ("data", "model", "affinity", "aff_train")}
+    settings["inputs"] = {"label_dir": str(label_dir)}
     return fit(net, affinity_loss_fn, dataset, cfg.aff_train, out_dir,
                device=resolve_device(cfg.device), num_workers=cfg.data.num_workers,
-               settings=settings, progress=progress)
+               settings=settings, progress=progress, save=save_released)

@@ -230,10 +230,11 @@ def test_loss_fn_trains_on_a_batch(voc_root, tiny, tmp_path):
 
 
 def test_train_affinity_smoke(voc_root, tiny, tmp_path):
-    pytest.importorskip("seamlib.trainer")
     write_labels(voc_root, tmp_path / "labels", tiny.images)
     cfg = load_config("smoke", data_root=voc_root)
     cfg.device = "cpu"
     path = train_affinity(cfg, tmp_path / "labels", tmp_path / "aff", progress=False)
     assert path.is_file()
+    assert "f8_5.weight" in torch.load(path)  # released names
     load_weights(net(radius=cfg.affinity.radius), path)  # loads back, strictly
+    assert (tmp_path / "aff" / "config.json").is_file()
