@@ -18,7 +18,6 @@ The unary is -log of the scores as given (clipped at 1e-5, pydensecrf's
 from __future__ import annotations
 
 import dataclasses
-import json
 import multiprocessing
 from collections.abc import Callable
 from pathlib import Path
@@ -30,11 +29,10 @@ from seamlib.cams import load_cam
 from seamlib.config import CRFConfig
 from seamlib.data.datasets import VOCImages
 from seamlib.data.voc import IGNORE, save_label_png
-from seamlib.io import atomic_write, sha256_file
+from seamlib.io import sha256_file
+from seamlib.manifest import Manifest
 
 LABEL_KINDS = ("threshold", "affinity")
-MANIFEST = "manifest.json"
-MANIFEST_EVERY = 100  # images between manifest updates (resume granularity)
 
 
 def _pydensecrf():
@@ -123,24 +121,6 @@ def _settings(cfg: CRFConfig, kind: str) -> dict:
     return {"kind": kind, **values}
 
 
-def _load_manifest(path: Path, settings: dict) -> dict[str, str]:
-    """{id: CAM sha256} of the outputs in a folder; error if made with other settings."""
-    if not path.exists():
-        return {}
-    saved = json.loads(path.read_text())
-    if saved.get("settings") != settings:
-        changed = sorted(k for k in settings if saved.get("settings", {}).get(k) != settings[k])
-        raise ValueError(f"{path.parent} holds CRF labels made with other settings "
-                         f"({', '.join(changed)}; see {path}); use another output folder or "
-                         "delete that one")
-    return dict(saved["cams"])
-
-
-def _write_manifest(path: Path, settings: dict, done: dict[str, str]) -> None:
-    text = json.dumps({"settings": settings, "cams": dict(sorted(done.items()))}, indent=1)
-    atomic_write(path, lambda tmp: tmp.write_text(text))
-
-
 class _Job:
     """One image's work (picklable for the process pool): load, CRF, write the PNG."""
 
@@ -186,20 +166,11 @@ def crf_stage(cam_dir: str | Path, root: str | Path, list_name: str, out_dir: st
         raise FileNotFoundError(f"{cam_dir}: no CAM file for {len(missing)} ids of "
                                 f"{images.list_path}, e.g. {missing[:3]}; run the cams stage")
     out.mkdir(parents=True, exist_ok=True)
-    settings = _settings(cfg, kind)
-    manifest = out / MANIFEST
-    done = _load_manifest(manifest, settings)
     hashes = {i: sha256_file(cam_dir / f"{i}.npz") for i in images.ids}
-    todo = [i for i in images.ids
-            if done.get(i) != hashes[i] or not (out / f"{i}.png").is_file()]
-    for i in todo:
-        done.pop(i, None)
+    manifest = Manifest(out, _settings(cfg, kind), hashes)
     job = _Job(images, cam_dir, out, kind, cfg)
-    bar = tqdm(_run(job, todo, cfg.workers), total=len(todo), desc=f"crf {kind} -> {out}",
-               disable=not progress)
-    for n, image_id in enumerate(bar, start=1):
-        done[image_id] = hashes[image_id]
-        if n % MANIFEST_EVERY == 0:
-            _write_manifest(manifest, settings, done)
-    _write_manifest(manifest, settings, done)
+    for image_id in tqdm(_run(job, manifest.todo, cfg.workers), total=len(manifest.todo),
+                         desc=f"crf {kind} -> {out}", disable=not progress):
+        manifest.finished(image_id)
+    manifest.save()
     return out

@@ -11,7 +11,6 @@ import torch
 from seamlib.cams import save_cam
 from seamlib.config import CRFConfig
 from seamlib.crf import (
-    MANIFEST,
     combine_affinity_labels,
     crf_stage,
     dense_crf,
@@ -20,6 +19,7 @@ from seamlib.crf import (
 )
 from seamlib.data.lists import list_path
 from seamlib.data.voc import IGNORE, load_label_png, read_list
+from seamlib.manifest import MANIFEST
 
 
 def test_dense_crf_marginals_and_smoothing():
