@@ -29,8 +29,7 @@ from seamlib.cams import load_cam
 from seamlib.config import CRFConfig
 from seamlib.data.datasets import VOCImages
 from seamlib.data.voc import IGNORE, save_label_png
-from seamlib.io import sha256_file
-from seamlib.manifest import Manifest
+from seamlib.manifest import Manifest, cam_hashes
 
 LABEL_KINDS = ("threshold", "affinity")
 
@@ -115,6 +114,17 @@ def label_image(image: np.ndarray, cams: np.ndarray, classes: np.ndarray, kind: 
 # ------------------------------------------------------------------------------------ stage
 
 
+def load_image_cams(cam_dir: Path, images: VOCImages, image_id: str,
+                    size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """(cams, classes) of one image, checked against the image's (H, W)."""
+    cam_path = cam_dir / f"{image_id}.npz"
+    cams, classes = load_cam(cam_path)
+    if cams.shape[1:] != tuple(size):
+        raise ValueError(f"{cam_path}: CAMs are {cams.shape[1:]} but the image "
+                         f"{images.image_path(image_id)} is {tuple(size)}")
+    return cams, classes
+
+
 def _settings(cfg: CRFConfig, kind: str) -> dict:
     """The settings an output depends on (the pool size does not change results)."""
     values = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "workers"}
@@ -130,11 +140,7 @@ class _Job:
 
     def __call__(self, image_id: str) -> str:
         image = np.asarray(self.images.load_image(image_id))
-        cam_path = self.cam_dir / f"{image_id}.npz"
-        cams, classes = load_cam(cam_path)
-        if cams.shape[1:] != image.shape[:2]:
-            raise ValueError(f"{cam_path}: CAMs are {cams.shape[1:]} but the image "
-                             f"{self.images.image_path(image_id)} is {image.shape[:2]}")
+        cams, classes = load_image_cams(self.cam_dir, self.images, image_id, image.shape[:2])
         save_label_png(self.out / f"{image_id}.png",
                        label_image(image, cams, classes, self.kind, self.cfg))
         return image_id
@@ -161,12 +167,8 @@ def crf_stage(cam_dir: str | Path, root: str | Path, list_name: str, out_dir: st
         raise ValueError(f"kind must be one of {LABEL_KINDS}, got {kind!r}")
     cam_dir, out = Path(cam_dir), Path(out_dir)
     images = VOCImages(root, list_name)
-    missing = [i for i in images.ids if not (cam_dir / f"{i}.npz").is_file()]
-    if missing:
-        raise FileNotFoundError(f"{cam_dir}: no CAM file for {len(missing)} ids of "
-                                f"{images.list_path}, e.g. {missing[:3]}; run the cams stage")
+    hashes = cam_hashes(cam_dir, images)
     out.mkdir(parents=True, exist_ok=True)
-    hashes = {i: sha256_file(cam_dir / f"{i}.npz") for i in images.ids}
     manifest = Manifest(out, _settings(cfg, kind), hashes)
     job = _Job(images, cam_dir, out, kind, cfg)
     for image_id in tqdm(_run(job, manifest.todo, cfg.workers), total=len(manifest.todo),

@@ -7,7 +7,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from seamlib.io import atomic_write
+from seamlib.data.datasets import VOCImages
+from seamlib.io import atomic_write, sha256_file
 
 MANIFEST = "manifest.json"
 
@@ -32,6 +33,15 @@ def write_manifest(path: Path, settings: dict, done: dict[str, str]) -> None:
     """Record the settings and the input hash of every finished image, atomically."""
     text = json.dumps({"settings": settings, "inputs": dict(sorted(done.items()))}, indent=1)
     atomic_write(path, lambda tmp: tmp.write_text(text))
+
+
+def cam_hashes(cam_dir: Path, images: VOCImages) -> dict[str, str]:
+    """{id: sha256 of its CAM file} for a list; an error naming the folder if any is missing."""
+    missing = [i for i in images.ids if not (cam_dir / f"{i}.npz").is_file()]
+    if missing:
+        raise FileNotFoundError(f"{cam_dir}: no CAM file for {len(missing)} ids of "
+                                f"{images.list_path}, e.g. {missing[:3]}; run the cams stage")
+    return {i: sha256_file(cam_dir / f"{i}.npz") for i in images.ids}
 
 
 class Manifest:
