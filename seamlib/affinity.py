@@ -40,7 +40,12 @@ def affinity_loss_fn(net: AffinityNet, batch) -> dict[str, torch.Tensor]:
     if aff.shape[1] == 0:
         raise ValueError(f"affinity.crop_size {images.shape[-1]} gives a {labels.shape[-1]}-wide "
                          "label map: too small for any pair; use a larger crop")
-    return affinity_loss(aff, *pair_labels(labels, net.radius))
+    targets = pair_labels(labels, net.radius)
+    if targets[0].shape != aff.shape:
+        raise ValueError(f"label maps {tuple(labels.shape[1:])} give pairs "
+                         f"{tuple(targets[0].shape)} but the network's stride-8 features give "
+                         f"{tuple(aff.shape)}: labels must be the crop at stride 8")
+    return affinity_loss(aff, *targets)
 
 
 def train_affinity(cfg: Config, label_dir: str | Path, out_dir: str | Path,

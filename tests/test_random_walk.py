@@ -9,9 +9,10 @@ import pytest
 import torch
 from torch import nn
 
+from seamlib.affinity import train_affinity
 from seamlib.cams import save_cam
-from seamlib.config import Config, ModelConfig, RandomWalkConfig
-from seamlib.crf import with_background
+from seamlib.config import Config, ModelConfig, RandomWalkConfig, load_config
+from seamlib.crf import crf_stage, with_background
 from seamlib.data.lists import list_path
 from seamlib.data.voc import load_label_png, read_list
 from seamlib.models.affinity import build_affinity_net
@@ -122,3 +123,23 @@ def test_random_walk_stage(voc_root, tiny, tmp_path):
         random_walk_stage(cam_dir, weights, voc_root, "train", out, cfg, progress=False)
     with pytest.raises(FileNotFoundError, match="absent.pth"):
         random_walk_stage(cam_dir, tmp_path / "absent.pth", voc_root, "train", out, cfg)
+
+
+def test_crf_affinity_random_walk_chain(voc_root, tiny, tmp_path):
+    """The three stages fit together on smoke settings: CAMs -> CRF affinity labels ->
+    AffinityNet training -> random-walk pseudo labels."""
+    cfg = load_config("smoke", data_root=voc_root)
+    cfg.device, cfg.data.train_list = "cpu", "train"
+    cams = tmp_path / "cams"
+    gen = torch.Generator().manual_seed(0)
+    for image_id in read_list(list_path(voc_root, "train")):
+        height, width, classes = tiny.images[image_id]
+        label = torch.zeros(20)
+        label[[c - 1 for c in classes]] = 1
+        save_cam(cams / f"{image_id}.npz", torch.rand(20, height, width, generator=gen), label)
+    labels = crf_stage(cams, voc_root, "train", tmp_path / "crf", cfg.crf, progress=False)
+    cfg.aff_train.batch_size = 3
+    weights = train_affinity(cfg, labels, tmp_path / "aff", progress=False)
+    out = random_walk_stage(cams, weights, voc_root, "train", tmp_path / "rw", cfg,
+                            progress=False)
+    assert sorted(p.stem for p in out.glob("*.png")) == read_list(list_path(voc_root, "train"))
