@@ -7,8 +7,8 @@ channels_last, and DDP when launched by ``torchrun``. Output: ``<out_dir>/model.
 Reproducibility: the data order of an epoch depends only on (seed, epoch) and each sample's
 augmentation only on (seed, epoch, index) (``EpochBatches``, ``SeededSamples``), so batches
 do not depend on ``num_workers``, on the number of processes, or on where a run was resumed.
-Training randomness (dropout) comes from torch's global RNG, seeded with ``train.seed`` and
-saved in every checkpoint (one state per process).
+Training randomness (dropout) comes from torch's global RNG, seeded with ``train.seed`` plus
+the process's rank and saved in every checkpoint (one state per process).
 """
 
 from __future__ import annotations
@@ -38,9 +38,10 @@ MODEL = "model.pth"
 CONFIG = "config.json"
 LOG = "log.jsonl"
 SUMMARY = "summary.json"
-# Setting names that cannot change the trained weights: where files go, how many loader
-# processes decode the (seed, epoch, index)-seeded samples, and whether a bar is drawn.
-UNCHECKED = {"out_dir", "num_workers", "progress"}
+# Setting names (in any stage) that cannot change the trained weights: where files go, how
+# many loader processes decode the (seed, epoch, index)-seeded samples, whether a bar is
+# drawn, and how often the log and the checkpoints are written (a resume is exact).
+UNCHECKED = {"out_dir", "num_workers", "progress", "log_every", "checkpoint_every"}
 AMP = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 LossFn = Callable[[nn.Module, Any], dict[str, torch.Tensor]]
@@ -202,20 +203,31 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
 def check_run_config(out: Path, settings: dict[str, Any], write: bool = True) -> None:
     """Record the run's settings in ``out``; refuse to resume or reuse a run made with others.
 
-    ``settings`` is ``{stage: {name: value}}``; names in ``UNCHECKED`` are not compared."""
+    ``settings`` is ``{stage: {name: value}}`` (or ``{name: value}`` for run-wide ones such
+    as the device); names in ``UNCHECKED`` are not compared, stages not given are ignored."""
     current = json.loads(json.dumps(settings))  # tuples as lists, like the file
     path = out / CONFIG
     if not path.exists():
         if write:
             atomic_write(path, lambda tmp: tmp.write_text(json.dumps(current, indent=1)))
         return
-    saved = json.loads(path.read_text())
-    changed = [f"{stage}.{key}" for stage, values in current.items() if isinstance(values, dict)
-               for key, value in values.items()
-               if key not in UNCHECKED and saved.get(stage, {}).get(key) != value]
+    saved, missing = flatten(json.loads(path.read_text())), object()
+    changed = [key for key, value in flatten(current).items()
+               if key.rsplit(".", 1)[-1] not in UNCHECKED and saved.get(key, missing) != value]
     if changed:
         raise ValueError(f"{out} holds a run made with other settings ({', '.join(changed)}; "
                          f"see {path}); set another out_dir or delete that folder")
+
+
+def flatten(settings: dict[str, Any]) -> dict[str, Any]:
+    """``{stage: {name: value}, name: value}`` -> ``{"stage.name": value, "name": value}``."""
+    flat = {}
+    for stage, values in settings.items():
+        if isinstance(values, dict):
+            flat.update({f"{stage}.{name}": value for name, value in values.items()})
+        else:
+            flat[stage] = values
+    return flat
 
 
 class Run:
@@ -338,8 +350,8 @@ def fit(net: nn.Module, loss_fn: LossFn, dataset: Dataset, train: TrainConfig,
     network, so it must only call it (``net(...)``) and average its loss over the batch."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(train.seed)
     rank, world, device, owns_group = init_distributed(torch.device(device))
+    torch.manual_seed(train.seed + rank)  # training randomness (dropout), distinct per process
     try:
         if settings is not None:
             check_run_config(out, settings, write=rank == 0)
