@@ -39,9 +39,9 @@ CONFIG = "config.json"
 LOG = "log.jsonl"
 SUMMARY = "summary.json"
 # Setting names (in any stage) that cannot change the trained weights: where files go, how
-# many loader processes decode the (seed, epoch, index)-seeded samples, whether a bar is
-# drawn, and how often the log and the checkpoints are written (a resume is exact).
-UNCHECKED = {"out_dir", "num_workers", "progress", "log_every", "checkpoint_every"}
+# many loader processes decode the (seed, epoch, index)-seeded samples, and how often the log
+# and the checkpoints are written (a resume is exact).
+UNCHECKED = {"out_dir", "num_workers", "log_every", "checkpoint_every"}
 AMP = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 LossFn = Callable[[nn.Module, Any], dict[str, torch.Tensor]]
@@ -237,6 +237,10 @@ class Run:
                  world: int, device: torch.device) -> None:
         self.rank, self.world, self.device = rank, world, device
         self.train, self.out, self.main = train, out, self.rank == 0
+        if train.log_every < 1 or train.checkpoint_every < 0:
+            raise ValueError(f"train.log_every must be >= 1 and train.checkpoint_every >= 0 "
+                             f"(0: at each epoch's end); got {train.log_every}, "
+                             f"{train.checkpoint_every}")
         self.sampler = EpochBatches(size, train.batch_size, train.seed, self.rank, self.world)
         self.max_step = train.epochs * self.sampler.steps
         self.dtype = autocast_dtype(train.amp, self.device)
@@ -297,12 +301,17 @@ class Run:
             torch.manual_seed(derived_seed(self.train.seed, self.step, self.rank + 1))
         if self.main:
             print(f"resuming {path} at step {self.step}")
-            keep = [line for line in self.read_log() if json.loads(line)["step"] <= self.step]
-            atomic_write(self.out / LOG, lambda t: t.write_text("".join(keep)))
+            self.truncate_log()
 
-    def read_log(self) -> list[str]:
+    def truncate_log(self) -> None:
+        """Drop log rows past the resumed step (and a row torn by the kill): no step twice."""
         path = self.out / LOG
-        return path.read_text().splitlines(keepends=True) if path.exists() else []
+        keep = []
+        for line in path.read_text().splitlines(keepends=True) if path.exists() else []:
+            with contextlib.suppress(json.JSONDecodeError):
+                if json.loads(line)["step"] <= self.step:
+                    keep.append(line if line.endswith("\n") else line + "\n")
+        atomic_write(path, lambda t: t.write_text("".join(keep)))
 
     def reduce(self, terms: dict[str, torch.Tensor]) -> dict[str, float]:
         """Loss terms averaged over the processes, as floats (one sync per step)."""

@@ -137,6 +137,8 @@ def test_a_run_killed_mid_epoch_resumes_to_the_same_weights(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         toy_fit(tmp_path / "resumed", killed_at_step_6, checkpoint_every=2)
     assert torch.load(tmp_path / "resumed" / CHECKPOINT, weights_only=True)["step"] == 4
+    with (tmp_path / "resumed" / LOG).open("a") as log:
+        log.write('{"step": 6, "ep')  # a row torn by the kill
     resumed = toy_fit(tmp_path / "resumed", checkpoint_every=2)
     assert_same(weights(full), weights(resumed), rtol=0, atol=0)
     rows = [json.loads(r) for r in (tmp_path / "resumed" / LOG).read_text().splitlines()]
