@@ -263,3 +263,33 @@ def test_ddp_two_processes_match_one_process(tmp_path, monkeypatch):
     assert (tmp_path / "ddp" / MODEL).exists()
     summary = json.loads((tmp_path / "ddp" / "summary.json").read_text())
     assert summary["processes"] == 2 and summary["steps"] == 2
+
+
+def test_default_cpu_step_is_the_pinned_manual_step(tmp_path):
+    """On CPU with default settings (no autocast, no channels_last) a trainer step is bit for
+    bit the plain poly-SGD step that tests/test_voc_pin.py pins."""
+    cfg, loss_cfg = TrainConfig(**SMOKE_TRAIN), LossConfig()
+    transform = parse_transform(loss_cfg.transform)
+    data = SmokeImages()
+    batch = (data.images[:4], data.labels[:4], ["0", "1", "2", "3"])
+
+    def loss_fn(model, batch):
+        return seam_loss(model, batch[0], batch[1], transform, loss_cfg)
+
+    nets = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        nets.append(build_model(ModelConfig(width=0.0625, frozen_bn=False)).train())
+    run = trainer.Run(nets[0], cfg, tmp_path, len(data), 0, 1, torch.device("cpu"))
+    opt = trainer.build_optimizer(nets[1], cfg)
+    for step in range(2):
+        torch.manual_seed(step)  # the same dropout masks on both sides
+        run.train_step(batch, loss_fn)
+        torch.manual_seed(step)
+        for group in opt.param_groups:
+            group["lr"] = cfg.lr * group["lr_mult"] * trainer.poly_factor(step, run.max_step, 0.9)
+        terms = loss_fn(nets[1], batch)
+        opt.zero_grad(set_to_none=True)
+        terms["loss"].backward()
+        opt.step()
+    assert_same(nets[0].state_dict(), nets[1].state_dict(), rtol=0, atol=0)
