@@ -293,3 +293,10 @@ def test_default_cpu_step_is_the_pinned_manual_step(tmp_path):
         terms["loss"].backward()
         opt.step()
     assert_same(nets[0].state_dict(), nets[1].state_dict(), rtol=0, atol=0)
+
+
+def test_to_device_moves_nested_tensors_and_keeps_the_rest():
+    batch = ({"image": torch.zeros(2, 3, 4, 5), "mask": torch.zeros(2, 4, 5)}, ["a", "b"])
+    moved = trainer.to_device(batch, torch.device("cpu"), channels_last=True)
+    assert moved[0]["image"].is_contiguous(memory_format=torch.channels_last)
+    assert moved[0]["mask"].is_contiguous() and moved[1] == ["a", "b"]
