@@ -86,6 +86,10 @@ class TrainConfig:
     epochs: int = 8
     seed: int = 0
     out_dir: str = "runs/voc"
+    checkpoint_every: int = 0  # optimiser steps between checkpoints; 0: only at each epoch's end
+    log_every: int = 20  # optimiser steps between rows of <out_dir>/log.jsonl (and the last)
+    amp: str = "auto"  # mixed precision: "auto" (bf16 on CUDA, off on CPU), "off", "bf16", "fp16"
+    channels_last: str = "auto"  # channels_last memory format: "auto" (CUDA only), "on", "off"
 
 
 @dataclass
