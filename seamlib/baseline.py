@@ -21,7 +21,13 @@ from seamlib.config import Config, apply_overrides
 from seamlib.data.datasets import ClassificationDataset, MultiScaleDataset, SegmentationDataset
 from seamlib.data.lists import labels_for
 from seamlib.data.voc import SEG_CLASS, load_label_png
-from seamlib.evaluate import average_precision, scores, sweep_table, threshold_sweep
+from seamlib.evaluate import (
+    average_precision,
+    json_safe,
+    scores,
+    sweep_table,
+    threshold_sweep,
+)
 from seamlib.models import SEAMNet, build_model
 from seamlib.models.weights import load_weights
 from seamlib.train import train
@@ -86,5 +92,5 @@ def measure_difficulty(cfg: Config, command: str) -> dict:
         "command": command, "seed": base.train.seed, "hardware": hardware(),
         "config": dataclasses.asdict(base),
     }
-    return result
+    return json_safe(result)  # classes absent from the list have NaN IoU: null in JSON
 

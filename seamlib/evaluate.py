@@ -7,7 +7,9 @@ per class T (ground truth), P (prediction), TP, ignoring void (255) ground truth
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 
@@ -23,14 +25,41 @@ def confusion(pred: np.ndarray, gt: np.ndarray, n: int = NUM_CLASSES) -> np.ndar
     return np.bincount(index, minlength=n * n).reshape(n, n)
 
 
-def scores(conf: np.ndarray) -> dict[str, float | list[float]]:
-    """IoU per class, mIoU, FP and FN rates per class and their means (paper Sec. 4.3)."""
+def scores(conf: np.ndarray, absent_as_zero: bool = False) -> dict[str, Any]:
+    """IoU per class, mIoU, FP and FN rates per class and their means (paper Sec. 4.3).
+
+    A class in neither ground truth nor prediction has no IoU: by default it is NaN in the
+    per-class lists and left out of the means, and ``present``/``absent`` name the classes the
+    means run over and those left out. ``absent_as_zero`` reproduces the authors' code, which
+    counts such a class as IoU 0 (FP, FN 0) in every mean."""
     tp = np.diag(conf).astype(float)
     t, p = conf.sum(1).astype(float), conf.sum(0).astype(float)
-    union = np.maximum(t + p - tp, 1)
-    iou, fp, fn = tp / union, (p - tp) / union, (t - tp) / union
-    return {"miou": float(iou.mean()), "mfp": float(fp.mean()), "mfn": float(fn.mean()),
-            "iou": iou.tolist(), "fp": fp.tolist(), "fn": fn.tolist()}
+    union = t + p - tp
+    present = union > 0 if not absent_as_zero else np.ones(len(union), bool)
+    safe = np.maximum(union, 1)
+    iou, fp, fn = (np.where(present, x / safe, np.nan) for x in (tp, p - tp, t - tp))
+    return {"miou": _mean(iou), "mfp": _mean(fp), "mfn": _mean(fn),
+            "iou": iou.tolist(), "fp": fp.tolist(), "fn": fn.tolist(),
+            "present": np.flatnonzero(present).tolist(),
+            "absent": np.flatnonzero(~present).tolist()}
+
+
+def _mean(values: np.ndarray) -> float:
+    """Mean over the non-NaN values; NaN when there are none."""
+    kept = values[~np.isnan(values)]
+    return float(kept.mean()) if len(kept) else float("nan")
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with every NaN float replaced by None (JSON null) and tuples as lists, so
+    ``json.dumps`` writes valid JSON (it would write ``NaN``)."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
 
 
 def cam_prediction(cams: np.ndarray, classes: np.ndarray, threshold: float) -> np.ndarray:
@@ -65,9 +94,12 @@ def sweep_table(confs: np.ndarray, thresholds: np.ndarray) -> list[dict[str, flo
 
 
 def average_precision(scores_: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """Per-class average precision (area under the precision-recall steps, as VOC >= 2010).
+    """Per-class average precision as VOC >= 2010: the area under the precision-recall curve
+    after making precision monotone (each point takes the best precision at equal or higher
+    recall).
 
-    ``scores_`` and ``targets`` are (N, C); classes with no positive get NaN."""
+    ``scores_`` and ``targets`` are (N, C); classes with no positive get NaN. Tied scores keep
+    the input order."""
     aps = np.full(scores_.shape[1], np.nan)
     for c in range(scores_.shape[1]):
         order = np.argsort(-scores_[:, c], kind="stable")
@@ -75,5 +107,6 @@ def average_precision(scores_: np.ndarray, targets: np.ndarray) -> np.ndarray:
         if not hits.any():
             continue
         precision = np.cumsum(hits) / np.arange(1, len(hits) + 1)
-        aps[c] = precision[hits].mean()
+        envelope = np.maximum.accumulate(precision[::-1])[::-1]
+        aps[c] = envelope[hits].sum() / hits.sum()  # each hit adds 1/npos recall
     return aps

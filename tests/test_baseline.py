@@ -1,5 +1,7 @@
 """The plain-CAM baseline and the difficulty measurement, end to end on the smoke profile."""
 
+import json
+
 import pytest
 
 from seamlib.baseline import THRESHOLDS, baseline_config, measure_difficulty
@@ -31,3 +33,4 @@ def test_measurement_is_complete_and_in_range(result):
     assert result["train_miou_best"] == pytest.approx(best)
     assert result["best_threshold"] in THRESHOLDS and result["train_minutes"] >= 0
     assert result["config"]["loss"]["use_er"] is False
+    json.dumps(result, allow_nan=False)  # valid JSON: classes absent from smoke's lists are null
