@@ -3,6 +3,7 @@
     seam data --profile proxy            # generate (proxy/smoke) or download (voc), validate
     seam difficulty --profile proxy      # plain-CAM baseline numbers + datasheet
     seam train --profile proxy --set train.epochs=2
+    seam evaluate runs/proxy/cams_val --list val --out results.json
     seam notebook 01_data --profile proxy
     seam step-benchmark --width 1.0 --batch 2 --size 448
 """
@@ -76,6 +77,19 @@ def cmd_train(args: argparse.Namespace) -> None:
     print(train(config_from(args)))
 
 
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    """Score a CAM folder (npz) or label-PNG folder against the masks of a list."""
+    from seamlib.evaluate import evaluate
+
+    root = args.data_root or load_config(args.profile).data.root
+    result = evaluate(args.pred_dir, root, args.list, args.kind, args.threshold, args.mask_dir)
+    if args.out:
+        text = json.dumps(result, indent=1, allow_nan=False)
+        atomic_write(Path(args.out), lambda t: t.write_text(text))
+    keys = ("kind", "list", "images", "threshold", "miou", "mfp", "mfn", "absent")
+    print(json.dumps({k: result[k] for k in keys if k in result}, indent=1))
+
+
 def cmd_notebook(args: argparse.Namespace) -> None:
     import papermill
 
@@ -128,6 +142,18 @@ def main(argv: list[str] | None = None) -> None:
         p.add_argument("--data-root", default=None, help="override data.root")
         p.add_argument("--set", action="append", default=[], metavar="STAGE.SETTING=VALUE")
         p.set_defaults(func=func)
+    p = sub.add_parser("evaluate", help=cmd_evaluate.__doc__)
+    p.add_argument("pred_dir", help="folder of <id>.npz CAMs or <id>.png label maps")
+    p.add_argument("--list", default="val", help="image list to score (default: val)")
+    p.add_argument("--profile", choices=PROFILES_NAMES, default="proxy")
+    p.add_argument("--data-root", default=None, help="override data.root")
+    p.add_argument("--kind", choices=("auto", "cam", "png"), default="auto")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="CAM background threshold (default: the best of a sweep)")
+    p.add_argument("--mask-dir", default="SegmentationClass",
+                   help="ground-truth folder under data.root (SegmentationClassAug for train_aug)")
+    p.add_argument("--out", default=None, help="JSON file to write the full result to")
+    p.set_defaults(func=cmd_evaluate)
     p = sub.add_parser("notebook", help="execute notebooks/NAME.ipynb into results/PROFILE/")
     p.add_argument("name")
     p.add_argument("--profile", choices=PROFILES_NAMES, default="proxy")

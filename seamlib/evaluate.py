@@ -1,5 +1,6 @@
 """Stage evaluate: mIoU and the over/under-activation rates mFP/mFN, background-threshold
-sweeps of CAMs, and classification mAP.
+sweeps of CAMs, classification mAP, and ``evaluate``: one scoring of any stage's output (CAM
+files, pseudo-label or segmentation PNGs) against the masks of a list.
 
 Counts accumulate over a whole list before any ratio is taken (as in the authors' code):
 per class T (ground truth), P (prediction), TP, ignoring void (255) ground truth.
@@ -9,11 +10,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from seamlib.data.voc import IGNORE, NUM_CLASSES
+from seamlib.cams import iter_cams
+from seamlib.data.lists import list_path
+from seamlib.data.voc import CLASSES, IGNORE, NUM_CLASSES, SEG_CLASS, load_label_png, read_list
 
 
 def confusion(pred: np.ndarray, gt: np.ndarray, n: int = NUM_CLASSES) -> np.ndarray:
@@ -110,3 +114,82 @@ def average_precision(scores_: np.ndarray, targets: np.ndarray) -> np.ndarray:
         envelope = np.maximum.accumulate(precision[::-1])[::-1]
         aps[c] = envelope[hits].sum() / hits.sum()  # each hit adds 1/npos recall
     return aps
+
+
+# ------------------------------------------------------------------ any stage's output
+
+THRESHOLDS = np.round(np.arange(0.0, 0.96, 0.01), 2)  # background thresholds of a CAM sweep
+
+
+def ground_truth(root: str | Path, mask_dir: str, iid: str) -> np.ndarray:
+    """The label mask of ``iid`` under ``root/mask_dir``; a missing file is an error naming it."""
+    path = Path(root) / mask_dir / f"{iid}.png"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no ground-truth mask for {iid!r}")
+    return load_label_png(path)
+
+
+def cam_confusions(cam_dir: str | Path, root: str | Path, list_name: str,
+                   thresholds: np.ndarray, mask_dir: str = SEG_CLASS) -> np.ndarray:
+    """Confusion matrices (T, 21, 21) of the CAM pseudo labels of a list at every threshold."""
+    ids = read_list(list_path(root, list_name))
+    samples = ((cams, classes, ground_truth(root, mask_dir, iid))
+               for iid, cams, classes in iter_cams(cam_dir, ids))
+    return threshold_sweep(samples, thresholds)
+
+
+def png_confusion(pred_dir: str | Path, root: str | Path, list_name: str,
+                  mask_dir: str = SEG_CLASS) -> np.ndarray:
+    """Confusion matrix (21, 21) of label PNGs (pseudo labels, segmentation) over a list."""
+    conf = np.zeros((NUM_CLASSES, NUM_CLASSES), np.int64)
+    for iid in read_list(list_path(root, list_name)):
+        path = Path(pred_dir) / f"{iid}.png"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no prediction for {iid!r}")
+        pred = load_label_png(path)
+        if pred.max(initial=0) >= NUM_CLASSES:
+            raise ValueError(f"{path}: prediction holds class {pred.max()}; expected 0..20")
+        try:
+            conf += confusion(pred, ground_truth(root, mask_dir, iid))
+        except ValueError as err:
+            raise ValueError(f"{path}: {err}") from None
+    return conf
+
+
+def detect_kind(pred_dir: str | Path, first_id: str) -> str:
+    """"cam" if the list's first image has ``<id>.npz`` in ``pred_dir``, "png" for ``<id>.png``."""
+    for kind, ext in (("cam", "npz"), ("png", "png")):
+        if (Path(pred_dir) / f"{first_id}.{ext}").is_file():
+            return kind
+    raise FileNotFoundError(f"{pred_dir}: neither {first_id}.npz (CAMs) nor {first_id}.png "
+                            f"(label maps) for the list's first image")
+
+
+def evaluate(pred_dir: str | Path, root: str | Path, list_name: str, kind: str = "auto",
+             threshold: float | None = None, mask_dir: str = SEG_CLASS) -> dict[str, Any]:
+    """Score any stage's output against the masks of a list: mIoU, per-class IoU, mFP/mFN and
+    the confusion matrix (rows ground truth), as JSON-ready data (NaN -> None).
+
+    ``kind`` is "cam" (CAM npz files, ``seamlib.cams``), "png" (label maps: pseudo labels or
+    segmentation) or "auto" (from the files). CAMs are scored at ``threshold`` or, when it is
+    None, at the best threshold of a sweep over ``THRESHOLDS`` (the curve is included)."""
+    ids = read_list(list_path(root, list_name))
+    if not ids:
+        raise ValueError(f"{list_path(root, list_name)}: empty list, nothing to evaluate")
+    kind = detect_kind(pred_dir, ids[0]) if kind == "auto" else kind
+    result: dict[str, Any] = {"pred_dir": str(pred_dir), "list": list_name, "kind": kind,
+                              "images": len(ids), "mask_dir": mask_dir}
+    if kind == "png":
+        conf = png_confusion(pred_dir, root, list_name, mask_dir)
+    elif kind == "cam":
+        thresholds = THRESHOLDS if threshold is None else np.array([threshold])
+        confs = cam_confusions(pred_dir, root, list_name, thresholds, mask_dir)
+        best = int(np.nanargmax([scores(c)["miou"] for c in confs]))
+        conf = confs[best]
+        result["threshold"] = float(thresholds[best])
+        if threshold is None:
+            result["curve"] = sweep_table(confs, thresholds)
+    else:
+        raise ValueError(f"kind {kind!r}: expected 'auto', 'cam' or 'png'")
+    result.update(scores(conf), classes=list(CLASSES), confusion=conf.tolist())
+    return json_safe(result)

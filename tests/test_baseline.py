@@ -4,9 +4,10 @@ import json
 
 import pytest
 
-from seamlib.baseline import THRESHOLDS, baseline_config, measure_difficulty
+from seamlib.baseline import baseline_config, measure_difficulty
 from seamlib.config import load_config
 from seamlib.data.synthetic import generate
+from seamlib.evaluate import THRESHOLDS
 
 
 def test_baseline_config_turns_off_every_seam_term_and_writes_elsewhere():

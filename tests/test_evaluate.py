@@ -2,14 +2,23 @@
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+from PIL import Image
 
+from seamlib.cams import load_cam, save_cam
+from seamlib.cli import main
+from seamlib.data.lists import list_path
+from seamlib.data.voc import SEG_CLASS, write_list
 from seamlib.evaluate import (
+    THRESHOLDS,
     average_precision,
     cam_prediction,
     confusion,
+    evaluate,
     json_safe,
     scores,
     sweep_table,
@@ -98,3 +107,86 @@ def test_average_precision_hand_example():
     ap = average_precision(scores_, targets)
     assert ap[0] == pytest.approx((1 / 1 + 2 / 3) / 2)
     assert np.isnan(ap[1])
+
+
+# ------------------------------------------------------------------ evaluate(any output)
+
+def write_png(path: Path, label: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(label.astype(np.uint8), mode="L").save(path)
+
+
+GT = {"a": np.array([[0, 0, 5, 5], [0, 255, 5, 5]]), "b": np.array([[0, 12, 12, 0]])}
+
+
+@pytest.fixture
+def root(tmp_path):
+    root = tmp_path / "VOC2012"
+    write_list(list_path(root, "val"), list(GT))
+    for iid, mask in GT.items():
+        write_png(root / SEG_CLASS / f"{iid}.png", mask)
+    return root
+
+
+def test_evaluate_label_pngs_hand_counts(root, tmp_path):
+    write_png(tmp_path / "pred" / "a.png", np.array([[0, 5, 5, 5], [0, 0, 5, 0]]))
+    write_png(tmp_path / "pred" / "b.png", np.array([[0, 12, 12, 0]]))
+    out = evaluate(tmp_path / "pred", root, "val")
+    assert out["kind"] == "png" and out["images"] == 2 and out["classes"][5] == "bottle"
+    conf = np.array(out["confusion"])
+    # background: 5 gt pixels, 4 kept, 1 -> bottle (5); bottle: 4 gt, 3 kept, 1 -> background
+    assert conf.sum() == 11 and conf[0, 0] == 4 and conf[0, 5] == 1 and conf[5, 0] == 1
+    assert out["iou"][0] == pytest.approx(4 / 6) and out["iou"][5] == pytest.approx(3 / 5)
+    assert out["iou"][12] == 1.0 and out["iou"][1] is None  # absent: null, not 0
+    assert out["present"] == [0, 5, 12] and len(out["absent"]) == 18
+    assert out["miou"] == pytest.approx((4 / 6 + 3 / 5 + 1) / 3)
+    json.dumps(out, allow_nan=False)
+
+
+def test_evaluate_cams_at_a_threshold_and_by_sweep(root, tmp_path):
+    rng = np.random.default_rng(0)
+    cams = {"a": (rng.random((1, 2, 4)), [5]), "b": (rng.random((2, 1, 4)), [12, 3])}
+    for iid, (cam, classes) in cams.items():  # save_cam takes all 20 maps and the label
+        label, full = torch.zeros(20), torch.zeros(20, *cam.shape[1:])
+        label[torch.tensor(classes) - 1] = 1
+        full[torch.tensor(classes) - 1] = torch.tensor(cam, dtype=torch.float32)
+        save_cam(tmp_path / "cams" / f"{iid}.npz", full, label)
+    stored = {iid: load_cam(tmp_path / "cams" / f"{iid}.npz") for iid in GT}
+    direct = sum(confusion(cam_prediction(c, k, 0.4), GT[iid]) for iid, (c, k) in stored.items())
+    out = evaluate(tmp_path / "cams", root, "val", threshold=0.4)
+    assert out["kind"] == "cam" and out["threshold"] == 0.4 and "curve" not in out
+    assert out["confusion"] == direct.tolist()
+    swept = evaluate(tmp_path / "cams", root, "val", kind="cam")
+    assert len(swept["curve"]) == len(THRESHOLDS)
+    best = max(r["miou"] for r in swept["curve"])
+    assert swept["miou"] == pytest.approx(best)
+    assert swept["threshold"] == swept["curve"][[r["miou"] for r in swept["curve"]].index(best)][
+        "threshold"]
+
+
+def test_evaluate_errors_name_the_file(root, tmp_path):
+    with pytest.raises(FileNotFoundError, match="a.npz.*a.png"):
+        evaluate(tmp_path / "nothing", root, "val")
+    write_png(tmp_path / "pred" / "a.png", np.zeros((2, 4)))
+    with pytest.raises(FileNotFoundError, match=r"pred/b\.png"):
+        evaluate(tmp_path / "pred", root, "val")
+    write_png(tmp_path / "pred" / "b.png", np.zeros((2, 4)))
+    with pytest.raises(ValueError, match=r"pred/b\.png.*shape"):
+        evaluate(tmp_path / "pred", root, "val")
+    write_png(tmp_path / "pred" / "b.png", np.full((1, 4), 21))
+    with pytest.raises(ValueError, match=r"pred/b\.png.*class 21"):
+        evaluate(tmp_path / "pred", root, "val")
+    write_png(tmp_path / "pred" / "b.png", np.zeros((1, 4)))
+    (root / SEG_CLASS / "b.png").unlink()
+    with pytest.raises(FileNotFoundError, match=r"SegmentationClass/b\.png"):
+        evaluate(tmp_path / "pred", root, "val", kind="png")
+
+
+def test_seam_evaluate_command_writes_valid_json(root, tmp_path, capsys):
+    for iid, mask in GT.items():
+        write_png(tmp_path / "pred" / f"{iid}.png", np.where(mask == 255, 0, mask))
+    main(["evaluate", str(tmp_path / "pred"), "--list", "val", "--data-root", str(root),
+          "--out", str(tmp_path / "r.json")])
+    saved = json.loads((tmp_path / "r.json").read_text())
+    assert saved["miou"] == 1.0 and saved["iou"][1] is None
+    assert json.loads(capsys.readouterr().out)["miou"] == 1.0
