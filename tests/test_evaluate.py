@@ -73,9 +73,12 @@ def test_shape_mismatch_is_an_error():
 
 
 def test_cam_prediction_background_wins_ties():
-    cams = np.array([[[0.2, 0.5, 0.9]], [[0.1, 0.6, 0.3]]])
+    # columns: below, exactly at (a tie with the background score 0.5), and above the threshold;
+    # the last two columns tie two foreground classes: the first listed class wins
+    cams = np.array([[[0.25, 0.5, 0.75, 0.75]], [[0.125, 0.5, 0.625, 0.75]]], np.float32)
     pred = cam_prediction(cams, np.array([4, 7]), threshold=0.5)
-    assert pred.tolist() == [[0, 7, 4]]
+    assert pred.tolist() == [[0, 0, 4, 4]]
+    assert cam_prediction(cams, np.array([7, 4]), threshold=0.5).tolist() == [[0, 0, 7, 7]]
     assert cam_prediction(np.zeros((0, 1, 3)), np.array([], int), 0.1).tolist() == [[0, 0, 0]]
 
 
