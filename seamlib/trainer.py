@@ -130,6 +130,18 @@ class EpochBatches(Sampler):
             yield [(self.epoch, i) for i in order[first:first + self.share]]
 
 
+class DDP(DistributedDataParallel):
+    """DDP that reads through to the wrapped network's attributes (e.g. AffinityNet's
+    ``radius``), so a loss function works on either; computation must still go through
+    ``net(...)`` for the gradients to be averaged."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self.module, name)
+
+
 def to_device(batch: Any, device: torch.device, channels_last: bool = False) -> Any:
     """Move every tensor of a (nested) batch to ``device`` (4-D ones channels_last if set);
     other items stay as they are."""
@@ -251,7 +263,7 @@ class Run:
         self.opt = build_optimizer(net, train)  # before DDP wraps it: parameter_groups
         self.scaler = torch.amp.GradScaler(self.device.type,
                                            enabled=self.dtype == torch.float16)
-        self.model = net if self.world == 1 else DistributedDataParallel(
+        self.model = net if self.world == 1 else DDP(
             net, device_ids=[self.device] if self.device.type == "cuda" else None,
             find_unused_parameters=True)
         self.step, self.seconds, self.saved_step = 0, 0.0, None
@@ -356,7 +368,8 @@ def fit(net: nn.Module, loss_fn: LossFn, dataset: Dataset, train: TrainConfig,
     An existing model.pth is returned as it is; an existing checkpoint is resumed.
     ``settings`` ({stage: {name: value}}) are recorded in ``<out_dir>/config.json`` and must
     match on a resume. Under ``torchrun`` (WORLD_SIZE > 1) ``loss_fn`` gets the DDP-wrapped
-    network, so it must only call it (``net(...)``) and average its loss over the batch."""
+    network: it may read the network's attributes but must compute through ``net(...)``, and
+    its loss must be a mean over the batch (the processes' gradients are averaged)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rank, world, device, owns_group = init_distributed(torch.device(device))

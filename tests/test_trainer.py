@@ -229,6 +229,7 @@ def smoke_fit(out: Path) -> nn.Module:
     loss_cfg, transform = LossConfig(), parse_transform(LossConfig().transform)
 
     def loss_fn(model, batch):
+        assert model.frozen_bn  # network attributes read through the DDP wrapper
         return seam_loss(model, batch[0], batch[1], transform, loss_cfg)
 
     fit(net, loss_fn, SmokeImages(), TrainConfig(**SMOKE_TRAIN), out, device="cpu",
