@@ -79,6 +79,40 @@ class TrainConfig:
     out_dir: str = "runs/voc"
 
 
+# --- segment stage: DeepLab-LargeFOV retraining on pseudo labels and its test-time inference ---
+@dataclass
+class SegmentationConfig:
+    """DeepLab-v1 (LargeFOV) on ResNet38 trained on pseudo labels, then multi-scale + flip (+
+    CRF) inference; defaults from the authors' semantic-segmentation-codebase, experiment
+    seamv1-pseudovoc (the retraining behind the paper's val/test numbers)."""
+
+    train_list: str = "train_aug"
+    init_weights: str | None = None  # trunk init (ImageNet / proxy trunk); None: model.weights
+    crop_size: int = 448  # random crop; labels padded with 255, images with 0 (normalised)
+    scale_range: tuple[float, float] = (0.5, 1.5)  # random rescale of image and label
+    hsv_jitter: tuple[int, int, int] = (10, 10, 10)  # +- shifts in OpenCV HSV units (H of 180)
+    flip_prob: float = 0.5
+    # Reference BatchNorm: batch statistics while training (every BN, trunk included; running
+    # statistics with momentum 3e-4), affine terms never in the optimiser (frozen at their init).
+    frozen_bn: bool = False  # True: every BN in eval mode with frozen statistics
+    bn_momentum: float = 0.0003
+    train_bn_affine: bool = False
+    test_scales: tuple[float, ...] = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
+    test_flip: bool = True
+    # Reference: mean of the upsampled logits over passes, then softmax; "probs" averages the
+    # softmax probabilities of the passes instead.
+    average: str = "logits"
+    crf: bool = True  # dense CRF post-processing (CRFConfig kernels)
+    crf_iterations: int = 1  # the reference test runs one mean-field iteration
+
+
+def _seg_train_defaults() -> TrainConfig:
+    """The authors' retraining optimiser: SGD momentum 0.9, lr 1e-3 (10x/20x on the new head),
+    wd 5e-4, batch 10, 20,000 iterations = 18.9 epochs over train_aug's 10,582 images."""
+    return TrainConfig(lr=0.001, weight_decay=5e-4, momentum=0.9, poly_power=0.9,
+                       batch_size=10, epochs=19, seed=0, out_dir="runs/voc/segment")
+
+
 @dataclass
 class Config:
     """Every stage's settings for one run."""
@@ -90,6 +124,8 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    seg: SegmentationConfig = field(default_factory=SegmentationConfig)
+    seg_train: TrainConfig = field(default_factory=_seg_train_defaults)
 
 
 # A profile is a set of overrides of the reference defaults: {stage: {field: value}}.
@@ -104,6 +140,8 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         "model": {"width": 0.125, "frozen_bn": False, "frozen_stem": False},
         "train": {"lr": 0.05, "momentum": 0.9, "batch_size": 16, "epochs": 30,
                   "out_dir": "runs/proxy"},
+        "seg": {"crop_size": 128},
+        "seg_train": {"batch_size": 16, "out_dir": "runs/proxy/segment"},
     },
     "smoke": {
         "data": {"root": "data/smoke/VOC2012", "crop_size": 32, "resize_long": (32, 48),
@@ -112,6 +150,8 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
                       "min_size": 40, "max_size": 64},
         "model": {"width": 0.0625, "frozen_bn": False, "frozen_stem": False},
         "train": {"momentum": 0.9, "batch_size": 4, "epochs": 1, "out_dir": "runs/smoke"},
+        "seg": {"crop_size": 32, "test_scales": (0.5, 1.0)},
+        "seg_train": {"batch_size": 4, "epochs": 1, "out_dir": "runs/smoke/segment"},
     },
 }
 

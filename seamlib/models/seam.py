@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from seamlib.config import ModelConfig
+from seamlib.models.groups import reference_groups
 from seamlib.models.resnet38 import ResNet38
 from seamlib.models.resnet50 import ResNet50
 from seamlib.pcm import PCM, pcm_input
@@ -87,26 +88,8 @@ class SEAMNet(nn.Module):
         return self.pcm(pcm_input(cam), torch.cat([image, *parts], dim=1))
 
     def parameter_groups(self, lr: float, weight_decay: float) -> list[dict]:
-        """SGD parameter groups of the reference: backbone weights (lr, wd), backbone biases
-        (2lr, no wd), head weights (10lr, wd), head biases (20lr, no wd); plus trainable
-        BatchNorm affine terms (lr, no wd), which the reference never trains."""
-        spec = {"weight": (1, weight_decay), "bias": (2, 0.0), "head_weight": (10, weight_decay),
-                "head_bias": (20, 0.0), "norm": (1, 0.0)}
-        params: dict[str, list[nn.Parameter]] = {k: [] for k in spec}
-        for name, p in self.named_parameters():
-            if not p.requires_grad:
-                continue
-            params[self._group_of(name)].append(p)
-        return [{"params": params[k], "lr": lr * mult, "lr_mult": mult, "weight_decay": wd,
-                 "name": k} for k, (mult, wd) in spec.items() if params[k]]
-
-    def _group_of(self, name: str) -> str:
-        """Name of the parameter group a parameter belongs to."""
-        module = self.get_submodule(name.rsplit(".", 1)[0])
-        if isinstance(module, nn.modules.batchnorm._BatchNorm):
-            return "norm"
-        kind = "bias" if name.endswith("bias") else "weight"
-        return f"head_{kind}" if name.split(".")[0] in HEAD_NAMES else kind
+        """SGD parameter groups of the reference (see ``models.groups.reference_groups``)."""
+        return reference_groups(self, HEAD_NAMES, lr, weight_decay)
 
 
 def build_model(cfg: ModelConfig) -> SEAMNet:

@@ -45,8 +45,9 @@ HEAD_PREFIXES = tuple(f"{name}." for name in HEAD_NAMES)  # our names of the new
 PCM_PREFIXES = ("f8_3.", "f8_4.", "pcm.")  # present only in SEAM checkpoints
 # ImageNet classifiers (our names): ResNet38's linear1000, torchvision's fc, a 1000-class fc8.
 CLASSIFIER_PREFIXES = ("backbone.linear1000.", "backbone.fc.", "fc8.")
-KINDS = ("auto", "seam", "imagenet")
-KIND_TITLES = {"seam": "SEAM checkpoint", "imagenet": "ImageNet backbone weights"}
+KINDS = ("auto", "seam", "full", "imagenet")
+KIND_TITLES = {"seam": "SEAM checkpoint", "full": "full checkpoint",
+               "imagenet": "ImageNet backbone weights"}
 
 
 def _is_bookkeeping(key: str) -> bool:
@@ -308,13 +309,17 @@ def _read_state(path: Path) -> tuple[dict[str, torch.Tensor], str, list[str]]:
 
 
 def _detect_kind(state: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor]) -> str:
-    """"seam" if the file has the PCM layers or a CAM classifier shaped like the model's,
-    else "imagenet" (a backbone, possibly with its 1000-class classifier)."""
+    """"seam" if the file has the PCM layers or a CAM classifier shaped like the model's;
+    "full" if the model is another network (no fc8) and the file has every one of its
+    non-backbone tensors; else "imagenet" (a backbone, possibly with its classifier)."""
     if any(k.startswith(PCM_PREFIXES) for k in state):
         return "seam"
     fc8 = "fc8.weight"
     if fc8 in state and fc8 in target and state[fc8].shape == target[fc8].shape:
         return "seam"
+    head = [k for k in target if not k.startswith(BACKBONE) and not _is_bookkeeping(k)]
+    if fc8 not in target and head and all(k in state for k in head):
+        return "full"  # another network's own checkpoint (e.g. DeepLab): its head is there
     return "imagenet"
 
 
@@ -361,14 +366,17 @@ def _hint(state, target, misshaped: list[str]) -> str:
 
 
 def load_weights(model: nn.Module, path: str | Path, kind: str = "auto") -> LoadReport:
-    """Load pretrained weights into a SEAMNet, checking every key and shape.
+    """Load pretrained weights into a SEAMNet (or another net on ``backbone``, such as
+    DeepLabLargeFOV), checking every key and shape.
 
     ``path``: a ``.pth`` state dict (bare, or under "state_dict"/"model") with released, our
     own or torchvision names, or an MXNet ``.params`` file of the ResNet38 ImageNet model.
-    ``kind``: "seam" (a full checkpoint: every model tensor must be in the file and every file
-    tensor in the model), "imagenet" (backbone only: the SEAM head stays at init, the ImageNet
-    classifier is ignored) or "auto" (seam if the file has the PCM layers f8_3/f8_4/f9 or an
-    fc8 shaped like the model's, else imagenet). BatchNorm's num_batches_tracked is never
+    ``kind``: "seam" or "full" (a full checkpoint: every model tensor must be in the file and
+    every file tensor in the model), "imagenet" (backbone only: the head stays at init; the
+    ImageNet classifier and a SEAM head in the file are ignored, so a SEAM checkpoint can
+    initialise another network's trunk) or "auto" (seam if the file has the PCM layers
+    f8_3/f8_4/f9 or an fc8 shaped like the model's, full if it holds the whole head of a
+    model without fc8, else imagenet). BatchNorm's num_batches_tracked is never
     required. Any other missing, unexpected or mis-shaped key raises ValueError.
     """
     if kind not in KINDS:
