@@ -97,4 +97,4 @@ class RawImages(VOCImages):
     """(id, (H, W, 3) uint8 RGB image) of a list's items, for inference."""
 
     def __getitem__(self, index: int) -> tuple[str, np.ndarray]:
-        return self.ids[index], self.raw_image(index)
+        return self.ids[index], np.array(self.load_image(self.ids[index]))  # writable
