@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-import seamlib.train
+import seamlib.trainer
 from seamlib.config import load_config
 from seamlib.data.synthetic import generate
 from seamlib.models import build_model
@@ -52,8 +52,8 @@ def test_resume_continues_to_the_same_weights(smoke, tmp_path, monkeypatch):
         real_save(*args, **kwargs)
         raise KeyboardInterrupt
 
-    real_save = seamlib.train.save_checkpoint
-    monkeypatch.setattr(seamlib.train, "save_checkpoint", save_then_stop)
+    real_save = seamlib.trainer.save_checkpoint
+    monkeypatch.setattr(seamlib.trainer, "save_checkpoint", save_then_stop)
     with pytest.raises(KeyboardInterrupt):
         train(smoke, tmp_path / "resumed", progress=False)
     monkeypatch.undo()
