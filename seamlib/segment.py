@@ -34,6 +34,9 @@ from seamlib.models.weights import load_weights
 
 MANIFEST = "manifest.json"
 AVERAGES = ("logits", "probs")
+# SegmentationConfig fields that only change inference (not the trained weights).
+TEST_SETTINGS = ("test_scales", "test_flip", "average", "crf", "crf_iterations")
+CRF_KERNELS = ("gaussian_", "bilateral_")  # CRFConfig fields the dense CRF's kernels read
 
 
 def segmentation_loss(net: nn.Module, batch: Sequence[torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -54,8 +57,11 @@ def retrain(cfg: Config, pseudo_label_dir: str | Path, out_dir: str | Path | Non
     init = cfg.seg.init_weights or cfg.model.weights
     if init:  # only the trunk: a SEAM head or ImageNet classifier in the file is ignored
         print(load_weights(net, init, kind="imagenet"))
-    settings = {"seg": dataclasses.asdict(cfg.seg), "model": dataclasses.asdict(cfg.model),
-                "data_root": cfg.data.root, "pseudo_labels": str(pseudo_label_dir)}
+    seg = {k: v for k, v in dataclasses.asdict(cfg.seg).items() if k not in TEST_SETTINGS}
+    settings = {"seg": {**seg, "init_weights": init},
+                "seg_train": dataclasses.asdict(cfg.seg_train),
+                "model": {k: getattr(cfg.model, k) for k in ("backbone", "width", "num_classes")},
+                "data": {"root": cfg.data.root, "pseudo_labels": str(pseudo_label_dir)}}
     return fit(net, segmentation_loss, dataset, cfg.seg_train, out_dir or cfg.seg_train.out_dir,
                device=resolve_device(cfg.device), num_workers=cfg.data.num_workers,
                settings=settings, progress=progress)
@@ -109,10 +115,10 @@ def crf_refiner(cfg: Config) -> Callable[[np.ndarray, np.ndarray], np.ndarray] |
 
 def inference_settings(cfg: Config) -> dict:
     """Everything besides the weights that changes the predicted PNGs."""
-    settings = {k: getattr(cfg.seg, k) for k in ("test_scales", "test_flip", "average", "crf")}
+    settings = {k: getattr(cfg.seg, k) for k in TEST_SETTINGS}
     if cfg.seg.crf:
-        settings["crf_iterations"] = cfg.seg.crf_iterations
-        settings["crf_kernels"] = dataclasses.asdict(cfg.crf)
+        settings["crf_kernels"] = {k: v for k, v in dataclasses.asdict(cfg.crf).items()
+                                   if k.startswith(CRF_KERNELS)}
     return json.loads(json.dumps(settings))  # tuples as lists, as read back from the file
 
 
