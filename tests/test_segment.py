@@ -253,3 +253,14 @@ def test_export_submission_layout(tmp_path):
     with pytest.raises(ValueError, match=r"values \[255\]"):
         export_submission(pred, list(labels), tmp_path / "out3")
     assert not (tmp_path / "out3" / "results.tar.gz").exists()
+
+
+def test_export_command_reads_the_list(voc_root, tmp_path, capsys):
+    from seamlib.cli import main
+
+    save_label_png(tmp_path / "pred" / "2007_000006.png", np.ones((36, 60), np.uint8))
+    main(["export", "--profile", "smoke", "--data-root", str(voc_root), "--pred",
+          str(tmp_path / "pred"), "--list", "test", "--out", str(tmp_path / "sub")])
+    assert capsys.readouterr().out.strip() == str(tmp_path / "sub" / "results.tar.gz")
+    with tarfile.open(tmp_path / "sub" / "results.tar.gz") as tar:
+        assert tar.getnames() == [f"{SUBMISSION_DIR}/2007_000006.png"]
