@@ -14,8 +14,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable, Sequence
+import multiprocessing
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -102,15 +106,22 @@ def multiscale_probs(net: nn.Module, image: torch.Tensor, scales: Sequence[float
     return mean.softmax(0) if average == "logits" else mean
 
 
-def crf_refiner(cfg: Config) -> Callable[[np.ndarray, np.ndarray], np.ndarray] | None:
-    """``(image, probs) -> probs`` of the dense CRF the segment stage applies, or None when
-    ``seg.crf`` is off. Kernels from ``cfg.crf``; iterations from ``seg.crf_iterations``."""
+def crf_settings(cfg: Config) -> Any:
+    """The CRFConfig the segment stage applies (kernels of ``cfg.crf``, iterations from
+    ``seg.crf_iterations``), or None when ``seg.crf`` is off."""
     if not cfg.seg.crf:
         return None
-    from seamlib.crf import dense_crf  # the CRF stage's implementation
+    return dataclasses.replace(cfg.crf, iterations=cfg.seg.crf_iterations)
 
-    crf_cfg = dataclasses.replace(cfg.crf, iterations=cfg.seg.crf_iterations)
-    return lambda image, probs: dense_crf(image, probs, crf_cfg)
+
+def write_prediction(path: Path, image: np.ndarray, probs: np.ndarray, crf: Any) -> None:
+    """Refine ``probs`` (C, H, W) with the dense CRF when ``crf`` (a CRFConfig) is given, then
+    write the argmax as a palette PNG. A top-level function, so a process pool can run it."""
+    if crf is not None:
+        from seamlib.crf import dense_crf  # the CRF stage's implementation
+
+        probs = dense_crf(image, probs, crf)
+    save_label_png(path, probs.argmax(0).astype(np.uint8))
 
 
 def inference_settings(cfg: Config) -> dict:
@@ -143,6 +154,34 @@ def load_segmenter(cfg: Config, weights: str | Path, device: torch.device) -> De
     return net.to(device).eval()
 
 
+def predict(net: nn.Module, loader: Iterable, cfg: Config,
+            device: torch.device) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+    """(id, (H, W, 3) uint8 image, (C, H, W) float32 probabilities) for each loaded image."""
+    for image_id, image in loader:
+        image = np.asarray(image)
+        probs = multiscale_probs(net, normalise_image(image, device), cfg.seg.test_scales,
+                                 cfg.seg.test_flip, cfg.seg.average)
+        yield image_id, image, probs.float().cpu().numpy()
+
+
+def run_writes(jobs: Iterable[tuple], workers: int) -> None:
+    """``write_prediction(*job)`` for every job; with ``workers`` > 1 in a process pool (the
+    CPU-bound CRF), at most 2 x workers jobs in flight, while the network computes the next."""
+    if workers <= 1:
+        for job in jobs:
+            write_prediction(*job)
+        return
+    method = "spawn" if torch.cuda.is_initialized() else "fork"  # never fork CUDA state
+    with ProcessPoolExecutor(workers, multiprocessing.get_context(method)) as pool:
+        pending: deque[Future] = deque()
+        for job in jobs:
+            pending.append(pool.submit(write_prediction, *job))
+            while len(pending) > 2 * workers:
+                pending.popleft().result()
+        for future in pending:
+            future.result()
+
+
 def segment_stage(cfg: Config, weights: str | Path, list_name: str, out_dir: str | Path,
                   progress: bool = True) -> Path:
     """Write ``<out_dir>/<id>.png`` (VOC palette label map at the image size) for every image of
@@ -154,7 +193,7 @@ def segment_stage(cfg: Config, weights: str | Path, list_name: str, out_dir: str
         raise FileNotFoundError(f"{weights}: segmentation weights not found; run retrain first")
     check_manifest(out, {"weights_sha256": sha256_file(weights),
                          "settings": inference_settings(cfg)})
-    refine = crf_refiner(cfg)
+    crf = crf_settings(cfg)
     device = resolve_device(cfg.device)
     images = RawImages(cfg.data.root, list_name)
     todo = [i for i, iid in enumerate(images.ids) if not (out / f"{iid}.png").exists()]
@@ -162,12 +201,8 @@ def segment_stage(cfg: Config, weights: str | Path, list_name: str, out_dir: str
         return out
     net = load_segmenter(cfg, weights, device)
     loader = DataLoader(Subset(images, todo), batch_size=None, num_workers=cfg.data.num_workers)
-    for image_id, image in tqdm(loader, total=len(todo), desc=f"segment {list_name} -> {out}",
-                                disable=not progress):
-        image = np.asarray(image)
-        probs = multiscale_probs(net, normalise_image(image, device), cfg.seg.test_scales,
-                                 cfg.seg.test_flip, cfg.seg.average).float().cpu().numpy()
-        if refine is not None:
-            probs = refine(image, probs)
-        save_label_png(out / f"{image_id}.png", probs.argmax(0).astype(np.uint8))
+    jobs = ((out / f"{image_id}.png", image, probs, crf)
+            for image_id, image, probs in predict(net, loader, cfg, device))
+    run_writes(tqdm(jobs, total=len(todo), desc=f"segment {list_name} -> {out}",
+                    disable=not progress), cfg.crf.workers if crf is not None else 0)
     return out

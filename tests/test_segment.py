@@ -23,6 +23,7 @@ from seamlib.models.deeplab import build_deeplab
 from seamlib.segment import (
     MANIFEST,
     multiscale_probs,
+    run_writes,
     segment_stage,
     segmentation_loss,
 )
@@ -202,6 +203,15 @@ def test_segment_stage_writes_resumes_and_checks_weights(voc_root, tmp_path, mon
         segment_stage(cfg, weights, "val", out, progress=False)
     with pytest.raises(FileNotFoundError, match="segmentation weights"):
         segment_stage(cfg, tmp_path / "nope.pth", "val", tmp_path / "x", progress=False)
+
+
+def test_writes_in_a_process_pool(tmp_path):
+    rng = np.random.default_rng(0)
+    jobs = [(tmp_path / f"{i}.png", np.zeros((4, 5, 3), np.uint8),
+             rng.random((21, 4, 5), dtype=np.float32), None) for i in range(5)]
+    run_writes(iter(jobs), workers=2)
+    for path, _, probs, _ in jobs:
+        assert np.array_equal(load_label_png(path), probs.argmax(0))
 
 
 @pytest.mark.skipif(importlib.util.find_spec("seamlib.crf") is None,
