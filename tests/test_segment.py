@@ -16,7 +16,7 @@ from PIL import Image
 from torch import nn
 
 from seamlib.config import SegmentationConfig, load_config
-from seamlib.data.segmentation_data import PseudoLabelDataset, augment_pair
+from seamlib.data.segmentation_data import PseudoLabelDataset, augment_pair, hsv_shift
 from seamlib.data.voc import SEG_CLASS, SEG_CLASS_AUG, load_label_png, read_list, save_label_png
 from seamlib.evaluate import confusion, scores
 from seamlib.models.deeplab import build_deeplab
@@ -56,6 +56,15 @@ def test_flip_moves_image_and_label_together():
     x, y = augment_pair(Image.fromarray(rgb), label, plain(crop_size=8, flip_prob=1.0))
     assert torch.all(y[:, -3:] == 5) and torch.all(y[:, :-3] == 0)
     assert torch.all((x[0] > 0) == (y == 5))
+
+
+def test_hsv_shift_in_opencv_units():
+    gray = Image.fromarray(np.full((2, 2, 3), 100, np.uint8))
+    assert np.all(np.asarray(hsv_shift(gray, 0, 0, 10)) == 110)
+    assert np.all(np.asarray(hsv_shift(gray, 0, -10, 250)) == 255)  # clipped, still gray
+    red = Image.fromarray(np.array([[[200, 0, 0]]], np.uint8))
+    assert np.asarray(hsv_shift(red, 60, 0, 0))[0, 0].argmax() == 1  # 120 degrees: green
+    assert np.array_equal(np.asarray(hsv_shift(red, 180, 0, 0)), np.asarray(red))  # full turn
 
 
 def test_full_augmentation_keeps_label_values():
