@@ -42,7 +42,7 @@ def classification_map(net: SEAMNet, cfg: Config, list_name: str) -> float:
     """Mean AP of image-level scores (pooled fc8 CAMs) on whole images at the training scale
     (long side = crop size, padded square), over the classes present."""
     net.eval()
-    labels = labels_for(cfg.data.root, list_name)
+    labels = labels_for(cfg.data.root, list_name, cfg.data.label_source)
     data = ClassificationDataset.from_config(cfg.data, labels, list_name, train=False)
     out, targets = [], []
     for images, target, _ in DataLoader(data, batch_size=32):
@@ -68,7 +68,8 @@ def measure_difficulty(cfg: Config, command: str) -> dict:
     load_weights(net, weights)
     root, out = base.data.root, Path(base.train.out_dir)
     for split in (base.data.cam_list, base.data.val_list):
-        infer_cams(net, MultiScaleDataset(root, split, labels_for(root, split)),
+        labels = labels_for(root, split, base.data.label_source)
+        infer_cams(net, MultiScaleDataset(root, split, labels),
                    out / f"cams_{split}", use_pcm=False)
     train_confs = cam_sweep(out / f"cams_{base.data.cam_list}", root, base.data.cam_list)
     val_confs = cam_sweep(out / f"cams_{base.data.val_list}", root, base.data.val_list)

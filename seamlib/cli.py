@@ -13,45 +13,57 @@
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import sys
 from pathlib import Path
 from typing import Any
 
-from seamlib.config import PROFILES_NAMES, Config, load_config
+from seamlib.config import DEFAULT_PROFILE, PROFILES_NAMES, Config, load_config
 from seamlib.io import atomic_write
 
 RESULTS = Path("results")
 
 
-def parse_overrides(items: list[str]) -> dict[str, dict[str, Any]]:
-    """``["train.epochs=2", "data.root=x"]`` -> ``{"train": {"epochs": 2}, "data": {...}}``."""
-    out: dict[str, dict[str, Any]] = {}
+def parse_overrides(items: list[str]) -> dict[str, dict[str, str]]:
+    """``["train.epochs=2", "data.root=x"]`` -> ``{"train": {"epochs": "2"}, "data": {...}}``;
+    the text is converted to each setting's declared type by ``config.apply_overrides``."""
+    out: dict[str, dict[str, str]] = {}
     for item in items:
         key, sep, raw = item.partition("=")
         stage, dot, name = key.partition(".")
         if not sep or not dot:
             raise SystemExit(f"--set {item!r}: expected STAGE.SETTING=VALUE, e.g. train.epochs=2")
-        try:
-            value = ast.literal_eval(raw)
-        except (ValueError, SyntaxError):
-            value = raw  # a bare string such as a path
-        out.setdefault(stage, {})[name] = value
+        out.setdefault(stage, {})[name] = raw
     return out
 
 
 def config_from(args: argparse.Namespace) -> Config:
-    return load_config(args.profile, parse_overrides(args.set), args.data_root)
+    """The profile's config with the command's ``--set``, ``--data-root`` and ``--device``;
+    a setting that does not parse stops the command with its message."""
+    try:
+        cfg = load_config(args.profile, parse_overrides(args.set), args.data_root)
+    except ValueError as err:
+        raise SystemExit(f"seam {args.command}: {err}") from err
+    if getattr(args, "device", None):
+        from seamlib.device import resolve_device
+
+        try:
+            resolve_device(args.device)  # fail now, not after the data is loaded
+        except ValueError as err:
+            raise SystemExit(f"seam {args.command}: {err}") from err
+        cfg.device = args.device
+    return cfg
 
 
 def cmd_data(args: argparse.Namespace) -> None:
+    """generate (proxy/smoke) or download (voc) the dataset, validate it, cache its labels"""
     from seamlib.data.prepare import prepare_data
 
     print(prepare_data(config_from(args)))
 
 
 def cmd_difficulty(args: argparse.Namespace) -> None:
+    """train the plain-CAM baseline, measure mAP and CAM mIoU, write the datasheet"""
     from seamlib.baseline import measure_difficulty
     from seamlib.data.datasheet import write_datasheet
 
@@ -65,6 +77,7 @@ def cmd_difficulty(args: argparse.Namespace) -> None:
 
 
 def cmd_datasheet(args: argparse.Namespace) -> None:
+    """write results/PROFILE/datasheet.md from the data (and difficulty.json if present)"""
     from seamlib.data.datasheet import write_datasheet
 
     cfg = config_from(args)
@@ -74,12 +87,14 @@ def cmd_datasheet(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+    """train SEAM; writes TRAIN.OUT_DIR/model.pth (resumes an interrupted run)"""
     from seamlib.train import train
 
     print(train(config_from(args)))
 
 
 def cmd_notebook(args: argparse.Namespace) -> None:
+    """execute notebooks/NAME.ipynb into results/PROFILE/"""
     import papermill
 
     source = Path("notebooks") / f"{args.name}.ipynb"
@@ -115,6 +130,7 @@ def copy_checked_outputs(executed: Path, source: Path) -> None:
 
 
 def cmd_step_benchmark(args: argparse.Namespace) -> None:
+    """time one SEAM training step on this machine"""
     from seamlib.bench import train_step_benchmark
 
     print(json.dumps(train_step_benchmark(args.width, args.batch, args.size, args.out), indent=1))
@@ -156,39 +172,55 @@ def add_segment_commands(sub: Any) -> None:
                             ("--out", {"required": True, "help": "folder for results.tar.gz"})]}
     for func, args in options.items():
         p = sub.add_parser(func.__name__[len("cmd_"):], help=func.__doc__)
-        p.add_argument("--profile", choices=PROFILES_NAMES, default="proxy")
-        p.add_argument("--data-root", default=None, help="override data.root")
-        p.add_argument("--set", action="append", default=[], metavar="STAGE.SETTING=VALUE")
+        add_config_args(p, device=func is not cmd_export)
         for flag, kw in args:
             p.add_argument(flag, **kw)
         p.set_defaults(func=func)
 
-def main(argv: list[str] | None = None) -> None:
+
+def add_config_args(p: argparse.ArgumentParser, device: bool) -> None:
+    """--profile, --data-root, --set and (for stages that run a network) --device."""
+    p.add_argument("--profile", choices=PROFILES_NAMES, default=DEFAULT_PROFILE)
+    p.add_argument("--data-root", default=None, help="override data.root")
+    p.add_argument("--set", action="append", default=[], metavar="STAGE.SETTING=VALUE",
+                   help="override a setting, parsed to its type (e.g. loss.use_er=false, "
+                        "data.resize_long=128,224, model.weights=none); repeatable")
+    if device:
+        p.add_argument("--device", default=None,
+                       help="auto (CUDA when available, else CPU), cpu, cuda or cuda:N; "
+                            "default: the config's device (auto)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``seam`` argument parser: one subcommand per stage, each with a one-line help."""
     parser = argparse.ArgumentParser(prog="seam", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    for name, func in (("data", cmd_data), ("difficulty", cmd_difficulty),
-                       ("datasheet", cmd_datasheet), ("train", cmd_train)):
+    for name, func, device in (("data", cmd_data, False), ("difficulty", cmd_difficulty, True),
+                               ("datasheet", cmd_datasheet, False),
+                               ("train", cmd_train, True)):
         p = sub.add_parser(name, help=func.__doc__)
-        p.add_argument("--profile", choices=PROFILES_NAMES, default="proxy")
-        p.add_argument("--data-root", default=None, help="override data.root")
-        p.add_argument("--set", action="append", default=[], metavar="STAGE.SETTING=VALUE")
+        add_config_args(p, device)
         p.set_defaults(func=func)
-    p = sub.add_parser("notebook", help="execute notebooks/NAME.ipynb into results/PROFILE/")
+    p = sub.add_parser("notebook", help=cmd_notebook.__doc__)
     p.add_argument("name")
-    p.add_argument("--profile", choices=PROFILES_NAMES, default="proxy")
+    p.add_argument("--profile", choices=PROFILES_NAMES, default=DEFAULT_PROFILE)
     p.add_argument("--data-root", default=None)
     p.add_argument("--update-checks", action="store_true",
                    help="store the outputs of the NBVAL_CHECK_OUTPUT cells in the source")
     p.set_defaults(func=cmd_notebook)
-    p = sub.add_parser("step-benchmark", help="time one SEAM training step on this machine")
+    p = sub.add_parser("step-benchmark", help=cmd_step_benchmark.__doc__)
     p.add_argument("--width", type=float, default=1.0)
     p.add_argument("--batch", type=int, default=2)
     p.add_argument("--size", type=int, default=448)
     p.add_argument("--out", default=None, help="JSON file to write the measurement to")
     p.set_defaults(func=cmd_step_benchmark)
     add_segment_commands(sub)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
     args.func(args)
 
 

@@ -5,11 +5,16 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 PROFILES_NAMES = ("smoke", "proxy", "voc")
+DEFAULT_PROFILE = "proxy"  # the main job: what load_config and every `seam` command use
+# The ResNet38 ImageNet model the reference (voc) training starts from; see models/weights.py.
+IMAGENET_WEIGHTS = "data/weights/ilsvrc-cls_rna-a1_cls1000_ep-0001.params"
 
 
 @dataclass
@@ -20,6 +25,9 @@ class DataConfig:
     train_list: str = "train_aug"  # classification / SEAM training
     cam_list: str = "train"  # CAM quality is measured here (SEAM issue #6)
     val_list: str = "val"
+    # Image-level labels: "xml" (authors: every object of Annotations/<id>.xml, difficult ones
+    # included) or "mask" (classes painted in SegmentationClassAug; difficult objects are void)
+    label_source: str = "xml"
     crop_size: int = 448
     resize_long: tuple[int, int] = (448, 768)  # random long-side resize range
     color_jitter: tuple[float, float, float, float] = (0.3, 0.3, 0.3, 0.1)
@@ -49,7 +57,8 @@ class ModelConfig:
     num_classes: int = 21  # background + 20 VOC classes
     frozen_bn: bool = True  # reference: BN in eval mode with ImageNet statistics, no grad
     frozen_stem: bool = True  # reference: conv1a, b2, b2_1, b2_2 not trained
-    weights: str | None = None  # ImageNet (.pth / MXNet .params) or SEAM checkpoint
+    # ImageNet (.pth / MXNet .params) or SEAM checkpoint; required when BN or the stem is frozen
+    weights: str | None = IMAGENET_WEIGHTS
 
 
 @dataclass
@@ -115,7 +124,8 @@ def _seg_train_defaults() -> TrainConfig:
 
 @dataclass
 class Config:
-    """Every stage's settings for one run."""
+    """Every stage's settings for one run. A bare ``Config()`` holds the reference values,
+    which are the ``voc`` profile; ``load_config()`` builds ``DEFAULT_PROFILE``."""
 
     profile: str = "voc"
     device: str = "auto"  # "auto" (CUDA when available, else CPU), "cpu", "cuda", "cuda:N"
@@ -137,7 +147,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         "data": {"root": "data/proxy/VOC2012", "crop_size": 128, "resize_long": (128, 224),
                  "color_jitter": (0.3, 0.3, 0.3, 0.0), "num_workers": 2},
         # From-scratch training needs trainable normalisation and real momentum.
-        "model": {"width": 0.125, "frozen_bn": False, "frozen_stem": False},
+        "model": {"width": 0.125, "frozen_bn": False, "frozen_stem": False, "weights": None},
         "train": {"lr": 0.05, "momentum": 0.9, "batch_size": 16, "epochs": 30,
                   "out_dir": "runs/proxy"},
         "seg": {"crop_size": 128},
@@ -148,7 +158,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
                  "num_workers": 0},
         "synthetic": {"n_train": 12, "n_val": 8, "n_test": 4, "n_extra": 16,
                       "min_size": 40, "max_size": 64},
-        "model": {"width": 0.0625, "frozen_bn": False, "frozen_stem": False},
+        "model": {"width": 0.0625, "frozen_bn": False, "frozen_stem": False, "weights": None},
         "train": {"momentum": 0.9, "batch_size": 4, "epochs": 1, "out_dir": "runs/smoke"},
         "seg": {"crop_size": 32, "test_scales": (0.5, 1.0)},
         "seg_train": {"batch_size": 4, "epochs": 1, "out_dir": "runs/smoke/segment"},
@@ -156,26 +166,105 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
 }
 
 
+BOOLS = {"true": True, "1": True, "false": False, "0": False}
+NONES = ("none", "null")
+TOP_LEVEL = ("profile", "device")  # Config fields that are not stages
+
+
+def type_name(hint: Any) -> str:
+    """A readable name of a field's declared type, for error messages."""
+    if isinstance(hint, type):
+        return hint.__name__
+    return str(hint).replace("typing.", "")
+
+
+def _split(text: str) -> list[str]:
+    """"128,224", "(128, 224)" or "[128,224]" -> ["128", "224"]; "()" -> []."""
+    text = text.strip()
+    if text[:1] + text[-1:] in ("()", "[]"):
+        text = text[1:-1]
+    items = [t.strip() for t in text.split(",")]
+    return items[:-1] if items[-1] == "" else items  # a trailing comma: "(3,)"
+
+
+def _convert(value: Any, hint: Any) -> Any:
+    """``value`` in the declared type ``hint``: text is parsed, other values are checked (an
+    int is accepted as a float, a list as a tuple); raise ValueError when it does not fit."""
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        text_none = isinstance(value, str) and value.strip().lower() in NONES
+        if type(None) in args and (value is None or text_none):
+            return None
+        for option in (a for a in args if a is not type(None)):
+            try:
+                return _convert(value, option)
+            except ValueError:
+                continue
+        raise ValueError(value)
+    if typing.get_origin(hint) is tuple:
+        items = _split(value) if isinstance(value, str) else value
+        if not isinstance(items, (tuple, list)):
+            raise ValueError(value)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_convert(v, args[0]) for v in items)
+        if len(items) != len(args):
+            raise ValueError(value)
+        return tuple(_convert(v, a) for v, a in zip(items, args, strict=True))
+    if isinstance(value, str) and hint is not str:
+        text = value.strip()
+        if hint is bool:
+            if text.lower() not in BOOLS:
+                raise ValueError(value)
+            return BOOLS[text.lower()]
+        return hint(text)  # int("2.5") and float("abc") raise ValueError
+    if isinstance(value, bool) and hint is not bool:
+        raise ValueError(value)
+    if hint is float and isinstance(value, int):
+        return float(value)
+    if isinstance(value, hint):
+        return value
+    raise ValueError(value)
+
+
+def parse_setting(setting: str, value: Any, hint: Any) -> Any:
+    """``value`` as the declared type ``hint`` of ``setting``: text (from ``--set``) is parsed,
+    Python values are checked. Raise ValueError naming the setting and the expected type."""
+    try:
+        return _convert(value, hint)
+    except ValueError:
+        pass
+    optional = typing.get_origin(hint) in (typing.Union, types.UnionType)
+    base = [a for a in typing.get_args(hint) if a is not type(None)][0] if optional else hint
+    examples = {bool: " (true/false/1/0)", tuple: " (comma-separated, e.g. 128,224)"}
+    example = examples.get(typing.get_origin(base) or base, "")
+    none = " (none or null for None)" if optional else ""
+    raise ValueError(f"setting {setting}: cannot use {value!r}; expected "
+                     f"{type_name(hint)}{example}{none}")
+
+
 def apply_overrides(cfg: Config, overrides: dict[str, dict[str, Any]]) -> Config:
     """Return a copy of ``cfg`` with ``{stage: {field: value}}`` overrides applied.
 
-    Unknown stages or fields raise ``ValueError`` naming them, so a typo never passes silently.
+    Each value is converted to its field's declared type: strings (e.g. from ``--set``) are
+    parsed ("false" -> False, "128,224" -> (128, 224), "none" for optional fields), other
+    values are checked. Unknown stages or fields and values that do not fit raise
+    ``ValueError`` naming the setting, so a typo never passes silently.
     """
     cfg = copy.deepcopy(cfg)
     for stage, values in overrides.items():
         section = getattr(cfg, stage, None)
         if not dataclasses.is_dataclass(section):
-            raise ValueError(f"unknown config stage {stage!r}; expected one of "
-                             f"{[f.name for f in dataclasses.fields(cfg) if f.name != 'profile']}")
-        names = {f.name for f in dataclasses.fields(section)}
+            stages = [f.name for f in dataclasses.fields(cfg) if f.name not in TOP_LEVEL]
+            raise ValueError(f"unknown config stage {stage!r}; expected one of {stages}")
+        hints = typing.get_type_hints(type(section))
         for key, value in values.items():
-            if key not in names:
-                raise ValueError(f"unknown setting {stage}.{key}; expected one of {sorted(names)}")
-            setattr(section, key, value)
+            if key not in hints:
+                raise ValueError(f"unknown setting {stage}.{key}; expected one of {sorted(hints)}")
+            setattr(section, key, parse_setting(f"{stage}.{key}", value, hints[key]))
     return cfg
 
 
-def load_config(profile: str = "smoke", overrides: dict[str, dict[str, Any]] | None = None,
+def load_config(profile: str = DEFAULT_PROFILE, overrides: dict[str, dict[str, Any]] | None = None,
                 data_root: str | Path | None = None) -> Config:
     """Build the configuration of a profile, then apply user overrides."""
     if profile not in PROFILES:

@@ -19,7 +19,7 @@ from seamlib.data.lists import labels_for
 from seamlib.device import resolve_device
 from seamlib.losses import seam_loss
 from seamlib.models import build_model
-from seamlib.models.weights import load_weights, save_released
+from seamlib.models.weights import load_weights, require_weights, save_released
 from seamlib.trainer import CHECKPOINT, MODEL, poly_factor
 from seamlib.transforms import parse_transform
 
@@ -33,7 +33,8 @@ def build_optimizer(net: torch.nn.Module, cfg: Config) -> torch.optim.SGD:
 
 def train(cfg: Config, out_dir: str | Path | None = None, progress: bool = True) -> Path:
     """Train the SEAM network the config describes; return the path of the trained weights."""
-    labels = labels_for(cfg.data.root, cfg.data.train_list)
+    require_weights(cfg.model)
+    labels = labels_for(cfg.data.root, cfg.data.train_list, cfg.data.label_source)
     dataset = ClassificationDataset.from_config(cfg.data, labels)
     torch.manual_seed(cfg.train.seed)  # the network's initialisation
     net = build_model(cfg.model)

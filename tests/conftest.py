@@ -87,3 +87,13 @@ def tiny() -> SimpleNamespace:
     """The fixture dataset's spec and builders, for tests that need more than ``voc_root``."""
     return SimpleNamespace(images=TINY_IMAGES, lists=TINY_LISTS, build=build_voc, xml=tiny_xml,
                            mask=tiny_mask)
+
+
+@pytest.fixture
+def voc_root_difficult(voc_root: Path) -> Path:
+    """``voc_root`` whose 2007_000001 XML also names a difficult dog that its mask does not
+    paint (as VOC masks paint difficult objects void): XML and mask labels disagree there."""
+    path = voc_root / ANNOTATIONS / "2007_000001.xml"
+    dog = "<object><name>dog</name><difficult>1</difficult></object></annotation>"
+    path.write_text(path.read_text().replace("</annotation>", dog))
+    return voc_root

@@ -12,7 +12,6 @@ from PIL import Image
 
 from seamlib.data.lists import (
     EXPECTED_SIZES,
-    LABELS_CACHE,
     MAX_LISTED,
     SBD_LISTS,
     DataError,
@@ -20,6 +19,7 @@ from seamlib.data.lists import (
     check_real_sizes,
     cross_check,
     format_disagreements,
+    labels_cache,
     labels_for,
     labels_from_masks,
     labels_from_xml,
@@ -31,6 +31,7 @@ from seamlib.data.lists import (
 )
 from seamlib.data.voc import (
     ANNOTATIONS,
+    CLASSES,
     IMAGES,
     SEG_CLASS,
     SEG_CLASS_AUG,
@@ -157,14 +158,28 @@ def test_load_labels_rejects_bad_index(tmp_path: Path):
 def test_labels_for_builds_then_reads_cache(voc_root: Path, tiny):
     labels = labels_for(voc_root, "train")
     assert list(labels) == tiny.lists["train"]
-    cache = voc_root / LABELS_CACHE
+    cache = labels_cache(voc_root, "xml")
     assert set(json.loads(cache.read_text())) == set(tiny.lists["train"])
-    # A cached entry wins over the mask: proves the cache is read, not rebuilt.
+    # A cached entry wins over the XML: proves the cache is read, not rebuilt.
     save_labels(cache, {**labels, "2007_000001": np.eye(20, dtype=np.float32)[0]})
     assert labels_for(voc_root, "train")["2007_000001"][0] == 1
     # Ids missing from the cache are added to it.
     labels_for(voc_root, "val")
     assert set(json.loads(cache.read_text())) == set(tiny.lists["train"] + tiny.lists["val"])
+
+
+def test_labels_come_from_xml_difficult_objects_included(voc_root_difficult: Path):
+    voc_root = voc_root_difficult
+    dog = CLASSES.index("dog") - 1
+    mask = labels_for(voc_root, "train", "mask")  # built first: its cache must not leak
+    xml = labels_for(voc_root, "train")
+    assert xml["2007_000001"][dog] == 1 and mask["2007_000001"][dog] == 0
+    assert xml["2007_000001"][14] == mask["2007_000001"][14] == 1  # the painted person
+    assert labels_for(voc_root, "train", "xml")["2007_000001"][dog] == 1  # from its own cache
+    assert labels_for(voc_root, "train", "mask")["2007_000001"][dog] == 0
+    assert labels_cache(voc_root, "xml") != labels_cache(voc_root, "mask")
+    with pytest.raises(ValueError, match="data.label_source"):
+        labels_for(voc_root, "train", "json")
 
 
 # ------------------------------------------------------------------------------ validation

@@ -72,3 +72,20 @@ def test_a_run_folder_refuses_other_settings(smoke, tmp_path):
     other = load_config("smoke", {"train": {"epochs": 3}}, data_root=smoke.data.root)
     with pytest.raises(ValueError, match=r"train\.epochs"):
         train(other, tmp_path / "run", progress=False)
+
+
+def test_training_labels_come_from_the_configured_source(tmp_path, monkeypatch):
+    calls = []
+
+    def record(root, list_name, source="xml"):
+        calls.append(source)
+        raise KeyboardInterrupt  # stop before any work
+
+    monkeypatch.setattr(seamlib.train, "labels_for", record)
+    for source in ("xml", "mask"):
+        cfg = load_config("smoke", {"data": {"label_source": source},
+                                    "train": {"out_dir": str(tmp_path / source)}})
+        with pytest.raises(KeyboardInterrupt):
+            train(cfg, progress=False)
+    assert calls == ["xml", "mask"]
+    assert load_config("voc").data.label_source == "xml"

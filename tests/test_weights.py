@@ -364,3 +364,39 @@ def test_report_is_printable():
     text = str(report)
     assert "loaded 10 tensors from w.pth" in text and "pcm.f9.weight" in text
     assert "linear1000" in text
+
+
+# ------------------------------------------------------------------ required pretrained weights
+
+def test_voc_refuses_to_train_without_its_imagenet_weights(tmp_path, monkeypatch):
+    from seamlib.config import IMAGENET_WEIGHTS, load_config
+    from seamlib.models.weights import require_weights
+    from seamlib.train import train
+
+    monkeypatch.chdir(tmp_path)  # no data/weights/ here
+    cfg = load_config("voc", {"train": {"out_dir": str(tmp_path / "run")}})
+    assert cfg.model.weights == IMAGENET_WEIGHTS
+    with pytest.raises(FileNotFoundError) as err:
+        train(cfg, progress=False)
+    msg = str(err.value)
+    for part in ("ilsvrc-cls_rna-a1_cls1000_ep-0001.params", "itijyou/ademxapp", ".pth",
+                 "data/weights/", "model.frozen_bn"):
+        assert part in msg, part
+    assert not (tmp_path / "run").exists()  # refused before anything was written
+    (tmp_path / IMAGENET_WEIGHTS).parent.mkdir(parents=True)
+    (tmp_path / IMAGENET_WEIGHTS).write_bytes(b"weights")
+    require_weights(cfg.model)  # present and readable: no error
+
+
+@pytest.mark.parametrize("frozen", [{"frozen_bn": True}, {"frozen_stem": True}])
+def test_any_frozen_profile_needs_weights(frozen, tmp_path):
+    from seamlib.config import load_config
+    from seamlib.models.weights import require_weights
+
+    smoke = load_config("smoke", {"model": frozen})
+    with pytest.raises(FileNotFoundError, match="model.weights is not set"):
+        require_weights(smoke.model)
+    missing = load_config("smoke", {"model": {**frozen, "weights": str(tmp_path / "missing.pth")}})
+    with pytest.raises(FileNotFoundError, match="missing.pth is not a readable file"):
+        require_weights(missing.model)
+    require_weights(load_config("smoke").model)  # from scratch, no weights: fine

@@ -1,8 +1,12 @@
 """Image lists (train_aug), image-level class labels and the validation pass run before training.
 
-Label cache format: ``<root>/cls_labels.json`` is a JSON object mapping each image id to the
-sorted list of its foreground class indices into ``voc.CLASSES`` (1..20, background never
-listed), e.g. ``{"2007_000032": [1, 15]}``. In memory, labels are 20-dim float32 multi-hot
+Image-level labels come from the XML annotations by default, as in the authors' code (every
+object named in ``Annotations/<id>.xml``, difficult ones included; VOC masks paint difficult
+objects as void), or from the classes painted in the masks (``DataConfig.label_source``).
+Label cache format: ``<root>/cls_labels_<source>.json`` (one file per source, so labels from one
+are never read as the other) is a JSON object mapping each image id to the sorted list of its
+foreground class indices into ``voc.CLASSES`` (1..20, background never listed), e.g.
+``{"2007_000032": [1, 15]}``. In memory, labels are 20-dim float32 multi-hot
 vectors where entry ``c - 1`` stands for class ``c``.
 """
 
@@ -36,7 +40,7 @@ from seamlib.data.voc import (
 from seamlib.io import atomic_write
 
 EXPECTED_SIZES = {"train_aug": 10582, "train": 1464, "val": 1449}
-LABELS_CACHE = "cls_labels.json"
+LABEL_SOURCES = ("xml", "mask")
 NUM_FG = NUM_CLASSES - 1  # 20 foreground classes: the length of a multi-hot label
 MAX_LISTED = 20  # problems shown in a DataError before "... and N more"
 
@@ -209,19 +213,34 @@ def load_labels(path: str | Path) -> dict[str, np.ndarray]:
     return labels
 
 
-def labels_for(root: str | Path, list_name: str,
+def check_label_source(source: str) -> str:
+    """Return ``source`` if it is a known label source, else raise naming the setting."""
+    if source not in LABEL_SOURCES:
+        raise ValueError(f"data.label_source: {source!r}; expected one of {LABEL_SOURCES}")
+    return source
+
+
+def labels_cache(root: str | Path, source: str) -> Path:
+    """The label cache of one source: ``<root>/cls_labels_<source>.json``."""
+    return Path(root) / f"cls_labels_{source}.json"
+
+
+def labels_for(root: str | Path, list_name: str, source: str = "xml",
                mask_dir: str = SEG_CLASS_AUG) -> dict[str, np.ndarray]:
-    """Labels of a list's ids from ``<root>/cls_labels.json``; ids it lacks come from masks.
+    """Labels of a list's ids from the cache of ``source``; ids it lacks are read from their
+    XML annotation (``"xml"``) or mask (``"mask"``).
 
     Newly built labels are merged into the cache, so later calls only read the JSON file.
     """
+    check_label_source(source)
     root = Path(root)
     ids = read_list(list_path(root, list_name))
-    cache = root / LABELS_CACHE
+    cache = labels_cache(root, source)
     labels = load_labels(cache) if cache.is_file() else {}
     missing = [i for i in ids if i not in labels]
     if missing:
-        labels.update(labels_from_masks(root, missing, mask_dir))
+        labels.update(labels_from_xml(root, missing) if source == "xml"
+                      else labels_from_masks(root, missing, mask_dir))
         try:
             save_labels(cache, labels)
         except OSError as err:  # a read-only dataset still works, only slower next time

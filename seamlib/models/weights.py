@@ -10,6 +10,9 @@ Three kinds of file load into a SEAMNet with :func:`load_weights`:
   :func:`save_released`; every tensor must match.
 * Our own ``SEAMNet.state_dict()`` (keys ``backbone.*``), bare or inside a training checkpoint.
 
+Training with frozen BatchNorm or stem (the reference ``voc`` settings) needs such a file:
+:func:`require_weights` refuses to start without one and says where to get it.
+
 Released files name the trunk without the ``backbone.`` prefix and the PCM embedding ``f9``
 instead of ``pcm.f9``; :func:`to_released` / :func:`from_released` convert between the two.
 """
@@ -28,6 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from seamlib.config import IMAGENET_WEIGHTS, ModelConfig
 from seamlib.io import atomic_write
 from seamlib.models.seam import HEAD_NAMES
 
@@ -435,3 +439,29 @@ def save_released(model: nn.Module, path: str | Path) -> Path:
              if not _is_bookkeeping(k)}
     atomic_write(path, lambda tmp: torch.save(state, tmp))
     return path
+
+
+# Where the reference ImageNet initialisation comes from: the authors' README points to the
+# "Wider or Deeper" ResNet38 model zoo (Model A1).
+IMAGENET_SOURCE = ("the ResNet38 ImageNet model A1 of the 'Wider or Deeper' model zoo, "
+                   "https://github.com/itijyou/ademxapp (README: Pre-trained models)")
+
+
+def require_weights(model: ModelConfig) -> None:
+    """Refuse to train with frozen BN or stem unless ``model.weights`` is a readable file:
+    frozen layers would otherwise keep their random initialisation for the whole run."""
+    frozen = [name for name in ("frozen_bn", "frozen_stem") if getattr(model, name)]
+    path = Path(model.weights) if model.weights else None
+    if path is not None and path.is_file() and os.access(path, os.R_OK):
+        return
+    if not frozen and path is None:
+        return
+    found = "is not set" if path is None else f"= {path} is not a readable file"
+    why = (f" ({' and '.join('model.' + n for n in frozen)} keep those layers at their "
+           f"pretrained values, so training cannot start from random weights)" if frozen else "")
+    raise FileNotFoundError(
+        f"model.weights {found}{why}. The reference initialisation is the MXNet file "
+        f"{Path(IMAGENET_WEIGHTS).name} (or its PyTorch conversion with the released names, "
+        f".pth), published as {IMAGENET_SOURCE}; put it at {IMAGENET_WEIGHTS} (the voc "
+        f"default) or set model.weights=PATH. To train from scratch instead, set "
+        f"model.frozen_bn=false and model.frozen_stem=false.")

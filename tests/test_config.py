@@ -1,0 +1,55 @@
+"""Configuration: typed overrides, one default profile, reference defaults."""
+
+import pytest
+
+from seamlib.config import DEFAULT_PROFILE, IMAGENET_WEIGHTS, Config, apply_overrides, load_config
+
+
+def test_text_overrides_become_the_declared_types():
+    cfg = load_config("smoke", {
+        "loss": {"use_er": "false", "use_ecr": "TRUE", "use_rvmin": "0"},
+        "train": {"epochs": "3", "lr": "1"},
+        "data": {"resize_long": "128,224", "color_jitter": "(0.1, 0.2, 0.3, 0)", "root": "/tmp/x"},
+        "model": {"weights": "none"},
+    })
+    assert cfg.loss.use_er is False and cfg.loss.use_ecr is True and cfg.loss.use_rvmin is False
+    assert cfg.train.epochs == 3 and isinstance(cfg.train.epochs, int)
+    assert cfg.train.lr == 1.0 and isinstance(cfg.train.lr, float)
+    assert cfg.data.resize_long == (128, 224)
+    assert cfg.data.color_jitter == (0.1, 0.2, 0.3, 0.0)
+    assert cfg.data.root == "/tmp/x" and cfg.model.weights is None
+    assert load_config("smoke", {"model": {"weights": "w.pth"}}).model.weights == "w.pth"
+    assert load_config("smoke", {"data": {"resize_long": "[64,96]"}}).data.resize_long == (64, 96)
+
+
+@pytest.mark.parametrize("stage,key,value,expected", [
+    ("train", "epochs", "2.5", "int"),
+    ("data", "crop_size", "abc", "int"),
+    ("loss", "use_er", "yes", "bool"),
+    ("train", "lr", "fast", "float"),
+    ("data", "resize_long", "128", r"tuple\[int, int\]"),
+    ("data", "resize_long", "1,2,3", r"tuple\[int, int\]"),
+    ("data", "resize_long", "1.5,2", r"tuple\[int, int\]"),
+    ("train", "epochs", True, "int"),  # Python values are checked too
+    ("loss", "use_er", "none", "bool"),  # only optional settings take none
+    ("model", "weights", 3, r"str \| None"),
+])
+def test_overrides_that_do_not_parse_name_the_setting_and_type(stage, key, value, expected):
+    with pytest.raises(ValueError, match=rf"{stage}\.{key}.*expected {expected}"):
+        load_config("smoke", {stage: {key: value}})
+
+
+def test_python_values_keep_working():
+    cfg = apply_overrides(Config(), {"data": {"resize_long": [10, 20]}, "train": {"lr": 1}})
+    assert cfg.data.resize_long == (10, 20) and isinstance(cfg.train.lr, float)
+
+
+def test_one_default_profile():
+    assert DEFAULT_PROFILE == "proxy"
+    assert load_config().profile == DEFAULT_PROFILE
+    assert load_config() == load_config(DEFAULT_PROFILE)
+
+
+def test_bare_config_is_the_reference_voc_profile():
+    assert Config() == load_config("voc")
+    assert load_config("voc").model.weights == IMAGENET_WEIGHTS
