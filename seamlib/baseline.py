@@ -16,17 +16,15 @@ import torch
 from torch.utils.data import DataLoader
 
 from seamlib.bench import hardware
-from seamlib.cams import infer_cams, iter_cams
+from seamlib.cams import infer_cams
 from seamlib.config import Config, apply_overrides
-from seamlib.data.datasets import ClassificationDataset, MultiScaleDataset, SegmentationDataset
+from seamlib.data.datasets import ClassificationDataset, MultiScaleDataset
 from seamlib.data.lists import labels_for
-from seamlib.data.voc import SEG_CLASS, load_label_png
-from seamlib.evaluate import average_precision, scores, sweep_table, threshold_sweep
+from seamlib.evaluate import average_precision, evaluate, json_safe
 from seamlib.models import SEAMNet, build_model
 from seamlib.models.weights import load_weights
 from seamlib.train import train
 
-THRESHOLDS = np.round(np.arange(0.0, 0.96, 0.01), 2)
 BASELINE = {"loss": {"use_er": False, "use_ecr": False, "use_rvmin": False}}
 
 
@@ -51,14 +49,6 @@ def classification_map(net: SEAMNet, cfg: Config, list_name: str) -> float:
     return float(np.nanmean(average_precision(torch.cat(out).numpy(), torch.cat(targets).numpy())))
 
 
-def cam_sweep(cam_dir: Path, root: str, list_name: str) -> np.ndarray:
-    """Confusion matrices of the CAM pseudo labels of a list for every threshold."""
-    ids = SegmentationDataset(root, list_name).ids
-    samples = ((cams, classes, load_label_png(Path(root) / SEG_CLASS / f"{iid}.png"))
-               for iid, cams, classes in iter_cams(cam_dir, ids))
-    return threshold_sweep(samples, THRESHOLDS)
-
-
 def measure_difficulty(cfg: Config, command: str) -> dict:
     """Train the baseline, then measure classification mAP on val and CAM mIoU on train
     (best threshold, and the threshold chosen on val)."""
@@ -71,21 +61,19 @@ def measure_difficulty(cfg: Config, command: str) -> dict:
         labels = labels_for(root, split, base.data.label_source)
         infer_cams(net, MultiScaleDataset(root, split, labels),
                    out / f"cams_{split}", use_pcm=False)
-    train_confs = cam_sweep(out / f"cams_{base.data.cam_list}", root, base.data.cam_list)
-    val_confs = cam_sweep(out / f"cams_{base.data.val_list}", root, base.data.val_list)
-    curve = sweep_table(train_confs, THRESHOLDS)
-    best = int(np.argmax([r["miou"] for r in curve]))
-    chosen = int(np.argmax([r["miou"] for r in sweep_table(val_confs, THRESHOLDS)]))
+    on_train = evaluate(out / f"cams_{base.data.cam_list}", root, base.data.cam_list, kind="cam")
+    on_val = evaluate(out / f"cams_{base.data.val_list}", root, base.data.val_list, kind="cam")
+    chosen = [r["threshold"] for r in on_train["curve"]].index(on_val["threshold"])
     result = {
         "val_map": classification_map(net, base, base.data.val_list),
-        "train_miou_best": curve[best]["miou"], "best_threshold": float(THRESHOLDS[best]),
-        "val_threshold": float(THRESHOLDS[chosen]),
-        "train_miou_at_val_threshold": curve[chosen]["miou"],
-        "mfp": curve[best]["mfp"], "mfn": curve[best]["mfn"],
-        "per_class_iou": scores(train_confs[best])["iou"], "curve": curve,
+        "train_miou_best": on_train["miou"], "best_threshold": on_train["threshold"],
+        "val_threshold": on_val["threshold"],
+        "train_miou_at_val_threshold": on_train["curve"][chosen]["miou"],
+        "mfp": on_train["mfp"], "mfn": on_train["mfn"], "per_class_iou": on_train["iou"],
+        "curve": on_train["curve"],
         "train_minutes": json.loads((out / "summary.json").read_text())["seconds"] / 60,
         "command": command, "seed": base.train.seed, "hardware": hardware(),
         "config": dataclasses.asdict(base),
     }
-    return result
+    return json_safe(result)  # classes absent from the list have NaN IoU: null in JSON
 

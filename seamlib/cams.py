@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from seamlib.config import Config
 from seamlib.data.datasets import MultiScaleDataset
 from seamlib.io import atomic_write
 from seamlib.models import SEAMNet
@@ -84,3 +85,28 @@ def iter_cams(cam_dir: str | Path, ids: list[str]) -> Iterator[tuple[str, np.nda
             raise FileNotFoundError(f"{path}: no CAM for {iid!r}; run the cams stage first")
         cams, classes = load_cam(path)
         yield iid, cams, classes
+
+
+def cams_stage(cfg: Config, weights: str | Path | None = None, list_name: str | None = None,
+               out_dir: str | Path | None = None, use_pcm: bool = True,
+               progress: bool = True) -> Path:
+    """Stage cams for the CLI and notebooks: load trained SEAM weights (default
+    ``<train.out_dir>/model.pth``) and write the CAMs of a list (default ``data.cam_list``),
+    PCM output or raw fc8 CAM, to ``out_dir`` (default ``<train.out_dir>/cams[_raw]_<list>``).
+    The image labels that mask the CAMs come from ``data.label_source``."""
+    from seamlib.data.lists import labels_for
+    from seamlib.models import build_model
+    from seamlib.models.weights import load_weights
+
+    list_name = list_name or cfg.data.cam_list
+    run = Path(cfg.train.out_dir)
+    weights = Path(weights) if weights else run / "model.pth"
+    out = Path(out_dir) if out_dir else run / f"cams{'' if use_pcm else '_raw'}_{list_name}"
+    if not weights.is_file():
+        raise FileNotFoundError(f"{weights}: no trained weights; run `seam train` first or "
+                                f"pass the SEAM checkpoint to use")
+    net = build_model(cfg.model)
+    load_weights(net, weights, kind="seam")
+    labels = labels_for(cfg.data.root, list_name, cfg.data.label_source)
+    dataset = MultiScaleDataset(cfg.data.root, list_name, labels)
+    return infer_cams(net, dataset, out, use_pcm=use_pcm, progress=progress)

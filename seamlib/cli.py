@@ -3,6 +3,8 @@
     seam data --profile proxy            # generate (proxy/smoke) or download (voc), validate
     seam difficulty --profile proxy      # plain-CAM baseline numbers + datasheet
     seam train --profile proxy --set train.epochs=2
+    seam cams --profile proxy            # PCM CAMs of data.cam_list from the trained weights
+    seam evaluate runs/proxy/cams_val --list val --out results.json
     seam notebook 01_data --profile proxy
     seam step-benchmark --width 1.0 --batch 2 --size 448
     seam retrain --profile proxy --labels runs/proxy/rw_labels
@@ -91,6 +93,27 @@ def cmd_train(args: argparse.Namespace) -> None:
     from seamlib.train import train
 
     print(train(config_from(args)))
+
+
+def cmd_cams(args: argparse.Namespace) -> None:
+    """write the CAMs of a list from trained SEAM weights (PCM output, or --raw-cam)"""
+    from seamlib.cams import cams_stage
+
+    cfg = config_from(args)
+    print(cams_stage(cfg, args.weights, args.list, args.out, use_pcm=not args.raw_cam))
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    """score a CAM folder (npz) or label-PNG folder against the masks of a list"""
+    from seamlib.evaluate import evaluate
+
+    result = evaluate(args.pred_dir, config_from(args).data.root, args.list, args.kind,
+                      args.threshold, args.mask_dir)
+    if args.out:
+        text = json.dumps(result, indent=1, allow_nan=False)
+        atomic_write(Path(args.out), lambda t: t.write_text(text))
+    keys = ("kind", "list", "images", "threshold", "miou", "mfp", "mfn", "absent")
+    print(json.dumps({k: result[k] for k in keys if k in result}, indent=1))
 
 
 def cmd_notebook(args: argparse.Namespace) -> None:
@@ -202,6 +225,27 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=func.__doc__)
         add_config_args(p, device)
         p.set_defaults(func=func)
+    p = sub.add_parser("cams", help=cmd_cams.__doc__)
+    add_config_args(p, device=True)
+    p.add_argument("--weights", default=None,
+                   help="SEAM checkpoint (default: TRAIN.OUT_DIR/model.pth)")
+    p.add_argument("--list", default=None, help="image list (default: data.cam_list)")
+    p.add_argument("--out", default=None,
+                   help="output folder (default: TRAIN.OUT_DIR/cams_LIST, cams_raw_LIST)")
+    p.add_argument("--raw-cam", action="store_true",
+                   help="the classifier's fc8 CAM instead of the PCM-refined one")
+    p.set_defaults(func=cmd_cams)
+    p = sub.add_parser("evaluate", help=cmd_evaluate.__doc__)
+    p.add_argument("pred_dir", help="folder of <id>.npz CAMs or <id>.png label maps")
+    p.add_argument("--list", default="val", help="image list to score (default: val)")
+    add_config_args(p, device=False)
+    p.add_argument("--kind", choices=("auto", "cam", "png"), default="auto")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="CAM background threshold (default: the best of a sweep)")
+    p.add_argument("--mask-dir", default="SegmentationClass",
+                   help="ground-truth folder under data.root (SegmentationClassAug for train_aug)")
+    p.add_argument("--out", default=None, help="JSON file to write the full result to")
+    p.set_defaults(func=cmd_evaluate)
     p = sub.add_parser("notebook", help=cmd_notebook.__doc__)
     p.add_argument("name")
     p.add_argument("--profile", choices=PROFILES_NAMES, default=DEFAULT_PROFILE)

@@ -86,6 +86,48 @@ class TrainConfig:
     epochs: int = 8
     seed: int = 0
     out_dir: str = "runs/voc"
+    checkpoint_every: int = 0  # optimiser steps between checkpoints; 0: only at each epoch's end
+    log_every: int = 20  # optimiser steps between rows of <out_dir>/log.jsonl (and the last)
+    amp: str = "auto"  # mixed precision: "auto" (bf16 on CUDA, off on CPU), "off", "bf16", "fp16"
+    channels_last: str = "auto"  # channels_last memory format: "auto" (CUDA only), "on", "off"
+
+
+@dataclass
+class CRFConfig:
+    """Dense CRF (pydensecrf) over CAM scores: the reference's parameters and pseudo-label
+    settings (authors' infer_SEAM / imutils.crf_inference)."""
+
+    iterations: int = 10
+    gaussian_sxy: float = 3.0
+    gaussian_compat: float = 3.0
+    bilateral_sxy: float = 80.0
+    bilateral_srgb: float = 13.0
+    bilateral_compat: float = 10.0
+    bg_threshold: float = 0.26  # constant background score of the segmentation CRF labels
+    low_alpha: float = 4.0  # background (1 - max cam)^alpha: confident foreground (la)
+    high_alpha: float = 24.0  # confident background (ha)
+    workers: int = 2  # processes of the CRF pool (CPU-bound)
+
+
+@dataclass
+class AffinityConfig:
+    """AffinityNet (PSA, used by SEAM for the final pseudo labels): pairs and training crops."""
+
+    radius: int = 5  # pairs within this distance on the stride-8 feature map
+    crop_size: int = 448  # training crop; a multiple of 8 (labels are taken at stride 8)
+    # Reference: no resize before the crop (train_aff's joint transforms are None); a (low,
+    # high) long-side range here resizes image and label map like DataConfig.resize_long.
+    resize_long: tuple[int, int] | None = None
+    color_jitter: tuple[float, float, float, float] = (0.3, 0.3, 0.3, 0.1)
+
+
+@dataclass
+class RandomWalkConfig:
+    """Random walk with AffinityNet affinities (authors' infer_aff defaults)."""
+
+    beta: float = 8.0  # affinity ** beta sharpens the transition matrix
+    logt: int = 6  # 2 ** logt random-walk steps, by repeated squaring
+    alpha: float = 6.0  # background score (1 - max cam) ** alpha
 
 
 # --- segment stage: DeepLab-LargeFOV retraining on pseudo labels and its test-time inference ---
@@ -134,6 +176,11 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    crf: CRFConfig = field(default_factory=CRFConfig)
+    affinity: AffinityConfig = field(default_factory=AffinityConfig)
+    # AffinityNet training: the SEAM code's train_aff settings (lr 0.01; PSA's default is 0.1).
+    aff_train: TrainConfig = field(default_factory=lambda: TrainConfig(out_dir="runs/voc/aff"))
+    random_walk: RandomWalkConfig = field(default_factory=RandomWalkConfig)
     seg: SegmentationConfig = field(default_factory=SegmentationConfig)
     seg_train: TrainConfig = field(default_factory=_seg_train_defaults)
 
@@ -150,6 +197,10 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         "model": {"width": 0.125, "frozen_bn": False, "frozen_stem": False, "weights": None},
         "train": {"lr": 0.05, "momentum": 0.9, "batch_size": 16, "epochs": 30,
                   "out_dir": "runs/proxy"},
+        # AffinityNet crops at the benchmark's image size (96-160 px), no hue jitter as above.
+        "affinity": {"crop_size": 128, "color_jitter": (0.3, 0.3, 0.3, 0.0)},
+        "aff_train": {"lr": 0.05, "momentum": 0.9, "batch_size": 16, "epochs": 8,
+                      "out_dir": "runs/proxy/aff"},
         "seg": {"crop_size": 128},
         "seg_train": {"batch_size": 16, "out_dir": "runs/proxy/segment"},
     },
@@ -160,6 +211,9 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
                       "min_size": 40, "max_size": 64},
         "model": {"width": 0.0625, "frozen_bn": False, "frozen_stem": False, "weights": None},
         "train": {"momentum": 0.9, "batch_size": 4, "epochs": 1, "out_dir": "runs/smoke"},
+        "crf": {"workers": 0},
+        "affinity": {"crop_size": 48},
+        "aff_train": {"momentum": 0.9, "batch_size": 4, "epochs": 1, "out_dir": "runs/smoke/aff"},
         "seg": {"crop_size": 32, "test_scales": (0.5, 1.0)},
         "seg_train": {"batch_size": 4, "epochs": 1, "out_dir": "runs/smoke/segment"},
     },

@@ -1,5 +1,6 @@
 """Stage evaluate: mIoU and the over/under-activation rates mFP/mFN, background-threshold
-sweeps of CAMs, and classification mAP.
+sweeps of CAMs, classification mAP, and ``evaluate``: one scoring of any stage's output (CAM
+files, pseudo-label or segmentation PNGs) against the masks of a list.
 
 Counts accumulate over a whole list before any ratio is taken (as in the authors' code):
 per class T (ground truth), P (prediction), TP, ignoring void (255) ground truth.
@@ -7,11 +8,16 @@ per class T (ground truth), P (prediction), TP, ignoring void (255) ground truth
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from seamlib.data.voc import IGNORE, NUM_CLASSES
+from seamlib.cams import iter_cams
+from seamlib.data.lists import list_path
+from seamlib.data.voc import CLASSES, IGNORE, NUM_CLASSES, SEG_CLASS, load_label_png, read_list
 
 
 def confusion(pred: np.ndarray, gt: np.ndarray, n: int = NUM_CLASSES) -> np.ndarray:
@@ -23,14 +29,41 @@ def confusion(pred: np.ndarray, gt: np.ndarray, n: int = NUM_CLASSES) -> np.ndar
     return np.bincount(index, minlength=n * n).reshape(n, n)
 
 
-def scores(conf: np.ndarray) -> dict[str, float | list[float]]:
-    """IoU per class, mIoU, FP and FN rates per class and their means (paper Sec. 4.3)."""
+def scores(conf: np.ndarray, absent_as_zero: bool = False) -> dict[str, Any]:
+    """IoU per class, mIoU, FP and FN rates per class and their means (paper Sec. 4.3).
+
+    A class in neither ground truth nor prediction has no IoU: by default it is NaN in the
+    per-class lists and left out of the means, and ``present``/``absent`` name the classes the
+    means run over and those left out. ``absent_as_zero`` reproduces the authors' code, which
+    counts such a class as IoU 0 (FP, FN 0) in every mean."""
     tp = np.diag(conf).astype(float)
     t, p = conf.sum(1).astype(float), conf.sum(0).astype(float)
-    union = np.maximum(t + p - tp, 1)
-    iou, fp, fn = tp / union, (p - tp) / union, (t - tp) / union
-    return {"miou": float(iou.mean()), "mfp": float(fp.mean()), "mfn": float(fn.mean()),
-            "iou": iou.tolist(), "fp": fp.tolist(), "fn": fn.tolist()}
+    union = t + p - tp
+    present = union > 0 if not absent_as_zero else np.ones(len(union), bool)
+    safe = np.maximum(union, 1)
+    iou, fp, fn = (np.where(present, x / safe, np.nan) for x in (tp, p - tp, t - tp))
+    return {"miou": _mean(iou), "mfp": _mean(fp), "mfn": _mean(fn),
+            "iou": iou.tolist(), "fp": fp.tolist(), "fn": fn.tolist(),
+            "present": np.flatnonzero(present).tolist(),
+            "absent": np.flatnonzero(~present).tolist()}
+
+
+def _mean(values: np.ndarray) -> float:
+    """Mean over the non-NaN values; NaN when there are none."""
+    kept = values[~np.isnan(values)]
+    return float(kept.mean()) if len(kept) else float("nan")
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with every NaN float replaced by None (JSON null) and tuples as lists, so
+    ``json.dumps`` writes valid JSON (it would write ``NaN``)."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
 
 
 def cam_prediction(cams: np.ndarray, classes: np.ndarray, threshold: float) -> np.ndarray:
@@ -65,9 +98,12 @@ def sweep_table(confs: np.ndarray, thresholds: np.ndarray) -> list[dict[str, flo
 
 
 def average_precision(scores_: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """Per-class average precision (area under the precision-recall steps, as VOC >= 2010).
+    """Per-class average precision as VOC >= 2010: the area under the precision-recall curve
+    after making precision monotone (each point takes the best precision at equal or higher
+    recall).
 
-    ``scores_`` and ``targets`` are (N, C); classes with no positive get NaN."""
+    ``scores_`` and ``targets`` are (N, C); classes with no positive get NaN. Tied scores keep
+    the input order."""
     aps = np.full(scores_.shape[1], np.nan)
     for c in range(scores_.shape[1]):
         order = np.argsort(-scores_[:, c], kind="stable")
@@ -75,5 +111,85 @@ def average_precision(scores_: np.ndarray, targets: np.ndarray) -> np.ndarray:
         if not hits.any():
             continue
         precision = np.cumsum(hits) / np.arange(1, len(hits) + 1)
-        aps[c] = precision[hits].mean()
+        envelope = np.maximum.accumulate(precision[::-1])[::-1]
+        aps[c] = envelope[hits].sum() / hits.sum()  # each hit adds 1/npos recall
     return aps
+
+
+# ------------------------------------------------------------------ any stage's output
+
+THRESHOLDS = np.round(np.arange(0.0, 0.96, 0.01), 2)  # background thresholds of a CAM sweep
+
+
+def ground_truth(root: str | Path, mask_dir: str, iid: str) -> np.ndarray:
+    """The label mask of ``iid`` under ``root/mask_dir``; a missing file is an error naming it."""
+    path = Path(root) / mask_dir / f"{iid}.png"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no ground-truth mask for {iid!r}")
+    return load_label_png(path)
+
+
+def cam_confusions(cam_dir: str | Path, root: str | Path, list_name: str,
+                   thresholds: np.ndarray, mask_dir: str = SEG_CLASS) -> np.ndarray:
+    """Confusion matrices (T, 21, 21) of the CAM pseudo labels of a list at every threshold."""
+    ids = read_list(list_path(root, list_name))
+    samples = ((cams, classes, ground_truth(root, mask_dir, iid))
+               for iid, cams, classes in iter_cams(cam_dir, ids))
+    return threshold_sweep(samples, thresholds)
+
+
+def png_confusion(pred_dir: str | Path, root: str | Path, list_name: str,
+                  mask_dir: str = SEG_CLASS) -> np.ndarray:
+    """Confusion matrix (21, 21) of label PNGs (pseudo labels, segmentation) over a list."""
+    conf = np.zeros((NUM_CLASSES, NUM_CLASSES), np.int64)
+    for iid in read_list(list_path(root, list_name)):
+        path = Path(pred_dir) / f"{iid}.png"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no prediction for {iid!r}")
+        pred = load_label_png(path)
+        if pred.max(initial=0) >= NUM_CLASSES:
+            raise ValueError(f"{path}: prediction holds class {pred.max()}; expected 0..20")
+        try:
+            conf += confusion(pred, ground_truth(root, mask_dir, iid))
+        except ValueError as err:
+            raise ValueError(f"{path}: {err}") from None
+    return conf
+
+
+def detect_kind(pred_dir: str | Path, first_id: str) -> str:
+    """"cam" if the list's first image has ``<id>.npz`` in ``pred_dir``, "png" for ``<id>.png``."""
+    for kind, ext in (("cam", "npz"), ("png", "png")):
+        if (Path(pred_dir) / f"{first_id}.{ext}").is_file():
+            return kind
+    raise FileNotFoundError(f"{pred_dir}: neither {first_id}.npz (CAMs) nor {first_id}.png "
+                            f"(label maps) for the list's first image")
+
+
+def evaluate(pred_dir: str | Path, root: str | Path, list_name: str, kind: str = "auto",
+             threshold: float | None = None, mask_dir: str = SEG_CLASS) -> dict[str, Any]:
+    """Score any stage's output against the masks of a list: mIoU, per-class IoU, mFP/mFN and
+    the confusion matrix (rows ground truth), as JSON-ready data (NaN -> None).
+
+    ``kind`` is "cam" (CAM npz files, ``seamlib.cams``), "png" (label maps: pseudo labels or
+    segmentation) or "auto" (from the files). CAMs are scored at ``threshold`` or, when it is
+    None, at the best threshold of a sweep over ``THRESHOLDS`` (the curve is included)."""
+    ids = read_list(list_path(root, list_name))
+    if not ids:
+        raise ValueError(f"{list_path(root, list_name)}: empty list, nothing to evaluate")
+    kind = detect_kind(pred_dir, ids[0]) if kind == "auto" else kind
+    result: dict[str, Any] = {"pred_dir": str(pred_dir), "list": list_name, "kind": kind,
+                              "images": len(ids), "mask_dir": mask_dir}
+    if kind == "png":
+        conf = png_confusion(pred_dir, root, list_name, mask_dir)
+    elif kind == "cam":
+        thresholds = THRESHOLDS if threshold is None else np.array([threshold])
+        confs = cam_confusions(pred_dir, root, list_name, thresholds, mask_dir)
+        best = int(np.nanargmax([scores(c)["miou"] for c in confs]))
+        conf = confs[best]
+        result["threshold"] = float(thresholds[best])
+        if threshold is None:
+            result["curve"] = sweep_table(confs, thresholds)
+    else:
+        raise ValueError(f"kind {kind!r}: expected 'auto', 'cam' or 'png'")
+    result.update(scores(conf), classes=list(CLASSES), confusion=conf.tolist())
+    return json_safe(result)

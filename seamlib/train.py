@@ -48,4 +48,13 @@ def train(cfg: Config, out_dir: str | Path | None = None, progress: bool = True)
 
     return trainer.fit(net, loss_fn, dataset, cfg.train, out_dir or cfg.train.out_dir,
                        device=resolve_device(cfg.device), num_workers=cfg.data.num_workers,
-                       settings=dataclasses.asdict(cfg), progress=progress, save=save_released)
+                       settings=run_settings(cfg), progress=progress, save=save_released)
+
+
+def run_settings(cfg: Config) -> dict:
+    """The settings a SEAM training run depends on (recorded and checked by the trainer).
+
+    The device is among them: CUDA arithmetic (and its default bf16 autocast) differs from
+    the CPU's. Other stages' settings (CAMs, CRF, ...) cannot change the weights."""
+    return {**{stage: dataclasses.asdict(getattr(cfg, stage))
+               for stage in ("data", "model", "loss", "train")}, "device": cfg.device}

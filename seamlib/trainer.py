@@ -1,20 +1,33 @@
 """One training loop for every trainable stage (SEAM, AffinityNet, segmentation).
 
-Poly-lr SGD over the network's parameter groups; checkpoints let an interrupted run resume
-where it stopped. Output: ``<out_dir>/model.pth``.
+Poly-lr SGD over the network's parameter groups, atomic checkpoints every N steps and exact
+resume mid-epoch, tqdm and a JSONL log, a stop on a non-finite loss, mixed precision,
+channels_last, and DDP when launched by ``torchrun``. Output: ``<out_dir>/model.pth``.
+
+Reproducibility: the data order of an epoch depends only on (seed, epoch) and each sample's
+augmentation only on (seed, epoch, index) (``EpochBatches``, ``SeededSamples``), so batches
+do not depend on ``num_workers``, on the number of processes, or on where a run was resumed.
+Training randomness (dropout) comes from torch's global RNG, seeded with ``train.seed`` plus
+the process's rank and saved in every checkpoint (one state per process).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+import torch.distributed as dist
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
 from seamlib.config import TrainConfig
@@ -24,17 +37,15 @@ CHECKPOINT = "checkpoint.pth"
 MODEL = "model.pth"
 CONFIG = "config.json"
 LOG = "log.jsonl"
-UNCHECKED = {"out_dir", "num_workers"}  # setting names that do not change the result
+SUMMARY = "summary.json"
+# Setting names (in any stage) that cannot change the trained weights: where files go, how
+# many loader processes decode the (seed, epoch, index)-seeded samples, and how often the log
+# and the checkpoints are written (a resume is exact).
+UNCHECKED = {"out_dir", "num_workers", "log_every", "checkpoint_every"}
+AMP = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 LossFn = Callable[[nn.Module, Any], dict[str, torch.Tensor]]
 SaveFn = Callable[[nn.Module, Path], object]
-
-
-def seed_everything(seed: int) -> torch.Generator:
-    """Seed torch (all randomness of training and augmentation comes from it); return a
-    generator for the DataLoader's shuffling and worker seeds."""
-    torch.manual_seed(seed)
-    return torch.Generator().manual_seed(seed)
 
 
 def poly_factor(step: int, max_step: int, power: float) -> float:
@@ -48,15 +59,134 @@ def build_optimizer(net: nn.Module, train: TrainConfig) -> torch.optim.SGD:
     return torch.optim.SGD(groups, lr=train.lr, momentum=train.momentum)
 
 
-def to_device(batch: Any, device: torch.device) -> Any:
-    """Move every tensor of a (nested) batch to ``device``; other items stay as they are."""
+def derived_seed(*keys: int) -> int:
+    """A well-mixed 32-bit seed from non-negative integer keys (e.g. seed, epoch, index)."""
+    return int(np.random.SeedSequence(list(keys)).generate_state(1)[0])
+
+
+@contextlib.contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Run a block with torch, numpy and python RNGs seeded by ``seed``, then restore them."""
+    py, npy = random.getstate(), np.random.get_state()  # noqa: NPY002 (the global RNGs)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        random.seed(seed)
+        np.random.seed(seed)  # noqa: NPY002
+        try:
+            yield
+        finally:
+            random.setstate(py)
+            np.random.set_state(npy)  # noqa: NPY002
+
+
+class SeededSamples(Dataset):
+    """``dataset[index]`` for keys (epoch, index), its random augmentation drawn from
+    (seed, epoch, index) alone: the same sample whichever process loads it, and when."""
+
+    def __init__(self, dataset: Dataset, seed: int) -> None:
+        self.dataset, self.seed = dataset, seed
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int]) -> Any:
+        epoch, index = key
+        with seeded(derived_seed(self.seed, epoch, index + 1)):
+            return self.dataset[index]
+
+
+class EpochBatches(Sampler):
+    """This process's share of each global batch of one epoch, from batch ``start`` on.
+
+    The epoch's order is a permutation drawn from (seed, epoch); it is cut into global
+    batches of ``batch_size`` (an incomplete last one is dropped), and process ``rank`` of
+    ``world`` takes the rank-th slice of ``batch_size / world`` keys (epoch, index) of each."""
+
+    def __init__(self, size: int, batch_size: int, seed: int, rank: int = 0,
+                 world: int = 1) -> None:
+        if batch_size % world:
+            raise ValueError(f"train.batch_size {batch_size} is not divisible by the {world} "
+                             f"processes (WORLD_SIZE); the global batch is split evenly")
+        if size < batch_size:
+            raise ValueError(f"the dataset has {size} samples, fewer than one batch "
+                             f"(train.batch_size {batch_size})")
+        self.size, self.batch_size, self.seed = size, batch_size, seed
+        self.share, self.rank = batch_size // world, rank
+        self.steps = size // batch_size  # optimiser steps per epoch
+        self.epoch, self.start = 0, 0
+
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        """Iterate epoch ``epoch`` from its batch ``start`` (mid-epoch resume)."""
+        self.epoch, self.start = epoch, start
+
+    def __len__(self) -> int:
+        return self.steps - self.start
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        generator = torch.Generator().manual_seed(derived_seed(self.seed, self.epoch, 0))
+        order = torch.randperm(self.size, generator=generator).tolist()
+        for b in range(self.start, self.steps):
+            first = b * self.batch_size + self.rank * self.share
+            yield [(self.epoch, i) for i in order[first:first + self.share]]
+
+
+def to_device(batch: Any, device: torch.device, channels_last: bool = False) -> Any:
+    """Move every tensor of a (nested) batch to ``device`` (4-D ones channels_last if set);
+    other items stay as they are."""
     if isinstance(batch, torch.Tensor):
-        return batch.to(device, non_blocking=device.type == "cuda")
+        fmt = torch.channels_last if channels_last and batch.dim() == 4 else torch.preserve_format
+        return batch.to(device, non_blocking=device.type == "cuda", memory_format=fmt)
     if isinstance(batch, dict):
-        return {k: to_device(v, device) for k, v in batch.items()}
+        return {k: to_device(v, device, channels_last) for k, v in batch.items()}
     if isinstance(batch, list | tuple):
-        return type(batch)(to_device(v, device) for v in batch)
+        return type(batch)(to_device(v, device, channels_last) for v in batch)
     return batch
+
+
+def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of ``train.amp`` ("auto": bf16 on CUDA, off elsewhere)."""
+    if amp == "auto":
+        return torch.bfloat16 if device.type == "cuda" else None
+    if amp not in AMP:
+        raise ValueError(f"train.amp: expected auto, {', '.join(AMP)}; got {amp!r}")
+    return AMP[amp]
+
+
+def use_channels_last(setting: str, device: torch.device) -> bool:
+    """Whether ``train.channels_last`` ("auto": on CUDA only, "on", "off") is on."""
+    if setting not in ("auto", "on", "off"):
+        raise ValueError(f"train.channels_last: expected auto, on or off; got {setting!r}")
+    return setting == "on" or (setting == "auto" and device.type == "cuda")
+
+
+def init_distributed(device: torch.device) -> tuple[int, int, torch.device, bool]:
+    """(rank, world size, this process's device, whether it started the process group) from
+    torchrun's environment; a single process when WORLD_SIZE is unset or 1."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return 0, 1, device, False
+    rank = int(os.environ["RANK"])
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)))
+        torch.cuda.set_device(device)
+    started = not dist.is_initialized()
+    if started:
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return rank, world, device, started
+
+
+def rng_state(device: torch.device) -> dict[str, torch.Tensor]:
+    """This process's training RNG state (CPU, and CUDA when training there)."""
+    state = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def set_rng_state(state: dict[str, torch.Tensor], device: torch.device) -> None:
+    torch.set_rng_state(state["cpu"])
+    if "cuda" in state and device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda"], device)
 
 
 def save_state_dict(net: nn.Module, path: Path) -> None:
@@ -65,42 +195,155 @@ def save_state_dict(net: nn.Module, path: Path) -> None:
     atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 
-def save_checkpoint(path: Path, net: nn.Module, opt: torch.optim.Optimizer, step: int,
-                    seconds: float) -> None:
-    """Write model + optimiser state atomically, so a crash never leaves a broken checkpoint."""
-    state = {"model": net.state_dict(), "optimizer": opt.state_dict(), "step": step,
-             "seconds": seconds, "rng": torch.get_rng_state()}
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """Write a checkpoint atomically, so a crash never leaves a broken one."""
     atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 
-def resume(path: Path, net: nn.Module, opt: torch.optim.Optimizer) -> tuple[int, float]:
-    """Load a checkpoint if one exists; return (step to continue from, seconds trained)."""
-    if not path.exists():
-        return 0, 0.0
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    net.load_state_dict(state["model"])
-    opt.load_state_dict(state["optimizer"])
-    torch.set_rng_state(state["rng"])  # dropout and augmentation continue as if never stopped
-    print(f"resuming {path} at step {state['step']}")
-    return int(state["step"]), float(state["seconds"])
-
-
-def check_run_config(out: Path, settings: dict[str, Any]) -> None:
+def check_run_config(out: Path, settings: dict[str, Any], write: bool = True) -> None:
     """Record the run's settings in ``out``; refuse to resume or reuse a run made with others.
 
-    ``settings`` is ``{stage: {name: value}}``; names in ``UNCHECKED`` are not compared."""
+    ``settings`` is ``{stage: {name: value}}`` (or ``{name: value}`` for run-wide ones such
+    as the device); names in ``UNCHECKED`` are not compared, stages not given are ignored."""
     current = json.loads(json.dumps(settings))  # tuples as lists, like the file
     path = out / CONFIG
     if not path.exists():
-        atomic_write(path, lambda tmp: tmp.write_text(json.dumps(current, indent=1)))
+        if write:
+            atomic_write(path, lambda tmp: tmp.write_text(json.dumps(current, indent=1)))
         return
-    saved = json.loads(path.read_text())
-    changed = [f"{stage}.{key}" for stage, values in current.items() if isinstance(values, dict)
-               for key, value in values.items()
-               if key not in UNCHECKED and saved.get(stage, {}).get(key) != value]
+    saved, missing = flatten(json.loads(path.read_text())), object()
+    changed = [key for key, value in flatten(current).items()
+               if key.rsplit(".", 1)[-1] not in UNCHECKED and saved.get(key, missing) != value]
     if changed:
         raise ValueError(f"{out} holds a run made with other settings ({', '.join(changed)}; "
                          f"see {path}); set another out_dir or delete that folder")
+
+
+def flatten(settings: dict[str, Any]) -> dict[str, Any]:
+    """``{stage: {name: value}, name: value}`` -> ``{"stage.name": value, "name": value}``."""
+    flat = {}
+    for stage, values in settings.items():
+        if isinstance(values, dict):
+            flat.update({f"{stage}.{name}": value for name, value in values.items()})
+        else:
+            flat[stage] = values
+    return flat
+
+
+class Run:
+    """The state of one ``fit`` call: network, optimiser, schedule, files and processes."""
+
+    def __init__(self, net: nn.Module, train: TrainConfig, out: Path, size: int, rank: int,
+                 world: int, device: torch.device) -> None:
+        self.rank, self.world, self.device = rank, world, device
+        self.train, self.out, self.main = train, out, self.rank == 0
+        if train.log_every < 1 or train.checkpoint_every < 0:
+            raise ValueError(f"train.log_every must be >= 1 and train.checkpoint_every >= 0 "
+                             f"(0: at each epoch's end); got {train.log_every}, "
+                             f"{train.checkpoint_every}")
+        self.sampler = EpochBatches(size, train.batch_size, train.seed, self.rank, self.world)
+        self.max_step = train.epochs * self.sampler.steps
+        self.dtype = autocast_dtype(train.amp, self.device)
+        self.channels_last = use_channels_last(train.channels_last, self.device)
+        self.net = net.to(self.device)
+        if self.channels_last:
+            self.net.to(memory_format=torch.channels_last)
+        self.opt = build_optimizer(net, train)  # before DDP wraps it: parameter_groups
+        self.scaler = torch.amp.GradScaler(self.device.type,
+                                           enabled=self.dtype == torch.float16)
+        self.model = net if self.world == 1 else DistributedDataParallel(
+            net, device_ids=[self.device] if self.device.type == "cuda" else None,
+            find_unused_parameters=True)
+        self.step, self.seconds, self.saved_step = 0, 0.0, None
+
+    def set_lr(self) -> float:
+        """Poly learning rate of the current step on every group; return the base lr."""
+        lr = self.train.lr * poly_factor(self.step, self.max_step, self.train.poly_power)
+        for group in self.opt.param_groups:
+            group["lr"] = lr * group["lr_mult"]
+        return lr
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype)
+
+    def checkpoint(self) -> None:
+        """Save model, optimiser, scaler, step and every process's RNG (rank 0 writes)."""
+        rng = [rng_state(self.device)]
+        if self.world > 1:
+            rng = [None] * self.world
+            dist.all_gather_object(rng, {k: v.cpu() for k, v in rng_state(self.device).items()})
+        if self.main:
+            save_checkpoint(self.out / CHECKPOINT, {
+                "model": self.net.state_dict(), "optimizer": self.opt.state_dict(),
+                "scaler": self.scaler.state_dict(), "step": self.step, "seconds": self.seconds,
+                "max_step": self.max_step, "rng": rng})
+        self.saved_step = self.step
+
+    def resume(self) -> None:
+        """Continue from the checkpoint in ``out`` if there is one."""
+        path = self.out / CHECKPOINT
+        if not path.exists():
+            return
+        state = torch.load(path, map_location=self.device, weights_only=True)
+        if state["max_step"] != self.max_step:
+            raise ValueError(f"{path}: made for {state['max_step']} steps, this run has "
+                             f"{self.max_step} (dataset or batch size changed); delete it")
+        self.net.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["optimizer"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.step = self.saved_step = int(state["step"])
+        self.seconds = float(state["seconds"])
+        if len(state["rng"]) == self.world:
+            set_rng_state({k: v.cpu() for k, v in state["rng"][self.rank].items()}, self.device)
+        else:  # another number of processes: dropout draws differ from here on
+            torch.manual_seed(derived_seed(self.train.seed, self.step, self.rank + 1))
+        if self.main:
+            print(f"resuming {path} at step {self.step}")
+            self.truncate_log()
+
+    def truncate_log(self) -> None:
+        """Drop log rows past the resumed step (and a row torn by the kill): no step twice."""
+        path = self.out / LOG
+        keep = []
+        for line in path.read_text().splitlines(keepends=True) if path.exists() else []:
+            with contextlib.suppress(json.JSONDecodeError):
+                if json.loads(line)["step"] <= self.step:
+                    keep.append(line if line.endswith("\n") else line + "\n")
+        atomic_write(path, lambda t: t.write_text("".join(keep)))
+
+    def reduce(self, terms: dict[str, torch.Tensor]) -> dict[str, float]:
+        """Loss terms averaged over the processes, as floats (one sync per step)."""
+        values = torch.stack([v.detach().float() for v in terms.values()])
+        if self.world > 1:
+            dist.all_reduce(values)
+            values /= self.world
+        return dict(zip(terms, values.tolist(), strict=True))
+
+    def check_finite(self, values: dict[str, float]) -> None:
+        """Stop on a non-finite term, naming the step and the term; keep the last checkpoint."""
+        bad = [k for k, v in values.items() if not np.isfinite(v)]
+        if bad:
+            kept = (f"the last good checkpoint {self.out / CHECKPOINT} (step {self.saved_step}) "
+                    f"is kept" if self.saved_step else "no checkpoint was written yet")
+            raise FloatingPointError(f"step {self.step + 1}: loss term {bad[0]!r} is "
+                                     f"{values[bad[0]]} (non-finite: {', '.join(bad)}); {kept}")
+
+    def train_step(self, batch: Any, loss_fn: LossFn) -> tuple[dict[str, float], float]:
+        """One optimiser step on a batch; return the averaged terms and the base lr."""
+        lr = self.set_lr()
+        batch = to_device(batch, self.device, self.channels_last)
+        with self.autocast():
+            terms = loss_fn(self.model, batch)
+        values = self.reduce(terms)
+        self.check_finite(values)
+        self.opt.zero_grad(set_to_none=True)
+        self.scaler.scale(terms["loss"]).backward()
+        self.scaler.step(self.opt)
+        self.scaler.update()
+        self.step += 1
+        return values, lr
 
 
 def fit(net: nn.Module, loss_fn: LossFn, dataset: Dataset, train: TrainConfig,
@@ -108,50 +351,71 @@ def fit(net: nn.Module, loss_fn: LossFn, dataset: Dataset, train: TrainConfig,
         settings: dict[str, Any] | None = None, progress: bool = True,
         save: SaveFn = save_state_dict) -> Path:
     """Train ``net`` on ``dataset`` with ``loss_fn(net, batch) -> {"loss": ..., terms...}``;
-    return ``<out_dir>/model.pth`` (written by ``save``). An existing model.pth is returned as
-    it is; an existing checkpoint is resumed. ``settings`` ({stage: {name: value}}) are
-    recorded in ``<out_dir>/config.json`` and must match on a resume."""
-    device = torch.device(device)
+    return ``<out_dir>/model.pth`` (written by ``save``).
+
+    An existing model.pth is returned as it is; an existing checkpoint is resumed.
+    ``settings`` ({stage: {name: value}}) are recorded in ``<out_dir>/config.json`` and must
+    match on a resume. Under ``torchrun`` (WORLD_SIZE > 1) ``loss_fn`` gets the DDP-wrapped
+    network, so it must only call it (``net(...)``) and average its loss over the batch."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    if settings is not None:
-        check_run_config(out, settings)
-    if (out / MODEL).exists():
-        return out / MODEL
-    generator = seed_everything(train.seed)
-    loader = DataLoader(dataset, batch_size=train.batch_size, shuffle=True, drop_last=True,
-                        num_workers=num_workers, generator=generator,
-                        pin_memory=device.type == "cuda")
-    net.to(device)
-    opt = build_optimizer(net, train)
-    max_step = train.epochs * len(loader)
-    step, seconds = resume(out / CHECKPOINT, net, opt)
-    log = (out / LOG).open("a")
-    net.train()
-    bar = tqdm(total=max_step, initial=step, desc=f"train {out.name}", disable=not progress)
-    start = time.time() - seconds  # training time so far, across resumes
-    for epoch in range(step // len(loader), train.epochs):
-        generator.manual_seed(train.seed * 1000 + epoch)  # same order after a resume
-        for batch in loader:
-            for group in opt.param_groups:
-                group["lr"] = train.lr * group["lr_mult"] * poly_factor(
-                    step, max_step, train.poly_power)
-            terms = loss_fn(net, to_device(batch, device))
-            opt.zero_grad(set_to_none=True)
-            terms["loss"].backward()
-            opt.step()
-            step += 1
-            bar.update()
-            bar.set_postfix(loss=f"{terms['loss'].item():.3f}")
-            if step % 20 == 0 or step == max_step:
-                row = {k: round(v.item(), 5) for k, v in terms.items()}
-                log.write(json.dumps({"step": step, "epoch": epoch, **row,
-                                      "time": round(time.time() - start, 1)}) + "\n")
-                log.flush()
-        save_checkpoint(out / CHECKPOINT, net, opt, step, time.time() - start)
-    bar.close()
-    log.close()
-    summary = {"steps": step, "seconds": round(time.time() - start, 1), "images": len(dataset)}
-    atomic_write(out / "summary.json", lambda t: t.write_text(json.dumps(summary)))
-    save(net, out / MODEL)
+    rank, world, device, owns_group = init_distributed(torch.device(device))
+    torch.manual_seed(train.seed + rank)  # training randomness (dropout), distinct per process
+    try:
+        if settings is not None:
+            check_run_config(out, settings, write=rank == 0)
+        if not (out / MODEL).exists():
+            run = Run(net, train, out, len(dataset), rank, world, device)
+            loop(run, loss_fn, dataset, num_workers, progress and run.main)
+            if run.main:
+                save(net, out / MODEL)
+        if world > 1:
+            dist.barrier()  # every process returns once model.pth exists
+    finally:
+        if owns_group:
+            dist.destroy_process_group()
     return out / MODEL
+
+
+def loop(run: Run, loss_fn: LossFn, dataset: Dataset, num_workers: int,
+         progress: bool) -> None:
+    """The epochs of a run, from its checkpoint if any; logs and checkpoints as set."""
+    train, out, sampler = run.train, run.out, run.sampler
+    loader = DataLoader(SeededSamples(dataset, train.seed), batch_sampler=sampler,
+                        num_workers=num_workers, pin_memory=run.device.type == "cuda",
+                        generator=torch.Generator())  # leaves the global (dropout) RNG alone
+    run.resume()
+    net_mode = run.net.training
+    run.net.train()
+    bar = tqdm(total=run.max_step, initial=run.step, desc=f"train {out.name}",
+               disable=not progress)
+    log = (out / LOG).open("a") if run.main else None
+    start, window = time.time() - run.seconds, (time.time(), run.step)
+    try:
+        for epoch in range(run.step // sampler.steps, train.epochs):
+            sampler.set_epoch(epoch, run.step % sampler.steps)
+            for batch in loader:
+                values, lr = run.train_step(batch, loss_fn)
+                run.seconds = time.time() - start
+                elapsed = max(time.time() - window[0], 1e-6)
+                rate = (run.step - window[1]) * train.batch_size / elapsed
+                bar.update()
+                bar.set_postfix({k: f"{v:.3f}" for k, v in values.items()} | {"img/s": int(rate)})
+                if log and (run.step % train.log_every == 0 or run.step == run.max_step):
+                    log.write(json.dumps({"step": run.step, "epoch": epoch, **values, "lr": lr,
+                                          "images_per_s": round(rate, 1),
+                                          "time": round(run.seconds, 1)}) + "\n")
+                    log.flush()
+                    window = (time.time(), run.step)
+                every = train.checkpoint_every
+                if (every and run.step % every == 0) or run.step % sampler.steps == 0:
+                    run.checkpoint()
+    finally:
+        bar.close()
+        if log:
+            log.close()
+    run.net.train(net_mode)
+    if run.main:
+        summary = {"steps": run.step, "seconds": round(run.seconds, 1),
+                   "images": len(dataset), "processes": run.world}
+        atomic_write(out / SUMMARY, lambda t: t.write_text(json.dumps(summary)))

@@ -1,10 +1,13 @@
 """The plain-CAM baseline and the difficulty measurement, end to end on the smoke profile."""
 
+import json
+
 import pytest
 
-from seamlib.baseline import THRESHOLDS, baseline_config, measure_difficulty
+from seamlib.baseline import baseline_config, measure_difficulty
 from seamlib.config import load_config
 from seamlib.data.synthetic import generate
+from seamlib.evaluate import THRESHOLDS
 
 
 def test_baseline_config_turns_off_every_seam_term_and_writes_elsewhere():
@@ -31,3 +34,4 @@ def test_measurement_is_complete_and_in_range(result):
     assert result["train_miou_best"] == pytest.approx(best)
     assert result["best_threshold"] in THRESHOLDS and result["train_minutes"] >= 0
     assert result["config"]["loss"]["use_er"] is False
+    json.dumps(result, allow_nan=False)  # valid JSON: classes absent from smoke's lists are null

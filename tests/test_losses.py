@@ -121,3 +121,87 @@ def test_baseline_classification_matches_direct_computation(net):
     cam = net(images, with_pcm=False).cam
     expected = F.multilabel_soft_margin_loss(cam[:, 1:].mean((2, 3)), labels)
     torch.testing.assert_close(out["cls"], expected)
+
+
+# --------------------------------------------- seam_loss against the reference composition
+
+class TinyNet(torch.nn.Module):
+    """A fixed two-output network shaped like SEAMNet: raw CAM (N, 21, H, W) and a PCM-like
+    refinement of it, with position-dependent weights so neither output is equivariant."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        gen = torch.Generator().manual_seed(0)
+        self.fc8 = torch.nn.Conv2d(3, 21, 3, padding=1)
+        self.pcm = torch.nn.Conv2d(21, 21, 3, padding=1)
+        for p in self.parameters():
+            p.data = torch.randn(p.shape, generator=gen)
+
+    def forward(self, x, with_pcm=True):
+        cam = self.fc8(x)
+        return cam, (self.pcm(cam.detach()) if with_pcm else None)
+
+
+def reference_terms(net, images, labels, ratio=0.2):
+    """The authors' SEAM loss, written out step by step, independent of seamlib.losses."""
+    eps = 1e-5
+    n = len(images)
+
+    def a(x):  # the reference transform: bilinear rescale by 0.3, corners aligned
+        return F.interpolate(x, scale_factor=0.3, mode="bilinear", align_corners=True)
+
+    def norm(cam):  # per-channel max-normalisation of the ReLU'd map
+        cam = torch.relu(cam)
+        lo = cam.amin((2, 3), keepdim=True)
+        hi = cam.amax((2, 3), keepdim=True)
+        return torch.relu(cam - lo - eps) / (hi - lo + eps)
+
+    def soft_margin(cam):  # multi-label soft margin of the pooled foreground scores
+        x = cam[:, 1:].mean((2, 3))
+        return -(labels * F.logsigmoid(x) + (1 - labels) * F.logsigmoid(-x)).mean()
+
+    def min_pool(rv):  # the quarter of pixels with the lowest best-class score, to zero
+        best = (rv * mask)[:, 1:].amax(1).reshape(n, -1)
+        k = best.shape[1] // 4
+        return torch.relu(best.sort(1).values[:, :k]).sum() / (k * n)
+
+    def hardest(err):  # mean of each image's top 20% absolute errors
+        flat = err.abs().reshape(n, -1)
+        return flat.sort(1, descending=True).values[:, :int(flat.shape[1] * ratio)].mean()
+
+    def onehot_with_bg(cam):  # background 1 - max fg; fg kept only at the per-pixel max
+        fg = cam[:, 1:].detach()
+        top = fg.amax(1, keepdim=True)
+        return torch.cat([1 - top, fg * (fg == top)], 1)
+
+    mask = torch.cat([torch.ones(n, 1), labels], 1)[:, :, None, None]
+    cam1, rv1 = net(images)
+    cam2, rv2 = net(a(images))
+    cam1n, cam2n = a(norm(cam1)) * mask, norm(cam2) * mask
+    rv1n, rv2n = a(norm(rv1)) * mask, norm(rv2) * mask
+    terms = {
+        "cls": (soft_margin(cam1) + soft_margin(cam2)) / 2,
+        "rvmin": (min_pool(rv1) + min_pool(rv2)) / 2,
+        "er": (cam1n[:, 1:] - cam2n[:, 1:]).abs().mean(),
+        # each branch's PCM output regresses the OTHER branch's one-hot CAM
+        "ecr": hardest(onehot_with_bg(cam2n) - rv1n) + hardest(onehot_with_bg(cam1n) - rv2n),
+    }
+    terms["loss"] = terms["cls"] + terms["rvmin"] + terms["er"] + terms["ecr"]
+    return terms
+
+
+def test_seam_loss_matches_an_independent_reference_composition():
+    net = TinyNet()
+    images = torch.randn(2, 3, 20, 20, generator=torch.Generator().manual_seed(1))
+    labels = torch.zeros(2, 20)
+    labels[0, [2, 7]] = 1
+    labels[1, 11] = 1
+    out = seam_loss(net, images, labels, Rescale(0.3), LossConfig())
+    expected = reference_terms(net, images, labels)
+    assert set(out) == set(expected)
+    for key in expected:
+        torch.testing.assert_close(out[key], expected[key], msg=key)
+    grads = torch.autograd.grad(out["loss"], list(net.parameters()))
+    want = torch.autograd.grad(expected["loss"], list(net.parameters()))
+    for got, ref in zip(grads, want, strict=True):
+        torch.testing.assert_close(got, ref)

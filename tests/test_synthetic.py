@@ -10,7 +10,13 @@ import pytest
 
 from seamlib.config import load_config
 from seamlib.data import voc
-from seamlib.data.lists import cross_check, labels_from_masks, labels_from_xml, validate
+from seamlib.data.lists import (
+    cross_check,
+    labels_from_masks,
+    labels_from_xml,
+    validate,
+    write_train_aug,
+)
 from seamlib.data.shapes import DESIGNS, body_family, part_style
 from seamlib.data.synthetic import erode, generate, part_period, void_band
 
@@ -41,6 +47,17 @@ def test_layout_and_lists(smoke_root, smoke_cfg):
     assert len(aug) == smoke_cfg.n_train + smoke_cfg.n_extra
     validate(smoke_root, ["train_aug"], need_masks=True, need_xml=True, progress=False)
     validate(smoke_root, ["train", "val", "test"], need_masks=voc.SEG_CLASS, progress=False)
+
+
+def test_train_aug_drops_the_val_images_the_sbd_style_lists_hold(smoke_root):
+    seg, aug = smoke_root / voc.SEG_LISTS, smoke_root / voc.SBD_LISTS
+    val = set(voc.read_list(seg / "val.txt"))
+    sbd = set(voc.read_list(aug / "sbd_train.txt")) | set(voc.read_list(aug / "sbd_val.txt"))
+    assert sbd & val  # as in the real SBD: otherwise excluding val could never be tested
+    generated = voc.read_list(seg / "train_aug.txt")
+    assert not set(generated) & val
+    assert write_train_aug(smoke_root) == generated  # rebuilt from the lists on disk
+    assert set(generated) == (sbd | set(voc.read_list(seg / "train.txt"))) - val
 
 
 def test_same_seed_gives_identical_bytes(tmp_path, smoke_cfg, smoke_root):

@@ -26,6 +26,23 @@ def test_rotate_zero_is_identity_and_180_reverses():
     torch.testing.assert_close(Rotate(180)(x), torch.flip(x, dims=[2, 3]), atol=1e-5, rtol=0)
 
 
+def test_positive_rotation_is_counter_clockwise():
+    """As torchvision: a positive angle turns the content counter-clockwise (top-right corner
+    to top-left), like torch.rot90 with k=1 over (H, W)."""
+    x = torch.zeros(1, 1, 6, 6)
+    x[0, 0, 0, 5] = 1.0  # top-right corner
+    y = Rotate(90)(x)
+    torch.testing.assert_close(y, torch.rot90(x, 1, dims=[2, 3]), atol=1e-5, rtol=0)
+    assert y[0, 0, 0, 0] == pytest.approx(1.0, abs=1e-5)
+
+
+def test_translate_positive_dy_moves_down():
+    x = torch.arange(1.0, 17.0).view(1, 1, 4, 4)
+    y = Translate(0, 1)(x)
+    assert torch.equal(y[..., 1:, :], x[..., :-1, :])
+    assert torch.equal(y[..., 0, :], torch.zeros(1, 1, 4))
+
+
 def test_translate_shifts_and_zero_fills():
     x = torch.arange(1.0, 17.0).view(1, 1, 4, 4)
     y = Translate(1, 0)(x)

@@ -2,10 +2,10 @@
 multi-scale inputs for CAM inference and (image, mask) pairs for evaluation.
 
 Seeding: every random draw (resize, flip, colour jitter, crop) comes from torch's global RNG.
-With ``num_workers=0`` seed it with ``torch.manual_seed(s)``. A DataLoader seeds each worker's
-torch (and python) RNG with ``base_seed + worker_id``, where ``base_seed`` is drawn from the
-loader's ``generator`` (or the global RNG), so ``DataLoader(..., generator=
-torch.Generator().manual_seed(s))`` gives reproducible augmentation for a fixed ``num_workers``.
+A plain DataLoader over these datasets gives augmentation that depends on ``num_workers``
+(each worker's RNG is seeded with ``base_seed + worker_id``). Training does not use it that
+way: ``seamlib.trainer.SeededSamples`` seeds each sample from (seed, epoch, index), so the
+trained weights do not depend on ``num_workers``.
 """
 
 from __future__ import annotations

@@ -376,13 +376,15 @@ def split_ids(cfg: SyntheticConfig) -> dict[str, list[str]]:
 def write_lists(root: Path, ids: dict[str, list[str]]) -> None:
     """VOC segmentation lists, SBD-style lists and the train_aug list built from them.
 
-    As in the real data, the SBD-style val list also holds some VOC val images, which
+    As in the real data, the SBD-style val list also holds some VOC val images (a tenth, at
+    least one, so even ``smoke`` can catch a train_aug that keeps them), which
     ``build_train_aug`` must remove."""
     seg = root / voc.SEG_LISTS
     for split in ("train", "val", "test"):
         voc.write_list(seg / f"{split}.txt", ids[split])
     cut = int(0.8 * len(ids["sbd"]))
-    sbd_train, sbd_val = ids["sbd"][:cut], ids["sbd"][cut:] + ids["val"][: len(ids["val"]) // 10]
+    held_out = ids["val"][: max(1, len(ids["val"]) // 10)]
+    sbd_train, sbd_val = ids["sbd"][:cut], ids["sbd"][cut:] + held_out
     aug = root / voc.SBD_LISTS
     voc.write_list(aug / "sbd_train.txt", sbd_train)
     voc.write_list(aug / "sbd_val.txt", sbd_val)

@@ -15,21 +15,23 @@ import torch.nn.functional as F
 from torch import nn
 
 from seamlib.config import ModelConfig, SegmentationConfig
-from seamlib.models.groups import is_norm, reference_groups
 from seamlib.models.resnet38 import ResNet38
+from seamlib.models.trunk import TrunkNet
 
 HEAD_NAMES = ("conv_fov", "bn_fov", "conv_fov2", "bn_fov2", "cls_conv")  # new layers, 10x lr
 FOV_CHANNELS = 512
 FOV_DILATION = 12
 
 
-class DeepLabLargeFOV(nn.Module):
-    """ResNet38 trunk + LargeFOV head, with the reference BatchNorm and freezing rules."""
+class DeepLabLargeFOV(TrunkNet):
+    """ResNet38 trunk + LargeFOV head, with the reference BatchNorm rules and the reference
+    parameter groups of ``TrunkNet`` (the head at 10x/20x; the stem trains, conv1a included)."""
+
+    head_names = HEAD_NAMES
 
     def __init__(self, backbone: ResNet38, num_classes: int = 21, frozen_bn: bool = False,
                  bn_momentum: float = 0.0003, train_bn_affine: bool = False) -> None:
-        super().__init__()
-        self.backbone = backbone
+        super().__init__(backbone, frozen_bn=frozen_bn, frozen_stem=False)
         self.conv_fov = nn.Conv2d(backbone.channels["conv6"], FOV_CHANNELS, 3,
                                   padding=FOV_DILATION, dilation=FOV_DILATION, bias=False)
         self.bn_fov = nn.BatchNorm2d(FOV_CHANNELS)
@@ -40,20 +42,11 @@ class DeepLabLargeFOV(nn.Module):
         for conv in (self.conv_fov, self.conv_fov2, self.cls_conv):
             nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
         # The reference leaves cls_conv's bias at PyTorch's default init.
-        self.frozen_bn = frozen_bn
         for m in self.modules():
-            if is_norm(m):
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
                 m.momentum = bn_momentum
-                m.requires_grad_(train_bn_affine and not frozen_bn)
-
-    def train(self, mode: bool = True) -> DeepLabLargeFOV:
-        """Like nn.Module.train, but with ``frozen_bn`` every BatchNorm stays in eval mode."""
-        super().train(mode)
-        if self.frozen_bn:
-            for m in self.modules():
-                if is_norm(m):
-                    m.eval()
-        return self
+                m.requires_grad_(train_bn_affine)  # the reference's optimiser never sees them
+        self._freeze()  # frozen_bn: no BN gradients and eval mode in train()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Class logits (N, classes, H, W) of images ``x`` (N, 3, H, W), at the input size."""
@@ -62,11 +55,6 @@ class DeepLabLargeFOV(nn.Module):
         feature = F.relu(self.bn_fov2(self.conv_fov2(feature)))
         logits = self.cls_conv(self.dropout1(feature))
         return F.interpolate(logits, x.shape[2:], mode="bilinear", align_corners=True)
-
-    def parameter_groups(self, lr: float, weight_decay: float) -> list[dict]:
-        """SGD groups of the reference: trunk conv weights (lr, wd), head conv weights (10lr,
-        wd), head bias (20lr, no wd); see ``models.groups.reference_groups``."""
-        return reference_groups(self, HEAD_NAMES, lr, weight_decay)
 
 
 def build_deeplab(model: ModelConfig, seg: SegmentationConfig) -> DeepLabLargeFOV:

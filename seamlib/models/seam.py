@@ -9,9 +9,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from seamlib.config import ModelConfig
-from seamlib.models.groups import reference_groups
 from seamlib.models.resnet38 import ResNet38
 from seamlib.models.resnet50 import ResNet50
+from seamlib.models.trunk import TrunkNet
 from seamlib.pcm import PCM, pcm_input
 
 # Layers that SEAM adds on top of the ImageNet backbone: 10x learning rate, trained from scratch.
@@ -26,13 +26,14 @@ class SEAMOutput(NamedTuple):
     cam_rv: torch.Tensor | None
 
 
-class SEAMNet(nn.Module):
+class SEAMNet(TrunkNet):
     """Backbone + fc8 CAM head + PCM (f8_3, f8_4, f9), with the reference freezing rules."""
+
+    head_names = HEAD_NAMES
 
     def __init__(self, backbone: nn.Module, num_classes: int = 21, frozen_bn: bool = True,
                  frozen_stem: bool = True) -> None:
-        super().__init__()
-        self.backbone = backbone
+        super().__init__(backbone, frozen_bn, frozen_stem)
         ch = backbone.channels
         self.dropout7 = nn.Dropout2d(0.5)
         self.fc8 = nn.Conv2d(ch["conv6"], num_classes, 1, bias=False)
@@ -42,28 +43,7 @@ class SEAMNet(nn.Module):
         nn.init.xavier_uniform_(self.fc8.weight)
         nn.init.kaiming_normal_(self.f8_3.weight)
         nn.init.kaiming_normal_(self.f8_4.weight)
-        self.frozen_bn = frozen_bn
-        self.frozen_stem = frozen_stem
         self._freeze()
-
-    def _freeze(self) -> None:
-        """Stop gradients to the frozen stem and, if set, to every BatchNorm's affine terms."""
-        if self.frozen_stem:
-            for name in self.backbone.stem_names:
-                getattr(self.backbone, name).requires_grad_(False)
-        if self.frozen_bn:
-            for m in self.modules():
-                if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                    m.requires_grad_(False)
-
-    def train(self, mode: bool = True) -> SEAMNet:
-        """Like nn.Module.train, but frozen BatchNorm layers stay in eval mode."""
-        super().train(mode)
-        if self.frozen_bn:
-            for m in self.modules():
-                if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                    m.eval()
-        return self
 
     def forward(self, x: torch.Tensor, with_pcm: bool = True) -> SEAMOutput:
         """Compute the CAM (and its PCM refinement) of images ``x`` (N, 3, H, W)."""
@@ -87,19 +67,18 @@ class SEAMNet(nn.Module):
         image = F.interpolate(x, size, mode="bilinear", align_corners=True)
         return self.pcm(pcm_input(cam), torch.cat([image, *parts], dim=1))
 
-    def parameter_groups(self, lr: float, weight_decay: float) -> list[dict]:
-        """SGD parameter groups of the reference (see ``models.groups.reference_groups``)."""
-        return reference_groups(self, HEAD_NAMES, lr, weight_decay)
+
+def build_backbone(cfg: ModelConfig) -> nn.Module:
+    """The trunk a ModelConfig describes (ResNet38 of some width, or ResNet-50)."""
+    if cfg.backbone == "resnet38":
+        return ResNet38(width=cfg.width)
+    if cfg.backbone == "resnet50":
+        if cfg.width != 1.0:
+            raise ValueError(f"model.width must be 1.0 for resnet50, got {cfg.width}")
+        return ResNet50(output_stride=cfg.output_stride)
+    raise ValueError(f"model.backbone must be 'resnet38' or 'resnet50', got {cfg.backbone!r}")
 
 
 def build_model(cfg: ModelConfig) -> SEAMNet:
     """Construct the SEAM network a ModelConfig describes (weights are loaded separately)."""
-    if cfg.backbone == "resnet38":
-        backbone: nn.Module = ResNet38(width=cfg.width)
-    elif cfg.backbone == "resnet50":
-        if cfg.width != 1.0:
-            raise ValueError(f"model.width must be 1.0 for resnet50, got {cfg.width}")
-        backbone = ResNet50(output_stride=cfg.output_stride)
-    else:
-        raise ValueError(f"model.backbone must be 'resnet38' or 'resnet50', got {cfg.backbone!r}")
-    return SEAMNet(backbone, cfg.num_classes, cfg.frozen_bn, cfg.frozen_stem)
+    return SEAMNet(build_backbone(cfg), cfg.num_classes, cfg.frozen_bn, cfg.frozen_stem)

@@ -15,6 +15,8 @@ Training with frozen BatchNorm or stem (the reference ``voc`` settings) needs su
 
 Released files name the trunk without the ``backbone.`` prefix and the PCM embedding ``f9``
 instead of ``pcm.f9``; :func:`to_released` / :func:`from_released` convert between the two.
+A network with other new layers (AffinityNet) names its own table in ``key_table``; its
+released checkpoints (``resnet38_aff*.pth``) then load the same way.
 """
 
 from __future__ import annotations
@@ -33,7 +35,6 @@ from torch import nn
 
 from seamlib.config import IMAGENET_WEIGHTS, ModelConfig
 from seamlib.io import atomic_write
-from seamlib.models.seam import HEAD_NAMES
 
 # (our prefix, released prefix), most specific first; the last row is the catch-all for the
 # trunk. Head prefixes are the same in both namings except the PCM's f9.
@@ -45,7 +46,6 @@ KEY_TABLE: tuple[tuple[str, str], ...] = (
     ("backbone.", ""),
 )
 BACKBONE = "backbone."
-HEAD_PREFIXES = tuple(f"{name}." for name in HEAD_NAMES)  # our names of the new SEAM layers
 PCM_PREFIXES = ("f8_3.", "f8_4.", "pcm.")  # present only in SEAM checkpoints
 # ImageNet classifiers (our names): ResNet38's linear1000, torchvision's fc, a 1000-class fc8.
 CLASSIFIER_PREFIXES = ("backbone.linear1000.", "backbone.fc.", "fc8.")
@@ -63,34 +63,41 @@ def _is_bookkeeping(key: str) -> bool:
 # Key names
 
 
-def key_to_released(key: str) -> str:
+def key_table(model: nn.Module) -> tuple[tuple[str, str], ...]:
+    """The model's (our prefix, released prefix) table: its ``key_table``, else SEAMNet's."""
+    return getattr(model, "key_table", KEY_TABLE)
+
+
+def key_to_released(key: str, table: tuple[tuple[str, str], ...] = KEY_TABLE) -> str:
     """Our state-dict key -> the released flat name (``backbone.b2.x`` -> ``b2.x``)."""
-    for ours, released in KEY_TABLE:
+    for ours, released in table:
         if key.startswith(ours):
             name = released + key[len(ours):]
-            if key_from_released(name) != key:  # e.g. a trunk module called "f9"
+            if key_from_released(name, table) != key:  # e.g. a trunk module called "f9"
                 raise ValueError(f"key {key!r} has no unambiguous released name ({name!r})")
             return name
-    raise ValueError(f"key {key!r} is not a SEAMNet key; expected one of the prefixes "
-                     f"{[ours for ours, _ in KEY_TABLE]}")
+    raise ValueError(f"key {key!r} is not a SEAMNet key (nor one of the network's key table); "
+                     f"expected one of the prefixes {[ours for ours, _ in table]}")
 
 
-def key_from_released(name: str) -> str:
+def key_from_released(name: str, table: tuple[tuple[str, str], ...] = KEY_TABLE) -> str:
     """Released flat name -> our state-dict key (``f9.weight`` -> ``pcm.f9.weight``)."""
-    for ours, released in KEY_TABLE:
+    for ours, released in table:
         if name.startswith(released):
             return ours + name[len(released):]
-    raise AssertionError("unreachable: the last KEY_TABLE row matches every name")
+    raise AssertionError("unreachable: the last key table row matches every name")
 
 
-def to_released(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Rename a SEAMNet state dict to the authors' released names."""
-    return {key_to_released(k): v for k, v in state_dict.items()}
+def to_released(state_dict: Mapping[str, torch.Tensor],
+                table: tuple[tuple[str, str], ...] = KEY_TABLE) -> dict[str, torch.Tensor]:
+    """Rename a state dict (SEAMNet's by default) to the authors' released names."""
+    return {key_to_released(k, table): v for k, v in state_dict.items()}
 
 
-def from_released(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Rename a state dict with the released names to SEAMNet keys."""
-    return {key_from_released(k): v for k, v in state_dict.items()}
+def from_released(state_dict: Mapping[str, torch.Tensor],
+                  table: tuple[tuple[str, str], ...] = KEY_TABLE) -> dict[str, torch.Tensor]:
+    """Rename a state dict with the released names to our keys (SEAMNet's by default)."""
+    return {key_from_released(k, table): v for k, v in state_dict.items()}
 
 
 # --------------------------------------------------------------------------------------------
@@ -370,18 +377,19 @@ def _hint(state, target, misshaped: list[str]) -> str:
 
 
 def load_weights(model: nn.Module, path: str | Path, kind: str = "auto") -> LoadReport:
-    """Load pretrained weights into a SEAMNet (or another net on ``backbone``, such as
-    DeepLabLargeFOV), checking every key and shape.
+    """Load pretrained weights into a SEAMNet (or AffinityNet, DeepLabLargeFOV), checking every
+    key and shape.
 
     ``path``: a ``.pth`` state dict (bare, or under "state_dict"/"model") with released, our
     own or torchvision names, or an MXNet ``.params`` file of the ResNet38 ImageNet model.
     ``kind``: "seam" or "full" (a full checkpoint: every model tensor must be in the file and
-    every file tensor in the model), "imagenet" (backbone only: the head stays at init; the
-    ImageNet classifier and a SEAM head in the file are ignored, so a SEAM checkpoint can
-    initialise another network's trunk) or "auto" (seam if the file has the PCM layers
-    f8_3/f8_4/f9 or an fc8 shaped like the model's, full if it holds the whole head of a
-    model without fc8, else imagenet). BatchNorm's num_batches_tracked is never
-    required. Any other missing, unexpected or mis-shaped key raises ValueError.
+    every file tensor in the model), "imagenet" (backbone only: the SEAM head stays at init, the
+    ImageNet classifier and any other layer outside the trunk are ignored) or "auto" (seam,
+    i.e. a full checkpoint, if the file has the layers f8_3/f8_4/pcm (AffinityNet files have
+    them) or an fc8 shaped like the model's; full if the model has no fc8 and the file holds
+    all of its layers outside the trunk (a DeepLab checkpoint); else imagenet). BatchNorm's
+    num_batches_tracked is never required. Any other missing, unexpected or mis-shaped key
+    raises ValueError.
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
@@ -390,8 +398,9 @@ def load_weights(model: nn.Module, path: str | Path, kind: str = "auto") -> Load
     if source == "seamlib":
         state, original = raw, {k: k for k in raw}
     else:
-        original = {key_from_released(k): k for k in raw}
-        state = from_released(raw)
+        table = key_table(model)
+        original = {key_from_released(k, table): k for k in raw}
+        state = from_released(raw, table)
     target = model.state_dict()
     if kind == "auto":
         kind = _detect_kind(state, target)
@@ -399,7 +408,9 @@ def load_weights(model: nn.Module, path: str | Path, kind: str = "auto") -> Load
     if kind == "imagenet":
         expected_missing = [k for k in target if not k.startswith(BACKBONE)
                             and not _is_bookkeeping(k)]
-        ignore = [k for k in state if k.startswith(HEAD_PREFIXES + CLASSIFIER_PREFIXES)]
+        # Everything outside the trunk (new layers of any network) and the classifier.
+        ignore = [k for k in state if not k.startswith(BACKBONE)
+                  or k.startswith(CLASSIFIER_PREFIXES)]
         dropped = dropped + [original[k] for k in ignore]
         state = {k: v for k, v in state.items() if k not in ignore}
     required = {k for k in target if not _is_bookkeeping(k)} - set(expected_missing)
@@ -435,8 +446,8 @@ def save_released(model: nn.Module, path: str | Path) -> Path:
     into the authors' code and back with :func:`load_weights`.
     """
     path = Path(path)
-    state = {k: v.detach().cpu().clone() for k, v in to_released(model.state_dict()).items()
-             if not _is_bookkeeping(k)}
+    released = to_released(model.state_dict(), key_table(model))
+    state = {k: v.detach().cpu().clone() for k, v in released.items() if not _is_bookkeeping(k)}
     atomic_write(path, lambda tmp: torch.save(state, tmp))
     return path
 

@@ -1,0 +1,178 @@
+"""Stage crf: dense CRF (pydensecrf) over CAM files -> pseudo-label PNGs.
+
+Two kinds of label map, both over the scores [background, present-class CAMs]:
+
+* ``threshold``: background = the constant ``CRFConfig.bg_threshold``; the CRF's argmax is a
+  segmentation pseudo label.
+* ``affinity``: the labels AffinityNet trains on. Background (1 - max cam)^alpha with the low
+  alpha (4: confident foreground) and the high alpha (24: confident background), one CRF each;
+  combined as in the authors' AffinityNet data code: the low-alpha foreground classes, 0 where
+  the high-alpha map says background, 255 (ignored) elsewhere. The authors keep both CRF score
+  maps and combine them after cropping and 8x average pooling; here the combination is done
+  at full resolution and stored as one PNG (the affinity dataset takes labels at stride 8).
+
+The unary is -log of the scores as given (clipped at 1e-5, pydensecrf's
+``unary_from_softmax``), as in the authors' ``crf_inference``: the scores are not softmaxed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import multiprocessing
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from seamlib.cams import load_cam
+from seamlib.config import CRFConfig
+from seamlib.data.datasets import VOCImages
+from seamlib.data.voc import IGNORE, save_label_png
+from seamlib.manifest import Manifest, cam_hashes
+
+LABEL_KINDS = ("threshold", "affinity")
+
+
+def _pydensecrf():
+    """Import pydensecrf lazily: it is the optional ``crf`` extra."""
+    try:
+        import pydensecrf.densecrf as dcrf
+        from pydensecrf.utils import unary_from_softmax
+    except ImportError as e:
+        raise ImportError("the dense CRF needs pydensecrf: install the 'crf' extra "
+                          "(pip install 'seamlib[crf]', i.e. pydensecrf2)") from e
+    return dcrf, unary_from_softmax
+
+
+def dense_crf(image: np.ndarray, probs: np.ndarray, cfg: CRFConfig) -> np.ndarray:
+    """CRF marginals (C, H, W) float32 of scores ``probs`` (C, H, W) on an RGB uint8 image."""
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"dense_crf: image must be (H, W, 3) uint8, got {image.dtype} "
+                         f"{image.shape}")
+    if probs.ndim != 3 or probs.shape[1:] != image.shape[:2]:
+        raise ValueError(f"dense_crf: scores must be (C, H, W) with (H, W) = {image.shape[:2]}, "
+                         f"got {probs.shape}")
+    dcrf, unary_from_softmax = _pydensecrf()
+    n, height, width = probs.shape
+    crf = dcrf.DenseCRF2D(width, height, n)
+    crf.setUnaryEnergy(np.ascontiguousarray(unary_from_softmax(probs.astype(np.float32))))
+    crf.addPairwiseGaussian(sxy=cfg.gaussian_sxy, compat=cfg.gaussian_compat)
+    # pydensecrf takes the image as a writable C-contiguous buffer: pass a copy.
+    crf.addPairwiseBilateral(sxy=cfg.bilateral_sxy, srgb=cfg.bilateral_srgb,
+                             rgbim=np.array(image, order="C"), compat=cfg.bilateral_compat)
+    q = crf.inference(cfg.iterations)
+    return np.asarray(q, dtype=np.float32).reshape(n, height, width)
+
+
+def with_background(cams: np.ndarray, bg: float, power: bool) -> np.ndarray:
+    """[background, cams] (K+1, H, W): bg constant, or (1 - max cam)^bg when ``power``."""
+    if power:
+        top = cams.max(0) if len(cams) else np.zeros(cams.shape[1:], np.float32)
+        background = (1 - top) ** bg
+    else:
+        background = np.full(cams.shape[1:], bg, dtype=np.float32)
+    return np.concatenate([background[None].astype(np.float32), cams.astype(np.float32)])
+
+
+def to_label(scores: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """Argmax over [background, classes...] -> (H, W) uint8 VOC class indices."""
+    lut = np.concatenate([[0], classes]).astype(np.uint8)
+    return lut[scores.argmax(0)]
+
+
+def crf_label(image: np.ndarray, cams: np.ndarray, classes: np.ndarray, bg: float,
+              power: bool, cfg: CRFConfig) -> np.ndarray:
+    """CRF pseudo label of one image from its CAMs and a background score (see module doc)."""
+    return to_label(dense_crf(image, with_background(cams, bg, power), cfg), classes)
+
+
+def combine_affinity_labels(low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """AffinityNet label map: low-alpha foreground, high-alpha background, 255 elsewhere."""
+    label = low.copy()
+    label[low == 0] = IGNORE
+    label[high == 0] = 0
+    return label
+
+
+def affinity_label(image: np.ndarray, cams: np.ndarray, classes: np.ndarray,
+                   cfg: CRFConfig) -> np.ndarray:
+    """Both alpha CRFs of one image combined into its AffinityNet label map."""
+    low = crf_label(image, cams, classes, cfg.low_alpha, True, cfg)
+    high = crf_label(image, cams, classes, cfg.high_alpha, True, cfg)
+    return combine_affinity_labels(low, high)
+
+
+def label_image(image: np.ndarray, cams: np.ndarray, classes: np.ndarray, kind: str,
+                cfg: CRFConfig) -> np.ndarray:
+    """The ``kind`` label map ("threshold" or "affinity") of one image."""
+    if kind == "affinity":
+        return affinity_label(image, cams, classes, cfg)
+    return crf_label(image, cams, classes, cfg.bg_threshold, False, cfg)
+
+
+# ------------------------------------------------------------------------------------ stage
+
+
+def load_image_cams(cam_dir: Path, images: VOCImages, image_id: str,
+                    size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """(cams, classes) of one image, checked against the image's (H, W)."""
+    cam_path = cam_dir / f"{image_id}.npz"
+    cams, classes = load_cam(cam_path)
+    if cams.shape[1:] != tuple(size):
+        raise ValueError(f"{cam_path}: CAMs are {cams.shape[1:]} but the image "
+                         f"{images.image_path(image_id)} is {tuple(size)}")
+    return cams, classes
+
+
+def _settings(cfg: CRFConfig, kind: str) -> dict:
+    """The settings an output depends on (the pool size does not change results)."""
+    values = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "workers"}
+    return {"kind": kind, **values}
+
+
+class _Job:
+    """One image's work (picklable for the process pool): load, CRF, write the PNG."""
+
+    def __init__(self, images: VOCImages, cam_dir: Path, out: Path, kind: str,
+                 cfg: CRFConfig) -> None:
+        self.images, self.cam_dir, self.out, self.kind, self.cfg = images, cam_dir, out, kind, cfg
+
+    def __call__(self, image_id: str) -> str:
+        image = np.asarray(self.images.load_image(image_id))
+        cams, classes = load_image_cams(self.cam_dir, self.images, image_id, image.shape[:2])
+        save_label_png(self.out / f"{image_id}.png",
+                       label_image(image, cams, classes, self.kind, self.cfg))
+        return image_id
+
+
+def _run(job: Callable[[str], str], todo: list[str], workers: int):
+    """Yield finished ids, in a process pool when ``workers`` > 0."""
+    if workers <= 0:
+        yield from map(job, todo)
+        return
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        yield from pool.imap_unordered(job, todo)
+
+
+def crf_stage(cam_dir: str | Path, root: str | Path, list_name: str, out_dir: str | Path,
+              cfg: CRFConfig, kind: str = "affinity", progress: bool = True) -> Path:
+    """Write the ``kind`` CRF label PNG (VOC palette) of every image of a list to ``out_dir``.
+
+    Resumable: ``out_dir/manifest.json`` records the settings and the sha256 of the CAM file
+    each PNG was made from; an image is skipped only when its PNG exists and its CAM file is
+    unchanged. A folder made with other settings is an error.
+    """
+    if kind not in LABEL_KINDS:
+        raise ValueError(f"kind must be one of {LABEL_KINDS}, got {kind!r}")
+    cam_dir, out = Path(cam_dir), Path(out_dir)
+    images = VOCImages(root, list_name)
+    hashes = cam_hashes(cam_dir, images)
+    out.mkdir(parents=True, exist_ok=True)
+    manifest = Manifest(out, _settings(cfg, kind), hashes)
+    job = _Job(images, cam_dir, out, kind, cfg)
+    for image_id in tqdm(_run(job, manifest.todo, cfg.workers), total=len(manifest.todo),
+                         desc=f"crf {kind} -> {out}", disable=not progress):
+        manifest.finished(image_id)
+    manifest.save()
+    return out
