@@ -19,7 +19,6 @@ from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -28,13 +27,15 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
-from seamlib.config import Config
+from seamlib.config import Config, CRFConfig
+from seamlib.crf import dense_crf
 from seamlib.data.segmentation_data import PseudoLabelDataset, RawImages
 from seamlib.data.voc import IGNORE, MEAN, STD, save_label_png
 from seamlib.device import resolve_device
 from seamlib.io import atomic_write, sha256_file
 from seamlib.models.deeplab import DeepLabLargeFOV, build_deeplab
 from seamlib.models.weights import load_weights
+from seamlib.trainer import fit
 
 MANIFEST = "manifest.json"
 AVERAGES = ("logits", "probs")
@@ -53,8 +54,6 @@ def retrain(cfg: Config, pseudo_label_dir: str | Path, out_dir: str | Path | Non
             progress: bool = True) -> Path:
     """Train DeepLab-LargeFOV on the pseudo labels of ``cfg.seg.train_list``; return the path
     of the trained weights (``<out_dir>/model.pth``, written by ``seamlib.trainer.fit``)."""
-    from seamlib.trainer import fit  # the shared training loop
-
     dataset = PseudoLabelDataset(cfg.data.root, cfg.seg.train_list, pseudo_label_dir, cfg.seg,
                                  cfg.model.num_classes)
     net = build_deeplab(cfg.model, cfg.seg)
@@ -106,7 +105,7 @@ def multiscale_probs(net: nn.Module, image: torch.Tensor, scales: Sequence[float
     return mean.softmax(0) if average == "logits" else mean
 
 
-def crf_settings(cfg: Config) -> Any:
+def crf_settings(cfg: Config) -> CRFConfig | None:
     """The CRFConfig the segment stage applies (kernels of ``cfg.crf``, iterations from
     ``seg.crf_iterations``), or None when ``seg.crf`` is off."""
     if not cfg.seg.crf:
@@ -114,12 +113,11 @@ def crf_settings(cfg: Config) -> Any:
     return dataclasses.replace(cfg.crf, iterations=cfg.seg.crf_iterations)
 
 
-def write_prediction(path: Path, image: np.ndarray, probs: np.ndarray, crf: Any) -> None:
-    """Refine ``probs`` (C, H, W) with the dense CRF when ``crf`` (a CRFConfig) is given, then
+def write_prediction(path: Path, image: np.ndarray, probs: np.ndarray,
+                     crf: CRFConfig | None) -> None:
+    """Refine ``probs`` (C, H, W) with the dense CRF when ``crf`` settings are given, then
     write the argmax as a palette PNG. A top-level function, so a process pool can run it."""
     if crf is not None:
-        from seamlib.crf import dense_crf  # the CRF stage's implementation
-
         probs = dense_crf(image, probs, crf)
     save_label_png(path, probs.argmax(0).astype(np.uint8))
 
