@@ -7,6 +7,9 @@
     seam evaluate runs/proxy/cams_val --list val --out results.json
     seam notebook 01_data --profile proxy
     seam step-benchmark --width 1.0 --batch 2 --size 448
+    seam retrain --profile proxy --labels runs/proxy/rw_labels
+    seam segment --profile proxy --weights runs/proxy/segment/model.pth --list val --out DIR
+    seam export --profile voc --pred DIR --list test --out runs/voc/submission
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from seamlib.config import DEFAULT_PROFILE, PROFILES_NAMES, Config, load_config
 from seamlib.io import atomic_write
@@ -155,6 +159,48 @@ def cmd_step_benchmark(args: argparse.Namespace) -> None:
     print(json.dumps(train_step_benchmark(args.width, args.batch, args.size, args.out), indent=1))
 
 
+# --- segment stage commands: retrain on pseudo labels, predict a list, pack VOC test results ---
+def cmd_retrain(args: argparse.Namespace) -> None:
+    """train DeepLab-LargeFOV on the pseudo-label PNGs of seg.train_list"""
+    from seamlib.segment import retrain
+
+    print(retrain(config_from(args), args.labels, args.out))
+
+
+def cmd_segment(args: argparse.Namespace) -> None:
+    """multi-scale + flip (+CRF) segmentation PNGs of a list with trained weights"""
+    from seamlib.segment import segment_stage
+
+    print(segment_stage(config_from(args), args.weights, args.list, args.out))
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    """pack a list's segmentation PNGs as a VOC evaluation-server tar.gz"""
+    from seamlib.data.lists import list_path
+    from seamlib.data.voc import read_list
+    from seamlib.submission import export_submission
+
+    ids = read_list(list_path(config_from(args).data.root, args.list))
+    print(export_submission(args.pred, ids, args.out))
+
+
+def add_segment_commands(sub: Any) -> None:
+    """``seam retrain``, ``seam segment`` and ``seam export``."""
+    options = {cmd_retrain: [("--labels", {"required": True, "help": "pseudo-label PNG folder"}),
+                             ("--out", {"default": None, "help": "default seg_train.out_dir"})],
+               cmd_segment: [("--weights", {"required": True}), ("--list", {"default": "val"}),
+                             ("--out", {"required": True, "help": "PNG folder"})],
+               cmd_export: [("--pred", {"required": True, "help": "PNG folder"}),
+                            ("--list", {"default": "test"}),
+                            ("--out", {"required": True, "help": "folder for results.tar.gz"})]}
+    for func, args in options.items():
+        p = sub.add_parser(func.__name__[len("cmd_"):], help=func.__doc__)
+        add_config_args(p, device=func is not cmd_export)
+        for flag, kw in args:
+            p.add_argument(flag, **kw)
+        p.set_defaults(func=func)
+
+
 def add_config_args(p: argparse.ArgumentParser, device: bool) -> None:
     """--profile, --data-root, --set and (for stages that run a network) --device."""
     p.add_argument("--profile", choices=PROFILES_NAMES, default=DEFAULT_PROFILE)
@@ -213,6 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=448)
     p.add_argument("--out", default=None, help="JSON file to write the measurement to")
     p.set_defaults(func=cmd_step_benchmark)
+    add_segment_commands(sub)
     return parser
 
 

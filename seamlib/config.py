@@ -130,6 +130,40 @@ class RandomWalkConfig:
     alpha: float = 6.0  # background score (1 - max cam) ** alpha
 
 
+# --- segment stage: DeepLab-LargeFOV retraining on pseudo labels and its test-time inference ---
+@dataclass
+class SegmentationConfig:
+    """DeepLab-v1 (LargeFOV) on ResNet38 trained on pseudo labels, then multi-scale + flip (+
+    CRF) inference; defaults from the authors' semantic-segmentation-codebase, experiment
+    seamv1-pseudovoc (the retraining behind the paper's val/test numbers)."""
+
+    train_list: str = "train_aug"
+    init_weights: str | None = None  # trunk init (ImageNet / proxy trunk); None: model.weights
+    crop_size: int = 448  # random crop; labels padded with 255, images with 0 (normalised)
+    scale_range: tuple[float, float] = (0.5, 1.5)  # random rescale of image and label
+    hsv_jitter: tuple[int, int, int] = (10, 10, 10)  # +- shifts in OpenCV HSV units (H of 180)
+    flip_prob: float = 0.5
+    # Reference BatchNorm: batch statistics while training (every BN, trunk included; running
+    # statistics with momentum 3e-4), affine terms never in the optimiser (frozen at their init).
+    frozen_bn: bool = False  # True: every BN in eval mode with frozen statistics
+    bn_momentum: float = 0.0003
+    train_bn_affine: bool = False
+    test_scales: tuple[float, ...] = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
+    test_flip: bool = True
+    # Reference: mean of the upsampled logits over passes, then softmax; "probs" averages the
+    # softmax probabilities of the passes instead.
+    average: str = "logits"
+    crf: bool = True  # dense CRF post-processing (CRFConfig kernels)
+    crf_iterations: int = 1  # the reference test runs one mean-field iteration
+
+
+def _seg_train_defaults() -> TrainConfig:
+    """The authors' retraining optimiser: SGD momentum 0.9, lr 1e-3 (10x/20x on the new head),
+    wd 5e-4, batch 10, 20,000 iterations = 18.9 epochs over train_aug's 10,582 images."""
+    return TrainConfig(lr=0.001, weight_decay=5e-4, momentum=0.9, poly_power=0.9,
+                       batch_size=10, epochs=19, seed=0, out_dir="runs/voc/segment")
+
+
 @dataclass
 class Config:
     """Every stage's settings for one run. A bare ``Config()`` holds the reference values,
@@ -147,6 +181,8 @@ class Config:
     # AffinityNet training: the SEAM code's train_aff settings (lr 0.01; PSA's default is 0.1).
     aff_train: TrainConfig = field(default_factory=lambda: TrainConfig(out_dir="runs/voc/aff"))
     random_walk: RandomWalkConfig = field(default_factory=RandomWalkConfig)
+    seg: SegmentationConfig = field(default_factory=SegmentationConfig)
+    seg_train: TrainConfig = field(default_factory=_seg_train_defaults)
 
 
 # A profile is a set of overrides of the reference defaults: {stage: {field: value}}.
@@ -165,6 +201,8 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         "affinity": {"crop_size": 128, "color_jitter": (0.3, 0.3, 0.3, 0.0)},
         "aff_train": {"lr": 0.05, "momentum": 0.9, "batch_size": 16, "epochs": 8,
                       "out_dir": "runs/proxy/aff"},
+        "seg": {"crop_size": 128},
+        "seg_train": {"batch_size": 16, "out_dir": "runs/proxy/segment"},
     },
     "smoke": {
         "data": {"root": "data/smoke/VOC2012", "crop_size": 32, "resize_long": (32, 48),
@@ -176,6 +214,8 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         "crf": {"workers": 0},
         "affinity": {"crop_size": 48},
         "aff_train": {"momentum": 0.9, "batch_size": 4, "epochs": 1, "out_dir": "runs/smoke/aff"},
+        "seg": {"crop_size": 32, "test_scales": (0.5, 1.0)},
+        "seg_train": {"batch_size": 4, "epochs": 1, "out_dir": "runs/smoke/segment"},
     },
 }
 

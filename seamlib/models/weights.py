@@ -49,8 +49,9 @@ BACKBONE = "backbone."
 PCM_PREFIXES = ("f8_3.", "f8_4.", "pcm.")  # present only in SEAM checkpoints
 # ImageNet classifiers (our names): ResNet38's linear1000, torchvision's fc, a 1000-class fc8.
 CLASSIFIER_PREFIXES = ("backbone.linear1000.", "backbone.fc.", "fc8.")
-KINDS = ("auto", "seam", "imagenet")
-KIND_TITLES = {"seam": "SEAM checkpoint", "imagenet": "ImageNet backbone weights"}
+KINDS = ("auto", "seam", "full", "imagenet")
+KIND_TITLES = {"seam": "SEAM checkpoint", "full": "full checkpoint",
+               "imagenet": "ImageNet backbone weights"}
 
 
 def _is_bookkeeping(key: str) -> bool:
@@ -319,13 +320,17 @@ def _read_state(path: Path) -> tuple[dict[str, torch.Tensor], str, list[str]]:
 
 
 def _detect_kind(state: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor]) -> str:
-    """"seam" if the file has the PCM layers or a CAM classifier shaped like the model's,
-    else "imagenet" (a backbone, possibly with its 1000-class classifier)."""
+    """"seam" if the file has the PCM layers or a CAM classifier shaped like the model's;
+    "full" if the model is another network (no fc8) and the file has every one of its
+    non-backbone tensors; else "imagenet" (a backbone, possibly with its classifier)."""
     if any(k.startswith(PCM_PREFIXES) for k in state):
         return "seam"
     fc8 = "fc8.weight"
     if fc8 in state and fc8 in target and state[fc8].shape == target[fc8].shape:
         return "seam"
+    head = [k for k in target if not k.startswith(BACKBONE) and not _is_bookkeeping(k)]
+    if fc8 not in target and head and all(k in state for k in head):
+        return "full"  # another network's own checkpoint (e.g. DeepLab): its head is there
     return "imagenet"
 
 
@@ -372,16 +377,19 @@ def _hint(state, target, misshaped: list[str]) -> str:
 
 
 def load_weights(model: nn.Module, path: str | Path, kind: str = "auto") -> LoadReport:
-    """Load pretrained weights into a SEAMNet (or AffinityNet), checking every key and shape.
+    """Load pretrained weights into a SEAMNet (or AffinityNet, DeepLabLargeFOV), checking every
+    key and shape.
 
     ``path``: a ``.pth`` state dict (bare, or under "state_dict"/"model") with released, our
     own or torchvision names, or an MXNet ``.params`` file of the ResNet38 ImageNet model.
-    ``kind``: "seam" (a full checkpoint: every model tensor must be in the file and every file
-    tensor in the model), "imagenet" (backbone only: the SEAM head stays at init, the ImageNet
-    classifier and any other layer outside the trunk are ignored) or "auto" (seam, i.e. a full
-    checkpoint, if the file has the layers f8_3/f8_4/pcm (AffinityNet files have them) or an
-    fc8 shaped like the model's, else imagenet). BatchNorm's num_batches_tracked is never
-    required. Any other missing, unexpected or mis-shaped key raises ValueError.
+    ``kind``: "seam" or "full" (a full checkpoint: every model tensor must be in the file and
+    every file tensor in the model), "imagenet" (backbone only: the SEAM head stays at init, the
+    ImageNet classifier and any other layer outside the trunk are ignored) or "auto" (seam,
+    i.e. a full checkpoint, if the file has the layers f8_3/f8_4/pcm (AffinityNet files have
+    them) or an fc8 shaped like the model's; full if the model has no fc8 and the file holds
+    all of its layers outside the trunk (a DeepLab checkpoint); else imagenet). BatchNorm's
+    num_batches_tracked is never required. Any other missing, unexpected or mis-shaped key
+    raises ValueError.
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
