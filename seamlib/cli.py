@@ -3,6 +3,7 @@
     seam data --profile proxy            # generate (proxy/smoke) or download (voc), validate
     seam difficulty --profile proxy      # plain-CAM baseline numbers + datasheet
     seam train --profile proxy --set train.epochs=2
+    seam run --profile proxy --until random_walk  # the pipeline, stages in order
     seam cams --profile proxy            # PCM CAMs of data.cam_list from the trained weights
     seam evaluate runs/proxy/cams_val --list val --out results.json
     seam notebook 01_data --profile proxy
@@ -114,6 +115,14 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         atomic_write(Path(args.out), lambda t: t.write_text(text))
     keys = ("kind", "list", "images", "threshold", "miou", "mfp", "mfn", "absent")
     print(json.dumps({k: result[k] for k in keys if k in result}, indent=1))
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    """the whole pipeline (data ... evaluate) in one run folder; unchanged stages are skipped"""
+    from seamlib.pipeline import run_pipeline
+
+    cfg = config_from(args)
+    print(json.dumps(run_pipeline(cfg, args.run_dir, args.until), indent=1))
 
 
 def cmd_notebook(args: argparse.Namespace) -> None:
@@ -246,6 +255,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ground-truth folder under data.root (SegmentationClassAug for train_aug)")
     p.add_argument("--out", default=None, help="JSON file to write the full result to")
     p.set_defaults(func=cmd_evaluate)
+    p = sub.add_parser("run", help=cmd_run.__doc__)
+    add_config_args(p, device=True)
+    p.add_argument("--until", default=None, help="last stage to run (default: evaluate)")
+    p.add_argument("--run-dir", default=None, help="run folder (default: runs/PROFILE)")
+    p.set_defaults(func=cmd_run)
     p = sub.add_parser("notebook", help=cmd_notebook.__doc__)
     p.add_argument("name")
     p.add_argument("--profile", choices=PROFILES_NAMES, default=DEFAULT_PROFILE)

@@ -1,0 +1,203 @@
+"""``seam run``: the whole SEAM pipeline, stages in order, in one run folder.
+
+    data -> train -> cams -> crf -> affinity -> random_walk -> retrain -> segment -> evaluate
+
+Each stage is a function of the config and the run folder that reads what earlier stages wrote
+there and writes ``<run>/<stage>/``. A stage records a key: the hash of the settings it depends
+on chained with the key of the stage before it. A stage whose key is unchanged is skipped; one
+whose settings (or any earlier stage's) changed is cleared and rerun, and so is everything
+after it, because their keys change too. The per-stage wall times land in ``<run>/timings.json``.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from seamlib.config import Config
+from seamlib.io import atomic_write
+
+DONE = "stage.json"  # in each stage folder: the key and wall seconds of its last run
+TIMINGS = "timings.json"
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One pipeline step: the config sections it depends on and how to run it."""
+
+    name: str
+    sections: tuple[str, ...]
+    run: Callable[[Config, Path], None]
+
+
+def _data(cfg: Config, run: Path) -> None:
+    from seamlib.data.prepare import prepare_data
+
+    prepare_data(cfg)
+
+
+def _weights(cfg: Config, run: Path) -> None:
+    """The starting point: the ImageNet file (voc) or the committed proxy trunk, checked."""
+    from seamlib.models.weights import require_weights
+
+    require_weights(cfg.model)
+
+
+def _train(cfg: Config, run: Path) -> None:
+    from seamlib.train import train
+
+    cfg = copy.deepcopy(cfg)
+    cfg.train.out_dir = str(run / "train")
+    train(cfg)
+
+
+def _cams(cfg: Config, run: Path) -> None:
+    """CAMs of the training list (CRF, affinity and random walk read them; CAM quality is
+    measured on its ``cam_list`` subset) and of ``val_list`` (to choose a threshold). The PCM
+    output when the PCM was trained (ECR on), else the raw CAM."""
+    from seamlib.cams import cams_stage
+
+    for name in dict.fromkeys((cfg.data.train_list, cfg.data.val_list)):
+        cams_stage(cfg, run / "train" / "model.pth", name, run / "cams" / name,
+                   use_pcm=cfg.loss.use_ecr)
+
+
+def _crf(cfg: Config, run: Path) -> None:
+    from seamlib.crf import crf_stage
+
+    crf_stage(run / "cams" / cfg.data.train_list, cfg.data.root, cfg.data.train_list,
+              run / "crf", cfg.crf, kind="affinity")
+
+
+def _affinity(cfg: Config, run: Path) -> None:
+    from seamlib.affinity import train_affinity
+
+    train_affinity(cfg, run / "crf", run / "affinity")
+
+
+def _random_walk(cfg: Config, run: Path) -> None:
+    from seamlib.random_walk import random_walk_stage
+
+    random_walk_stage(run / "cams" / cfg.data.train_list, run / "affinity" / "model.pth",
+                      cfg.data.root, cfg.data.train_list, run / "random_walk", cfg)
+
+
+def _retrain(cfg: Config, run: Path) -> None:
+    from seamlib.segment import retrain
+
+    retrain(cfg, run / "random_walk", run / "retrain")
+
+
+def _segment(cfg: Config, run: Path) -> None:
+    from seamlib.segment import segment_stage
+
+    for name in eval_lists(cfg):
+        segment_stage(cfg, run / "retrain" / "model.pth", name, run / "segment" / name)
+
+
+def _evaluate(cfg: Config, run: Path) -> None:
+    """Every stage's output against the masks: CAMs (best and val-chosen threshold) and
+    random-walk pseudo labels on ``cam_list``, the segmentation on each evaluated list."""
+    from seamlib.evaluate import evaluate, json_safe
+
+    root, data = cfg.data.root, cfg.data
+    val = evaluate(run / "cams" / data.val_list, root, data.val_list, kind="cam")
+    cams = evaluate(run / "cams" / data.train_list, root, data.cam_list, kind="cam")
+    metrics = {
+        "cams": cams,
+        "cams_at_val_threshold": evaluate(run / "cams" / data.train_list, root, data.cam_list,
+                                          kind="cam", threshold=val["threshold"]),
+        "random_walk": evaluate(run / "random_walk", root, data.cam_list, kind="png"),
+        **{f"segment_{name}": evaluate(run / "segment" / name, root, name, kind="png")
+           for name in eval_lists(cfg)},
+    }
+    atomic_write(run / "evaluate" / "metrics.json",
+                 lambda t: t.write_text(json.dumps(json_safe(metrics), indent=1)))
+
+
+def eval_lists(cfg: Config) -> list[str]:
+    """Lists the retrained network is evaluated on: ``val_list``, and ``test`` where the
+    dataset has its masks (the synthetic benchmark; VOC test goes to the server)."""
+    from seamlib.data.lists import list_path
+    from seamlib.data.voc import SEG_CLASS, read_list
+
+    names = [cfg.data.val_list]
+    test = list_path(cfg.data.root, "test")
+    if test.is_file() and all((Path(cfg.data.root) / SEG_CLASS / f"{i}.png").is_file()
+                              for i in read_list(test)):
+        names.append("test")
+    return names
+
+
+STAGES: tuple[Stage, ...] = (
+    Stage("data", ("data", "synthetic"), _data),
+    Stage("weights", ("model",), _weights),
+    Stage("train", ("model", "loss", "train"), _train),
+    Stage("cams", (), _cams),
+    Stage("crf", ("crf",), _crf),
+    Stage("affinity", ("affinity", "aff_train"), _affinity),
+    Stage("random_walk", ("random_walk",), _random_walk),
+    Stage("retrain", ("seg", "seg_train"), _retrain),
+    Stage("segment", ("seg",), _segment),
+    Stage("evaluate", (), _evaluate),
+)
+STAGE_NAMES = tuple(s.name for s in STAGES)
+
+
+def stage_key(cfg: Config, stage: Stage, previous: str) -> str:
+    """Hash of the stage's settings, chained with the previous stage's key."""
+    settings = {name: dataclasses.asdict(getattr(cfg, name)) for name in stage.sections}
+    text = json.dumps({"previous": previous, "stage": stage.name, "settings": settings},
+                      sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def run_pipeline(cfg: Config, run_dir: str | Path | None = None,
+                 until: str | None = None) -> dict[str, dict]:
+    """Run the stages up to ``until`` (all by default) in ``run_dir`` (``runs/<profile>``);
+    return, per stage, its wall seconds and whether it ran now or was up to date."""
+    if until is not None and until not in STAGE_NAMES:
+        raise ValueError(f"until={until!r}: expected one of {', '.join(STAGE_NAMES)}")
+    run = Path(run_dir or Path("runs") / cfg.profile)
+    timings: dict[str, dict] = {}
+    key = ""
+    for stage in STAGES:
+        key = stage_key(cfg, stage, key)
+        timings[stage.name] = _run_stage(cfg, run, stage, key)
+        if stage.name == until:
+            break
+    atomic_write(run / TIMINGS, lambda t: t.write_text(json.dumps(timings, indent=1)))
+    return timings
+
+
+def _run_stage(cfg: Config, run: Path, stage: Stage, key: str) -> dict:
+    """Run one stage unless its marker says it completed with ``key``. A folder made with
+    another key is cleared first; one interrupted with the same key is resumed (the stage's
+    own files say how far it got)."""
+    folder = run / stage.name
+    marker = folder / DONE
+    state = json.loads(marker.read_text()) if marker.is_file() else {}
+    if state.get("key") == key and state.get("complete"):
+        print(f"[{stage.name}] up to date ({marker})")
+        return {"seconds": state["seconds"], "ran": False}
+    if state.get("key") not in (None, key):
+        print(f"[{stage.name}] settings or inputs changed: clearing {folder}")
+        shutil.rmtree(folder)
+    _mark(marker, {"key": key, "complete": False})
+    start = time.time()
+    stage.run(cfg, run)
+    seconds = round(time.time() - start, 1)
+    _mark(marker, {"key": key, "complete": True, "seconds": seconds})
+    print(f"[{stage.name}] done in {seconds} s")
+    return {"seconds": seconds, "ran": True}
+
+
+def _mark(marker: Path, state: dict) -> None:
+    atomic_write(marker, lambda t: t.write_text(json.dumps(state)))

@@ -1,0 +1,70 @@
+"""`seam run`: the stages in order on smoke, skipping what is up to date and rerunning what
+changed together with everything after it."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from seamlib.config import apply_overrides, load_config
+from seamlib.pipeline import STAGE_NAMES, run_pipeline, stage_key
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    """The whole pipeline once on smoke, in a temporary data root and run folder."""
+    tmp = tmp_path_factory.mktemp("pipeline")
+    cfg = load_config("smoke", data_root=tmp / "VOC2012")
+    return cfg, tmp / "run", run_pipeline(cfg, tmp / "run")
+
+
+def test_every_stage_runs_in_order_and_writes_its_outputs(smoke_run):
+    cfg, run, timings = smoke_run
+    assert list(timings) == list(STAGE_NAMES)
+    assert all(t["ran"] for t in timings.values())
+    assert (run / "train" / "model.pth").is_file()
+    assert (run / "affinity" / "model.pth").is_file()
+    assert (run / "retrain" / "model.pth").is_file()
+    for name in (cfg.data.train_list, cfg.data.val_list):
+        assert any((run / "cams" / name).glob("*.npz"))
+    assert any((run / "random_walk").glob("*.png"))
+    metrics = json.loads((run / "evaluate" / "metrics.json").read_text())
+    assert {"cams", "cams_at_val_threshold", "random_walk", "segment_val"} <= set(metrics)
+    for result in metrics.values():
+        assert 0 <= result["miou"] <= 1
+    assert json.loads((run / "timings.json").read_text()) == timings
+
+
+def test_a_second_run_skips_every_stage(smoke_run):
+    cfg, run, _ = smoke_run
+    again = run_pipeline(cfg, run)
+    assert not any(t["ran"] for t in again.values())
+
+
+def test_a_changed_setting_reruns_its_stage_and_everything_after(smoke_run):
+    cfg, run, _ = smoke_run
+    changed = apply_overrides(cfg, {"random_walk": {"beta": 4.0}})
+    timings = run_pipeline(changed, run, until="retrain")
+    ran = [name for name, t in timings.items() if t["ran"]]
+    assert ran == ["random_walk", "retrain"]
+    assert list(timings)[-1] == "retrain"
+
+
+def test_keys_chain_so_an_early_change_moves_every_later_key():
+    cfg = load_config("smoke")
+    other = apply_overrides(cfg, {"train": {"epochs": 2}})
+    from seamlib.pipeline import STAGES
+
+    keys_a, keys_b, a, b = [], [], "", ""
+    for stage in STAGES:
+        a, b = stage_key(cfg, stage, a), stage_key(other, stage, b)
+        keys_a.append(a)
+        keys_b.append(b)
+    changed = [s.name for s, x, y in zip(STAGES, keys_a, keys_b, strict=True) if x != y]
+    assert changed == list(STAGE_NAMES[STAGE_NAMES.index("train"):])
+
+
+def test_unknown_until_is_an_error_naming_the_stages():
+    with pytest.raises(ValueError, match="random_walk"):
+        run_pipeline(load_config("smoke"), "unused", until="crff")
