@@ -4,6 +4,7 @@
     seam difficulty --profile proxy      # plain-CAM baseline numbers + datasheet
     seam train --profile proxy --set train.epochs=2
     seam notebook 01_data --profile proxy
+    seam compare --profile proxy --seeds 0 1 2   # SEAM vs baseline, mean +- std over seeds
     seam step-benchmark --width 1.0 --batch 2 --size 448
 """
 
@@ -111,6 +112,16 @@ def copy_checked_outputs(executed: Path, source: Path) -> None:
     nbformat.write(src, source)
 
 
+def cmd_compare(args: argparse.Namespace) -> None:
+    """SEAM vs the plain-CAM baseline over seeds -> results/PROFILE/seam_vs_baseline.*"""
+    from seamlib.compare import compare
+
+    cfg = config_from(args)
+    report = compare(cfg, args.seeds, " ".join(["seam", *sys.argv[1:]]), RESULTS / cfg.profile)
+    print("\n".join(report["findings"]))
+    print(RESULTS / cfg.profile / "seam_vs_baseline.md")
+
+
 def cmd_step_benchmark(args: argparse.Namespace) -> None:
     from seamlib.bench import train_step_benchmark
 
@@ -135,6 +146,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--update-checks", action="store_true",
                    help="store the outputs of the NBVAL_CHECK_OUTPUT cells in the source")
     p.set_defaults(func=cmd_notebook)
+    p = sub.add_parser("compare", help=cmd_compare.__doc__)
+    p.add_argument("--profile", choices=PROFILES_NAMES, default="proxy")
+    p.add_argument("--data-root", default=None, help="override data.root")
+    p.add_argument("--set", action="append", default=[], metavar="STAGE.SETTING=VALUE")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.set_defaults(func=cmd_compare)
     p = sub.add_parser("step-benchmark", help="time one SEAM training step on this machine")
     p.add_argument("--width", type=float, default=1.0)
     p.add_argument("--batch", type=int, default=2)
