@@ -182,7 +182,9 @@ def findings(report: dict) -> list[str]:
         spread = _spread(seam, key) + _spread(base, key)
         side = "higher" if diff > 0 else "lower" if diff < 0 else "equal"
         better = (diff > 0) == higher_is_better and diff != 0
-        size = ("larger than" if abs(diff) > spread else "within") + " the spread over seeds"
+        size = ("one seed: no spread to compare with" if seam[key]["std"] is None else
+                ("larger than" if abs(diff) > spread else "within")
+                + " the sum of the two methods' std over seeds")
         lines.append(f"{what}: SEAM {100 * _mean(seam, key):.1f} vs baseline "
                      f"{100 * _mean(base, key):.1f} ({side} by {100 * abs(diff):.1f} points, "
                      f"{'better' if better else 'not better'} for SEAM; {size}).")

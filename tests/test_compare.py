@@ -71,7 +71,7 @@ def test_findings_say_lower_when_seam_is_lower():
     runs += [fake_run("seam", s, 0.4) for s in range(3)]
     report = {"summary": aggregate(runs), "classes": [f"c{i}" for i in range(21)]}
     lines = findings(report)
-    assert "lower by 11.0 points, not better for SEAM; larger than the spread" in lines[0]
+    assert "lower by 11.0 points, not better for SEAM; larger than the sum" in lines[0]
     assert "higher on 0 and lower on 21 of 21" in lines[-1]
 
 
