@@ -77,6 +77,7 @@ def sweep_metrics(train_confs: np.ndarray, val_confs: np.ndarray) -> dict:
         "mfp_at_val_threshold": at_chosen["mfp"], "mfn_at_val_threshold": at_chosen["mfn"],
         "per_class_iou_best": at_best["iou"], "per_class_iou_at_val_threshold": at_chosen["iou"],
         "classes_in_means": [CLASSES[c] for c, v in enumerate(at_best["iou"]) if np.isfinite(v)],
+        "classes_with_ground_truth": [CLASSES[c] for c in np.flatnonzero(train_confs[best].sum(1))],
         "curve": {k: [r[k] for r in curve] for k in ("miou", "mfp", "mfn")},
         "val_curve": {k: [r[k] for r in val_curve] for k in ("miou", "mfp", "mfn")},
     }
@@ -219,11 +220,16 @@ def format_markdown(report: dict) -> str:
              f"\"best\": the threshold with the highest mIoU on `{report['cam_list']}` itself; "
              f"\"val-chosen\": the threshold with the highest mIoU on `{report['val_list']}`, "
              f"applied to `{report['cam_list']}`. Baseline CAMs: raw fc8 CAM; SEAM CAMs: PCM "
-             f"output. Numbers in %, mean ± sample std over {n} seed(s) {report['seeds']}.", ""]
-    first = report["runs"][0]["classes_in_means"]
-    lines += [f"mIoU, mFP and mFN are means over {len(first)} classes "
-              f"(background and the foreground classes `scores` defines on this list): "
-              f"{', '.join(first)}.", "",
+             f"output. Numbers in % (thresholds as fractions), mean ± sample std over {n} seed(s) "
+             f"{report['seeds']}.", ""]
+    means, present = (report["runs"][0][k] for k in ("classes_in_means",
+                                                      "classes_with_ground_truth"))
+    absent = [c for c in means if c not in present]
+    lines += [f"mIoU, mFP and mFN are means over the {len(means)} classes (background included) "
+              f"to which `seamlib.evaluate.scores` gives an IoU: {', '.join(means)}. "
+              f"{len(present)} of them have ground-truth pixels in `{report['cam_list']}`"
+              + (f"; the others ({', '.join(absent)}) enter the means with IoU 0." if absent
+                 else "."), "",
               "| method | mIoU (best thr) | best thr | mIoU (val-chosen thr) | val thr | "
               "mFP (best) | mFN (best) | mFP (val thr) | mFN (val thr) |",
               "|---|---|---|---|---|---|---|---|---|"]
@@ -286,7 +292,7 @@ def plot_curves(report: dict, path: Path) -> None:
         ax.grid(alpha=0.3)
     axes[0].legend()
     fig.suptitle(f"{report['profile']}: mean over seeds {report['seeds']} "
-                 f"(dotted: best threshold)", fontsize=10)
+                 f"(dotted: mean of the seeds' best thresholds)", fontsize=10)
     fig.tight_layout()
     atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100))
     plt.close(fig)

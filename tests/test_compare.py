@@ -96,6 +96,8 @@ def test_compare_writes_complete_report(report):
         assert 0 <= run["train_miou_at_val_threshold"] <= run["train_miou_best"] <= 1
         assert run["use_pcm"] == (run["method"] == "seam") and run["steps"] > 0
         assert set(run["seconds"]) == {"train", "cams", "evaluate"}
+        assert "background" in run["classes_with_ground_truth"]
+        assert set(run["classes_with_ground_truth"]) <= set(run["classes_in_means"])
     seam_cfg = json.loads((tmp / "runs" / "compare" / "seam" / "seed0" / "config.json")
                           .read_text())
     base_cfg = json.loads((tmp / "runs" / "compare" / "baseline" / "seed0" / "config.json")
