@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PROFILE ?= proxy
-NOTEBOOKS := 01_data
+NOTEBOOKS := 01_data 02_train_seam 03_cams
 
 .PHONY: install test lint reproduce data notebooks clean
 

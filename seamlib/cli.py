@@ -7,6 +7,7 @@
     seam cams --profile proxy            # PCM CAMs of data.cam_list from the trained weights
     seam evaluate runs/proxy/cams_val --list val --out results.json
     seam notebook 01_data --profile proxy
+    seam compare --profile proxy --seeds 0 1 2   # SEAM vs baseline, mean +- std over seeds
     seam step-benchmark --width 1.0 --batch 2 --size 448
     seam retrain --profile proxy --labels runs/proxy/rw_labels
     seam segment --profile proxy --weights runs/proxy/segment/model.pth --list val --out DIR
@@ -161,6 +162,16 @@ def copy_checked_outputs(executed: Path, source: Path) -> None:
     nbformat.write(src, source)
 
 
+def cmd_compare(args: argparse.Namespace) -> None:
+    """SEAM vs the plain-CAM baseline over seeds -> results/PROFILE/seam_vs_baseline.*"""
+    from seamlib.compare import compare
+
+    cfg = config_from(args)
+    report = compare(cfg, args.seeds, " ".join(["seam", *sys.argv[1:]]), RESULTS / cfg.profile)
+    print("\n".join(report["findings"]))
+    print(RESULTS / cfg.profile / "seam_vs_baseline.md")
+
+
 def cmd_step_benchmark(args: argparse.Namespace) -> None:
     """time one SEAM training step on this machine"""
     from seamlib.bench import train_step_benchmark
@@ -267,6 +278,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--update-checks", action="store_true",
                    help="store the outputs of the NBVAL_CHECK_OUTPUT cells in the source")
     p.set_defaults(func=cmd_notebook)
+    p = sub.add_parser("compare", help=cmd_compare.__doc__)
+    add_config_args(p, device=True)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.set_defaults(func=cmd_compare)
     p = sub.add_parser("step-benchmark", help=cmd_step_benchmark.__doc__)
     p.add_argument("--width", type=float, default=1.0)
     p.add_argument("--batch", type=int, default=2)

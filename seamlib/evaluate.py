@@ -55,14 +55,17 @@ def _mean(values: np.ndarray) -> float:
 
 
 def json_safe(value: Any) -> Any:
-    """``value`` with every NaN float replaced by None (JSON null) and tuples as lists, so
-    ``json.dumps`` writes valid JSON (it would write ``NaN``)."""
+    """``value`` with every non-finite float replaced by None (JSON null), tuples and arrays
+    as lists and NumPy scalars as Python numbers, so ``json.dumps`` writes valid JSON (it
+    would write ``NaN``)."""
     if isinstance(value, dict):
         return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
+    if isinstance(value, list | tuple | np.ndarray):
         return [json_safe(v) for v in value]
-    if isinstance(value, float) and math.isnan(value):
-        return None
+    if isinstance(value, float | np.floating):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
     return value
 
 

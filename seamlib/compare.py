@@ -1,0 +1,297 @@
+"""SEAM vs the plain-CAM baseline: the same stages (train, multi-scale CAMs, threshold sweeps)
+for both methods over several seeds, and a neutral report of what came out.
+
+The baseline is SEAM with ER, ECR and the PCM terms off (``seamlib.baseline.BASELINE``); its
+CAMs are the raw fc8 maps. SEAM's CAMs are the PCM output, as in the authors' infer_SEAM.
+Each run lives in ``<train.out_dir>/compare/<method>/seed<seed>`` so notebooks and the command
+line share (and resume) the same runs.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from seamlib.baseline import BASELINE
+from seamlib.bench import hardware
+from seamlib.cams import infer_cams
+from seamlib.config import Config, apply_overrides
+from seamlib.data.datasets import MultiScaleDataset
+from seamlib.data.lists import labels_for
+from seamlib.data.voc import CLASSES
+from seamlib.evaluate import THRESHOLDS, cam_confusions, json_safe, scores, sweep_table
+from seamlib.io import atomic_write
+from seamlib.models import build_model
+from seamlib.models.weights import load_weights
+from seamlib.train import train
+
+METHODS = ("baseline", "seam")
+USE_PCM = {"baseline": False, "seam": True}  # which map each method's CAMs come from
+# Scalars of one run, reported as mean +- std over seeds.
+METRICS = ("train_miou_best", "train_miou_at_val_threshold", "best_threshold", "val_threshold",
+           "mfp_best", "mfn_best", "mfp_at_val_threshold", "mfn_at_val_threshold")
+REPORT = "seam_vs_baseline"
+
+
+def method_config(cfg: Config, method: str, seed: int) -> Config:
+    """The config of one run: ``cfg`` (SEAM) or its baseline, with ``seed`` and its own folder."""
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
+    run = apply_overrides(cfg, BASELINE) if method == "baseline" else copy.deepcopy(cfg)
+    run.train.seed = seed
+    run.train.out_dir = str(Path(cfg.train.out_dir) / "compare" / method / f"seed{seed}")
+    return run
+
+
+def run_cams(run: Config, weights: str | Path, use_pcm: bool, suffix: str = "",
+             progress: bool = True) -> dict[str, Path]:
+    """Multi-scale CAMs of the cam and val lists from ``weights``; {list: folder}."""
+    net = build_model(run.model)
+    load_weights(net, weights)
+    root, dirs = run.data.root, {}
+    for name in (run.data.cam_list, run.data.val_list):
+        dataset = MultiScaleDataset(root, name, labels_for(root, name))
+        dirs[name] = infer_cams(net, dataset, Path(run.train.out_dir) / f"cams_{name}{suffix}",
+                                use_pcm=use_pcm, progress=progress)
+    return dirs
+
+
+def sweep_metrics(train_confs: np.ndarray, val_confs: np.ndarray) -> dict:
+    """Metrics of a method from the threshold sweeps of the cam list (``train``) and val:
+    the best threshold on train, the threshold chosen on val, and the train numbers at both."""
+    curve, val_curve = sweep_table(train_confs, THRESHOLDS), sweep_table(val_confs, THRESHOLDS)
+    best = int(np.nanargmax([r["miou"] for r in curve]))
+    chosen = int(np.nanargmax([r["miou"] for r in val_curve]))
+    at_best, at_chosen = scores(train_confs[best]), scores(train_confs[chosen])
+    return {
+        "train_miou_best": at_best["miou"], "best_threshold": float(THRESHOLDS[best]),
+        "train_miou_at_val_threshold": at_chosen["miou"],
+        "val_threshold": float(THRESHOLDS[chosen]),
+        "mfp_best": at_best["mfp"], "mfn_best": at_best["mfn"],
+        "mfp_at_val_threshold": at_chosen["mfp"], "mfn_at_val_threshold": at_chosen["mfn"],
+        "per_class_iou_best": at_best["iou"], "per_class_iou_at_val_threshold": at_chosen["iou"],
+        "classes_in_means": [CLASSES[c] for c, v in enumerate(at_best["iou"]) if np.isfinite(v)],
+        "classes_with_ground_truth": [CLASSES[c] for c in np.flatnonzero(train_confs[best].sum(1))],
+        "curve": {k: [r[k] for r in curve] for k in ("miou", "mfp", "mfn")},
+        "val_curve": {k: [r[k] for r in val_curve] for k in ("miou", "mfp", "mfn")},
+    }
+
+
+def run_method(cfg: Config, method: str, seed: int, progress: bool = True) -> dict:
+    """Train one method with one seed, infer its CAMs, sweep the thresholds; the run's record."""
+    run = method_config(cfg, method, seed)
+    out = Path(run.train.out_dir)
+    reused = (out / "model.pth").exists()
+    weights = train(run, progress=progress)
+    start = time.time()
+    dirs = run_cams(run, weights, USE_PCM[method], progress=progress)
+    cams_seconds = time.time() - start
+    start = time.time()
+    sweeps = [cam_confusions(dirs[name], run.data.root, name, THRESHOLDS)
+              for name in (run.data.cam_list, run.data.val_list)]
+    eval_seconds = time.time() - start
+    summary = json.loads((out / "summary.json").read_text())
+    return {"method": method, "seed": seed, "out_dir": str(out), "use_pcm": USE_PCM[method],
+            "steps": summary["steps"], "reused_training": reused,
+            "seconds": {"train": summary["seconds"], "cams": round(cams_seconds, 1),
+                        "evaluate": round(eval_seconds, 1)},
+            **sweep_metrics(*sweeps)}
+
+
+def mean_std(values: list) -> dict[str, list | float | None]:
+    """Mean and sample std (ddof=1; None with one seed) over seeds, elementwise, NaN-aware."""
+    arr = np.asarray(values, dtype=float)
+    with warnings.catch_warnings():  # classes absent in every run: NaN, not a warning
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean = np.nanmean(arr, axis=0)
+        std = np.nanstd(arr, axis=0, ddof=1) if len(arr) > 1 else None
+    return {"mean": json_safe(mean), "std": None if std is None else json_safe(std)}
+
+
+def aggregate(runs: list[dict]) -> dict[str, dict]:
+    """Per method: mean +- std over seeds of every scalar metric, per-class IoU and curve."""
+    out = {}
+    for method in METHODS:
+        mine = [r for r in runs if r["method"] == method]
+        if not mine:
+            continue
+        entry = {k: mean_std([r[k] for r in mine]) for k in METRICS}
+        for key in ("per_class_iou_best", "per_class_iou_at_val_threshold"):
+            entry[key] = mean_std([[np.nan if v is None else v for v in r[key]] for r in mine])
+        entry["curve"] = {k: mean_std([r["curve"][k] for r in mine]) for k in ("miou", "mfp",
+                                                                                "mfn")}
+        entry["seeds"] = [r["seed"] for r in mine]
+        out[method] = entry
+    return out
+
+
+def compare(cfg: Config, seeds: list[int], command: str, results: str | Path,
+            progress: bool = True) -> dict:
+    """Run baseline and SEAM for every seed; write ``<results>/seam_vs_baseline.{json,md,png}``
+    and return the report."""
+    if not seeds:
+        raise ValueError("compare needs at least one seed")
+    runs = [run_method(cfg, method, seed, progress) for method in METHODS for seed in seeds]
+    report = {"command": command, "profile": cfg.profile, "seeds": list(seeds),
+              "cam_list": cfg.data.cam_list, "val_list": cfg.data.val_list,
+              "thresholds": THRESHOLDS.tolist(), "classes": list(CLASSES),
+              "runs": json_safe(runs), "summary": aggregate(runs), "hardware": hardware(),
+              "config": dataclasses.asdict(cfg)}
+    report["findings"] = findings(report)
+    write_report(report, Path(results))
+    return report
+
+
+def _mean(entry: dict, key: str) -> float:
+    return entry[key]["mean"]
+
+
+def _spread(entry: dict, key: str) -> float:
+    return entry[key]["std"] or 0.0
+
+
+def findings(report: dict) -> list[str]:
+    """Plain sentences saying where SEAM's numbers are above or below the baseline's."""
+    s = report.get("summary", {})
+    if not {"baseline", "seam"} <= set(s):
+        return []
+    base, seam = s["baseline"], s["seam"]
+    lines = []
+    for key, what, higher_is_better in (
+            ("train_miou_best", "CAM mIoU at the best threshold", True),
+            ("train_miou_at_val_threshold", "CAM mIoU at the val-chosen threshold", True),
+            ("mfp_best", "mFP (over-activation) at the best threshold", False),
+            ("mfn_best", "mFN (under-activation) at the best threshold", False)):
+        diff = _mean(seam, key) - _mean(base, key)
+        spread = _spread(seam, key) + _spread(base, key)
+        side = "higher" if diff > 0 else "lower" if diff < 0 else "equal"
+        better = (diff > 0) == higher_is_better and diff != 0
+        size = ("one seed: no spread to compare with" if seam[key]["std"] is None else
+                ("larger than" if abs(diff) > spread else "within")
+                + " the sum of the two methods' std over seeds")
+        lines.append(f"{what}: SEAM {100 * _mean(seam, key):.1f} vs baseline "
+                     f"{100 * _mean(base, key):.1f} ({side} by {100 * abs(diff):.1f} points, "
+                     f"{'better' if better else 'not better'} for SEAM; {size}).")
+    diffs = [(name, a - b) for name, a, b in zip(
+        report["classes"], seam["per_class_iou_best"]["mean"],
+        base["per_class_iou_best"]["mean"], strict=True) if a is not None and b is not None]
+    up = [f"{n} ({100 * d:+.1f})" for n, d in sorted(diffs, key=lambda x: -x[1]) if d > 0]
+    down = [f"{n} ({100 * d:+.1f})" for n, d in sorted(diffs, key=lambda x: x[1]) if d < 0]
+    lines.append(f"Per class at the best threshold, SEAM is higher on {len(up)} and lower on "
+                 f"{len(down)} of {len(diffs)} classes."
+                 + (f" Higher: {', '.join(up)}." if up else "")
+                 + (f" Lower: {', '.join(down)}." if down else ""))
+    return lines
+
+
+def _pm(entry: dict, key: str, scale: float = 100, digits: int = 1) -> str:
+    mean, std = entry[key]["mean"], entry[key]["std"]
+    if mean is None:
+        return "n/a"
+    return f"{scale * mean:.{digits}f}" + ("" if std is None else f" ± {scale * std:.{digits}f}")
+
+
+def format_markdown(report: dict) -> str:
+    """The report as markdown: headline table, per-class IoU, findings, per-run wall times."""
+    s, cls = report["summary"], report["classes"]
+    n = len(report["seeds"])
+    lines = [f"# SEAM vs plain-CAM baseline ({report['profile']})", "",
+             f"Command: `{report['command']}`  ", f"Hardware: {report['hardware']}", "",
+             f"CAM pseudo labels on `{report['cam_list']}`: argmax over the CAMs of the "
+             f"image's classes and a constant background threshold (swept over "
+             f"{report['thresholds'][0]:.2f}..{report['thresholds'][-1]:.2f} in steps of 0.01). "
+             f"\"best\": the threshold with the highest mIoU on `{report['cam_list']}` itself; "
+             f"\"val-chosen\": the threshold with the highest mIoU on `{report['val_list']}`, "
+             f"applied to `{report['cam_list']}`. Baseline CAMs: raw fc8 CAM; SEAM CAMs: PCM "
+             f"output. Numbers in % (thresholds as fractions), mean ± sample std over {n} seed(s) "
+             f"{report['seeds']}.", ""]
+    means, present = (report["runs"][0][k] for k in ("classes_in_means",
+                                                      "classes_with_ground_truth"))
+    absent = [c for c in means if c not in present]
+    lines += [f"mIoU, mFP and mFN are means over the {len(means)} classes (background included) "
+              f"to which `seamlib.evaluate.scores` gives an IoU: {', '.join(means)}. "
+              f"{len(present)} of them have ground-truth pixels in `{report['cam_list']}`"
+              + (f"; the others ({', '.join(absent)}) enter the means with IoU 0." if absent
+                 else "."), "",
+              "| method | mIoU (best thr) | best thr | mIoU (val-chosen thr) | val thr | "
+              "mFP (best) | mFN (best) | mFP (val thr) | mFN (val thr) |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for m, e in s.items():
+        lines.append(f"| {m} | {_pm(e, 'train_miou_best')} | {_pm(e, 'best_threshold', 1, 2)} "
+                     f"| {_pm(e, 'train_miou_at_val_threshold')} | "
+                     f"{_pm(e, 'val_threshold', 1, 2)} | {_pm(e, 'mfp_best')} | "
+                     f"{_pm(e, 'mfn_best')} | {_pm(e, 'mfp_at_val_threshold')} | "
+                     f"{_pm(e, 'mfn_at_val_threshold')} |")
+    lines += ["", "## Findings", ""] + [f"- {f}" for f in report["findings"]]
+    lines += ["", "## Per-class IoU at the best threshold (%)", "",
+              "| class | " + " | ".join(s) + " |", "|---|" + "---|" * len(s)]
+    for c, name in enumerate(cls):
+        cells = []
+        for e in s.values():
+            mean, std = e["per_class_iou_best"]["mean"][c], e["per_class_iou_best"]["std"]
+            sd = None if std is None else std[c]
+            cells.append("n/a" if mean is None else f"{100 * mean:.1f}"
+                         + ("" if sd is None else f" ± {100 * sd:.1f}"))
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += ["", "## Runs (wall time in seconds)", "",
+              "| method | seed | steps | train | CAMs (train + val) | evaluation | folder |",
+              "|---|---|---|---|---|---|---|"]
+    for r in report["runs"]:
+        t = r["seconds"]
+        note = " (reused)" if r["reused_training"] else ""
+        lines.append(f"| {r['method']} | {r['seed']} | {r['steps']} | {t['train']}{note} | "
+                     f"{t['cams']} | {t['evaluate']} | `{r['out_dir']}` |")
+    lines += ["", "Training time comes from the run's summary.json (its own training, even when "
+              "the run was reused); CAM and evaluation times are this command's. CAM files "
+              "already on disk are not recomputed.", "",
+              f"Figure: `{REPORT}.png` (mIoU, mFP, mFN on `{report['cam_list']}` against the "
+              f"threshold, mean over seeds).", ""]
+    return "\n".join(lines)
+
+
+def plot_curves(report: dict, path: Path) -> None:
+    """mIoU, mFP and mFN against the background threshold, each method's mean over seeds
+    (band: ± std), best thresholds marked; saved atomically to ``path``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    thresholds = np.asarray(report["thresholds"])
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    for method, entry in report["summary"].items():
+        for ax, key in zip(axes, ("miou", "mfp", "mfn"), strict=True):
+            mean = np.asarray(entry["curve"][key]["mean"], dtype=float)
+            line, = ax.plot(thresholds, mean, label=method)
+            std = entry["curve"][key]["std"]
+            if std is not None:
+                std = np.asarray(std, dtype=float)
+                ax.fill_between(thresholds, mean - std, mean + std, alpha=0.2,
+                                color=line.get_color())
+            ax.axvline(entry["best_threshold"]["mean"], color=line.get_color(), ls=":", lw=1)
+    for ax, name in zip(axes, ("mIoU", "mFP", "mFN"), strict=True):
+        ax.set_xlabel("background threshold")
+        ax.set_title(f"{name} on {report['cam_list']}")
+        ax.grid(alpha=0.3)
+    axes[0].legend()
+    fig.suptitle(f"{report['profile']}: mean over seeds {report['seeds']} "
+                 f"(dotted: mean of the seeds' best thresholds)", fontsize=10)
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100))
+    plt.close(fig)
+
+
+def write_report(report: dict, results: Path) -> Path:
+    """Write the JSON, markdown and figure of a comparison into ``results``; return the md."""
+    base = results / REPORT
+    atomic_write(base.with_suffix(".json"),
+                 lambda t: t.write_text(json.dumps(json_safe(report), indent=1)))
+    atomic_write(base.with_suffix(".md"), lambda t: t.write_text(format_markdown(report)))
+    plot_curves(report, base.with_suffix(".png"))
+    return base.with_suffix(".md")

@@ -1,0 +1,114 @@
+"""SEAM vs baseline end to end on the smoke profile (one seed, one epoch), and the report's
+aggregation and wording on hand-made numbers."""
+
+import json
+
+import numpy as np
+import pytest
+
+from seamlib.baseline import THRESHOLDS
+from seamlib.compare import (
+    aggregate,
+    compare,
+    findings,
+    format_markdown,
+    mean_std,
+    method_config,
+    sweep_metrics,
+)
+from seamlib.config import load_config
+from seamlib.data.synthetic import generate
+
+SMALL = {"synthetic": {"n_train": 6, "n_val": 4, "n_test": 2, "n_extra": 4}}  # 2 steps, 10 CAMs
+
+
+def test_method_config_switches_terms_seed_and_folder_only():
+    cfg = load_config("proxy")
+    base, seam = method_config(cfg, "baseline", 3), method_config(cfg, "seam", 3)
+    assert not (base.loss.use_er or base.loss.use_ecr or base.loss.use_rvmin)
+    assert seam.loss == cfg.loss and seam.model == cfg.model and seam.data == cfg.data
+    assert base.train.seed == seam.train.seed == 3 and cfg.train.seed == 0
+    assert base.train.out_dir != seam.train.out_dir and seam.train.out_dir.endswith("seed3")
+    with pytest.raises(ValueError, match="unknown method"):
+        method_config(cfg, "affinity", 0)
+
+
+def test_sweep_metrics_best_and_val_chosen_thresholds():
+    confs = np.zeros((len(THRESHOLDS), 21, 21), np.int64)
+    confs[:, 0, 0] = 10
+    confs[:, 1, 1] = 10
+    confs[5, 1, 0] = 0
+    confs[np.arange(len(THRESHOLDS)) != 5, 1, 0] = 5  # train: best at index 5
+    val = confs.copy()
+    val[:, 1, 0] = 5
+    val[7, 1, 0] = 0  # val: best at index 7
+    m = sweep_metrics(confs, val)
+    assert m["best_threshold"] == THRESHOLDS[5] and m["val_threshold"] == THRESHOLDS[7]
+    assert m["train_miou_best"] > m["train_miou_at_val_threshold"]
+    assert m["mfn_best"] < m["mfn_at_val_threshold"]
+    assert len(m["curve"]["miou"]) == len(THRESHOLDS) and len(m["per_class_iou_best"]) == 21
+
+
+def test_mean_std_over_seeds_ignores_nan_and_has_no_std_for_one_seed():
+    assert mean_std([0.2]) == {"mean": 0.2, "std": None}
+    out = mean_std([[0.2, np.nan], [0.4, np.nan]])
+    assert out["mean"][0] == pytest.approx(0.3) and out["mean"][1] is None
+    assert out["std"][0] == pytest.approx(np.std([0.2, 0.4], ddof=1))
+
+
+def fake_run(method, seed, miou):
+    iou = [miou] * 21
+    curve = {k: [miou] * len(THRESHOLDS) for k in ("miou", "mfp", "mfn")}
+    return {"method": method, "seed": seed, "train_miou_best": miou,
+            "train_miou_at_val_threshold": miou, "best_threshold": 0.2, "val_threshold": 0.2,
+            "mfp_best": 0.1, "mfn_best": 0.3, "mfp_at_val_threshold": 0.1,
+            "mfn_at_val_threshold": 0.3, "per_class_iou_best": iou,
+            "per_class_iou_at_val_threshold": iou, "curve": curve}
+
+
+def test_findings_say_lower_when_seam_is_lower():
+    runs = [fake_run("baseline", s, 0.5 + 0.01 * s) for s in range(3)]
+    runs += [fake_run("seam", s, 0.4) for s in range(3)]
+    report = {"summary": aggregate(runs), "classes": [f"c{i}" for i in range(21)]}
+    lines = findings(report)
+    assert "lower by 11.0 points, not better for SEAM; larger than the sum" in lines[0]
+    assert "higher on 0 and lower on 21 of 21" in lines[-1]
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("compare")
+    cfg = load_config("smoke", SMALL | {"train": {"out_dir": str(tmp / "runs")}},
+                      data_root=tmp / "VOC")
+    generate(cfg.synthetic, tmp / "VOC", workers=1)
+    return compare(cfg, [0], "seam compare --profile smoke --seeds 0", tmp / "results",
+                   progress=False), tmp
+
+
+def test_compare_writes_complete_report(report):
+    report, tmp = report
+    saved = json.loads((tmp / "results" / "seam_vs_baseline.json").read_text())
+    assert saved["seeds"] == [0] and {r["method"] for r in saved["runs"]} == {"baseline", "seam"}
+    assert (tmp / "results" / "seam_vs_baseline.png").stat().st_size > 0
+    md = (tmp / "results" / "seam_vs_baseline.md").read_text()
+    assert md == format_markdown(saved) and "| seam |" in md and "val-chosen" in md
+    for run in saved["runs"]:
+        assert 0 <= run["train_miou_at_val_threshold"] <= run["train_miou_best"] <= 1
+        assert run["use_pcm"] == (run["method"] == "seam") and run["steps"] > 0
+        assert set(run["seconds"]) == {"train", "cams", "evaluate"}
+        assert "background" in run["classes_with_ground_truth"]
+        assert set(run["classes_with_ground_truth"]) <= set(run["classes_in_means"])
+    seam_cfg = json.loads((tmp / "runs" / "compare" / "seam" / "seed0" / "config.json")
+                          .read_text())
+    base_cfg = json.loads((tmp / "runs" / "compare" / "baseline" / "seed0" / "config.json")
+                          .read_text())
+    assert seam_cfg["loss"]["use_er"] and not base_cfg["loss"]["use_er"]
+
+
+def test_compare_reuses_runs_and_reproduces_numbers(report):
+    report, tmp = report
+    cfg = load_config("smoke", SMALL | {"train": {"out_dir": str(tmp / "runs")}},
+                      data_root=tmp / "VOC")
+    again = compare(cfg, [0], "again", tmp / "again", progress=False)
+    assert all(r["reused_training"] for r in again["runs"])
+    assert again["summary"] == json.loads(json.dumps(report["summary"]))
