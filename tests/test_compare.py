@@ -6,7 +6,6 @@ import json
 import numpy as np
 import pytest
 
-from seamlib.baseline import THRESHOLDS
 from seamlib.compare import (
     aggregate,
     compare,
@@ -18,6 +17,7 @@ from seamlib.compare import (
 )
 from seamlib.config import load_config
 from seamlib.data.synthetic import generate
+from seamlib.evaluate import THRESHOLDS
 
 SMALL = {"synthetic": {"n_train": 6, "n_val": 4, "n_test": 2, "n_extra": 4}}  # 2 steps, 10 CAMs
 
