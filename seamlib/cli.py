@@ -1,6 +1,6 @@
 """The ``seam`` command: every pipeline stage and the notebooks, for a profile.
 
-    seam data --profile proxy            # generate (proxy/smoke) or download (voc), validate
+    seam data --profile proxy            # generate, download or only check (data.prepare)
     seam difficulty --profile proxy      # plain-CAM baseline numbers + datasheet
     seam train --profile proxy --set train.epochs=2
     seam run --profile proxy --until random_walk  # the pipeline, stages in order
@@ -12,6 +12,9 @@
     seam retrain --profile proxy --labels runs/proxy/rw_labels
     seam segment --profile proxy --weights runs/proxy/segment/model.pth --list val --out DIR
     seam export --profile voc --pred DIR --list test --out runs/voc/submission
+    seam crf --profile proxy --cams runs/proxy/cams_train_aug --out runs/proxy/crf
+    seam affinity --profile proxy --labels runs/proxy/crf
+    seam random-walk --profile proxy --cams DIR --weights runs/proxy/aff/model.pth --out DIR
 """
 
 from __future__ import annotations
@@ -60,7 +63,7 @@ def config_from(args: argparse.Namespace) -> Config:
 
 
 def cmd_data(args: argparse.Namespace) -> None:
-    """generate (proxy/smoke) or download (voc) the dataset, validate it, cache its labels"""
+    """generate, download or only check (data.prepare) the dataset; validate, cache labels"""
     from seamlib.data.prepare import prepare_data
 
     print(prepare_data(config_from(args)))
@@ -221,6 +224,53 @@ def add_segment_commands(sub: Any) -> None:
         p.set_defaults(func=func)
 
 
+# --- pseudo-label stage commands: CRF label maps, AffinityNet, random walk ---
+def cmd_crf(args: argparse.Namespace) -> None:
+    """dense-CRF label PNGs of a list from its CAMs (AffinityNet's labels, or --kind)"""
+    from seamlib.crf import crf_stage
+
+    cfg = config_from(args)
+    print(crf_stage(args.cams, cfg.data.root, args.list or cfg.data.train_list, args.out,
+                    cfg.crf, kind=args.kind))
+
+
+def cmd_affinity(args: argparse.Namespace) -> None:
+    """train AffinityNet on data.train_list and the CRF label PNGs of --labels"""
+    from seamlib.affinity import train_affinity
+
+    cfg = config_from(args)
+    print(train_affinity(cfg, args.labels, args.out or cfg.aff_train.out_dir))
+
+
+def cmd_random_walk(args: argparse.Namespace) -> None:
+    """random-walk pseudo-label PNGs of a list from its CAMs and AffinityNet weights"""
+    from seamlib.random_walk import random_walk_stage
+
+    cfg = config_from(args)
+    print(random_walk_stage(args.cams, args.weights, cfg.data.root,
+                            args.list or cfg.data.train_list, args.out, cfg))
+
+
+def add_pseudo_label_commands(sub: Any) -> None:
+    """``seam crf``, ``seam affinity`` and ``seam random-walk``."""
+    cams = ("--cams", {"required": True, "help": "CAM folder (<id>.npz) of the list"})
+    a_list = ("--list", {"default": None, "help": "image list (default: data.train_list)"})
+    options = {cmd_crf: [cams, a_list, ("--out", {"required": True, "help": "PNG folder"}),
+                         ("--kind", {"choices": ("affinity", "threshold"),
+                                     "default": "affinity"})],
+               cmd_affinity: [("--labels", {"required": True, "help": "CRF label PNG folder"}),
+                              ("--out", {"default": None, "help": "default aff_train.out_dir"})],
+               cmd_random_walk: [cams, ("--weights", {"required": True,
+                                                      "help": "AffinityNet model.pth"}),
+                                 a_list, ("--out", {"required": True, "help": "PNG folder"})]}
+    for func, args in options.items():
+        p = sub.add_parser(func.__name__[len("cmd_"):].replace("_", "-"), help=func.__doc__)
+        add_config_args(p, device=func is not cmd_crf)
+        for flag, kw in args:
+            p.add_argument(flag, **kw)
+        p.set_defaults(func=func)
+
+
 def add_config_args(p: argparse.ArgumentParser, device: bool) -> None:
     """--profile, --data-root, --set and (for stages that run a network) --device."""
     p.add_argument("--profile", choices=PROFILES_NAMES, default=DEFAULT_PROFILE)
@@ -289,6 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="JSON file to write the measurement to")
     p.set_defaults(func=cmd_step_benchmark)
     add_segment_commands(sub)
+    add_pseudo_label_commands(sub)
     return parser
 
 

@@ -28,6 +28,9 @@ class DataConfig:
     # Image-level labels: "xml" (authors: every object of Annotations/<id>.xml, difficult ones
     # included) or "mask" (classes painted in SegmentationClassAug; difficult objects are void)
     label_source: str = "xml"
+    # How `seam data` readies data.root: "download" (VOC 2012 + SBD), "generate" (the synthetic
+    # benchmark) or "validate" (a folder of your own: only checked, its labels cached)
+    prepare: str = "download"
     crop_size: int = 448
     resize_long: tuple[int, int] = (448, 768)  # random long-side resize range
     color_jitter: tuple[float, float, float, float] = (0.3, 0.3, 0.3, 0.1)
@@ -191,8 +194,9 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     "proxy": {
         # No hue jitter: the benchmark codes class identity partly in hue (body families and
         # part colours); the reference's +-0.1 hue shift (+-36 deg) swaps neighbouring hues.
-        "data": {"root": "data/proxy/VOC2012", "crop_size": 128, "resize_long": (128, 224),
-                 "color_jitter": (0.3, 0.3, 0.3, 0.0), "num_workers": 2},
+        "data": {"root": "data/proxy/VOC2012", "prepare": "generate", "crop_size": 128,
+                 "resize_long": (128, 224), "color_jitter": (0.3, 0.3, 0.3, 0.0),
+                 "num_workers": 2},
         # From-scratch training needs trainable normalisation and real momentum.
         "model": {"width": 0.125, "frozen_bn": False, "frozen_stem": False, "weights": None},
         "train": {"lr": 0.05, "momentum": 0.9, "batch_size": 16, "epochs": 30,
@@ -205,8 +209,8 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         "seg_train": {"batch_size": 16, "out_dir": "runs/proxy/segment"},
     },
     "smoke": {
-        "data": {"root": "data/smoke/VOC2012", "crop_size": 32, "resize_long": (32, 48),
-                 "num_workers": 0},
+        "data": {"root": "data/smoke/VOC2012", "prepare": "generate", "crop_size": 32,
+                 "resize_long": (32, 48), "num_workers": 0},
         "synthetic": {"n_train": 12, "n_val": 8, "n_test": 4, "n_extra": 16,
                       "min_size": 40, "max_size": 64},
         "model": {"width": 0.0625, "frozen_bn": False, "frozen_stem": False, "weights": None},

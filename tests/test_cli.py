@@ -81,3 +81,50 @@ def test_profiles_override_reference_defaults():
     assert voc.train.momentum == 5e-4 and voc.model.frozen_bn and voc.data.crop_size == 448
     assert proxy.train.momentum == 0.9 and not proxy.model.frozen_bn
     assert proxy.loss == voc.loss  # the method is the same in every profile
+
+
+def record_calls(monkeypatch, target: str) -> list:
+    """Replace the stage function ``target`` with one that records its arguments."""
+    calls = []
+    monkeypatch.setattr(target, lambda *args, **kw: calls.append((args, kw)) or "done")
+    return calls
+
+
+def test_crf_command_calls_crf_stage(monkeypatch, capsys):
+    calls = record_calls(monkeypatch, "seamlib.crf.crf_stage")
+    args = args_for("crf", "--profile", "smoke", "--cams", "C", "--out", "O",
+                    "--set", "crf.workers=3")
+    args.func(args)
+    cfg = load_config("smoke", {"crf": {"workers": 3}})
+    assert calls == [(("C", cfg.data.root, "train_aug", "O", cfg.crf), {"kind": "affinity"})]
+    args = args_for("crf", "--cams", "C", "--list", "val", "--out", "O", "--kind", "threshold")
+    args.func(args)
+    assert calls[1][0][2] == "val" and calls[1][1] == {"kind": "threshold"}
+    assert capsys.readouterr().out == "done\ndone\n"
+    with pytest.raises(SystemExit):
+        args_for("crf", "--cams", "C", "--out", "O", "--kind", "otsu")
+    with pytest.raises(SystemExit):
+        args_for("crf", "--cams", "C", "--out", "O", "--device", "cpu")  # the CRF runs on CPU
+
+
+def test_affinity_command_calls_train_affinity(monkeypatch):
+    calls = record_calls(monkeypatch, "seamlib.affinity.train_affinity")
+    args = args_for("affinity", "--profile", "smoke", "--labels", "L", "--device", "cpu")
+    args.func(args)
+    args = args_for("affinity", "--profile", "smoke", "--labels", "L", "--out", "A")
+    args.func(args)
+    (cfg, labels, out), _ = calls[0]
+    assert (cfg.profile, cfg.device, labels, out) == ("smoke", "cpu", "L", "runs/smoke/aff")
+    assert calls[1][0][1:] == ("L", "A")
+
+
+def test_random_walk_command_calls_random_walk_stage(monkeypatch):
+    calls = record_calls(monkeypatch, "seamlib.random_walk.random_walk_stage")
+    args = args_for("random-walk", "--profile", "smoke", "--cams", "C", "--weights", "W.pth",
+                    "--list", "train", "--out", "O", "--set", "random_walk.beta=4")
+    args.func(args)
+    (cams, weights, root, name, out, cfg), _ = calls[0]
+    assert (cams, weights, root, name, out) == ("C", "W.pth", cfg.data.root, "train", "O")
+    assert cfg.random_walk.beta == 4 and args.command == "random-walk"
+    with pytest.raises(SystemExit):
+        args_for("random-walk", "--cams", "C", "--out", "O")  # --weights is required
