@@ -16,11 +16,10 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from seamlib.cam_ops import EPS, normalise_maps
 from seamlib.data.datasets import MultiScaleDataset
 from seamlib.io import atomic_write
 from seamlib.models import SEAMNet
-
-EPS = 1e-5
 
 
 @torch.no_grad()
@@ -39,11 +38,7 @@ def multiscale_cam(net: SEAMNet, images: list[torch.Tensor], label: torch.Tensor
 
 def normalise_cam(cam: torch.Tensor) -> torch.Tensor:
     """Clamp at 0 and min-max normalise each class map; values within EPS of the min -> 0."""
-    cam = cam.clamp(min=0)
-    lo = cam.flatten(1).amin(1)[:, None, None]
-    hi = cam.flatten(1).amax(1)[:, None, None]
-    cam = torch.where(cam < lo + EPS, lo + EPS, cam)
-    return (cam - lo - EPS) / (hi - lo + EPS)
+    return normalise_maps(cam, lift_low=True)
 
 
 def save_cam(path: Path, cam: torch.Tensor, label: torch.Tensor) -> None:

@@ -9,18 +9,14 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from seamlib.cam_ops import normalise_maps
 from seamlib.config import LossConfig
 from seamlib.transforms import Transform
-
-EPS = 1e-5
 
 
 def max_norm(cam: torch.Tensor) -> torch.Tensor:
     """Per-channel min-max normalisation of a ReLU'd CAM (N, C, H, W) to [0, 1)."""
-    cam = F.relu(cam)
-    lo = cam.flatten(2).amin(-1)[..., None, None]
-    hi = cam.flatten(2).amax(-1)[..., None, None]
-    return F.relu(cam - lo - EPS) / (hi - lo + EPS)
+    return normalise_maps(cam)
 
 
 def with_background(cam: torch.Tensor) -> torch.Tensor:
