@@ -238,11 +238,15 @@ def main(argv: list[str] | None = None) -> None:
         return
     root = make_data(Path(args.data), 48)
     out = Path(args.out)
+    load = os.getloadavg()[0]
     run_all(out, root, args.repeats, args.quick, args.only)
     results = {p.stem: json.loads(p.read_text()) for p in sorted(out.glob("*.json"))
                if "variants" in json.loads(p.read_text())}
-    command = "python -m seamlib.bench " + " ".join(argv if argv is not None else sys.argv[1:])
-    atomic_write(out / "README.md", lambda t: t.write_text(table(results, command, args.note)))
+    command = (f"python -m seamlib.bench --repeats {args.repeats}" + " --quick" * args.quick
+               + " --only " * bool(args.only) + " ".join(args.only))
+    note = (f"{args.note} Load average (1 min) at the start: {load:.1f}, at the end: "
+            f"{os.getloadavg()[0]:.1f}.")
+    atomic_write(out / "README.md", lambda t: t.write_text(table(results, command, note)))
 
 
 if __name__ == "__main__":
