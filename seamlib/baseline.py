@@ -16,9 +16,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from seamlib.bench import hardware
-from seamlib.cams import infer_cams
+from seamlib.cams import cams_stage
 from seamlib.config import Config, apply_overrides
-from seamlib.data.datasets import ClassificationDataset, MultiScaleDataset
+from seamlib.data.datasets import ClassificationDataset
 from seamlib.data.lists import labels_for
 from seamlib.evaluate import average_precision, evaluate, json_safe
 from seamlib.models import SEAMNet, build_model
@@ -49,23 +49,26 @@ def classification_map(net: SEAMNet, cfg: Config, list_name: str) -> float:
     return float(np.nanmean(average_precision(torch.cat(out).numpy(), torch.cat(targets).numpy())))
 
 
+def load_seam(cfg: Config, weights: str | Path) -> SEAMNet:
+    """The SEAM network of ``cfg`` with trained ``weights``."""
+    net = build_model(cfg.model)
+    load_weights(net, weights)
+    return net
+
+
 def measure_difficulty(cfg: Config, command: str) -> dict:
     """Train the baseline, then measure classification mAP on val and CAM mIoU on train
     (best threshold, and the threshold chosen on val)."""
     base = baseline_config(cfg)
     weights = train(base)
-    net = build_model(base.model)
-    load_weights(net, weights)
     root, out = base.data.root, Path(base.train.out_dir)
     for split in (base.data.cam_list, base.data.val_list):
-        labels = labels_for(root, split, base.data.label_source)
-        infer_cams(net, MultiScaleDataset(root, split, labels),
-                   out / f"cams_{split}", use_pcm=False)
+        cams_stage(base, weights, split, out / f"cams_{split}", use_pcm=False)
     on_train = evaluate(out / f"cams_{base.data.cam_list}", root, base.data.cam_list, kind="cam")
     on_val = evaluate(out / f"cams_{base.data.val_list}", root, base.data.val_list, kind="cam")
     chosen = [r["threshold"] for r in on_train["curve"]].index(on_val["threshold"])
     result = {
-        "val_map": classification_map(net, base, base.data.val_list),
+        "val_map": classification_map(load_seam(base, weights), base, base.data.val_list),
         "train_miou_best": on_train["miou"], "best_threshold": on_train["threshold"],
         "val_threshold": on_val["threshold"],
         "train_miou_at_val_threshold": on_train["curve"][chosen]["miou"],

@@ -1,26 +1,200 @@
-"""Timing and peak memory of one SEAM training step (forward + loss + backward) on CPU."""
+"""Benchmarks: training steps and multi-scale CAM inference, each beside the plain reference
+loop, on a small proxy-sized synthetic dataset.
+
+Every measurement runs in its own subprocess (its peak RSS is that configuration's memory),
+and reference and optimised runs alternate (A/B/A/B) so a shared machine's load hits both;
+results are medians. ``python -m seamlib.bench`` (or benchmarks/run.py) writes
+``results/benchmarks/*.json`` and ``results/benchmarks/README.md``.
+"""
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
 import platform
 import resource
+import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
+from torch.utils.data import DataLoader
 
-from seamlib.config import LossConfig, ModelConfig
+from seamlib.config import LossConfig, ModelConfig, SyntheticConfig
 from seamlib.io import atomic_write
 from seamlib.losses import seam_loss
 from seamlib.models import build_model
 from seamlib.transforms import parse_transform
 
+OUT = Path("results/benchmarks")
+BASELINE = LossConfig(use_er=False, use_ecr=False, use_rvmin=False)
+
 
 def hardware() -> str:
     """A one-line description of the machine a measurement ran on."""
-    return (f"{platform.machine()} CPU, {torch.get_num_threads()} torch threads, "
-            f"torch {torch.__version__}, {platform.platform(terse=True)}")
+    return (f"{platform.machine()} CPU ({os.cpu_count()} cores), {torch.get_num_threads()} "
+            f"torch threads, torch {torch.__version__}, {platform.platform(terse=True)}")
+
+
+def peak_rss_gib() -> float:
+    """This process's peak resident memory so far, GiB."""
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3)
+
+
+def make_data(root: Path, images: int) -> Path:
+    """A proxy-sized synthetic VOC root (96-160 px images) with ``images`` train images."""
+    from seamlib.data.synthetic import generate
+
+    if not (root / "VOC2012" / "synthetic.json").exists():
+        generate(SyntheticConfig(seed=7, n_train=images, n_val=4, n_test=4, n_extra=0,
+                                 min_size=96, max_size=160), root / "VOC2012")
+    return root / "VOC2012"
+
+
+def train_run(root: str, width: float, crop: int, batch: int, method: str, variant: str,
+              steps: int) -> dict[str, Any]:
+    """Time ``steps`` training steps (batch fetch + loss + backward + SGD step) after one
+    warm-up step. Variants: reference (decode every image, no workers); cached (decoded-image
+    cache); cached_wN (cache + N loader workers); cached_cl (cache + channels_last)."""
+    from seamlib.data.datasets import ClassificationDataset
+    from seamlib.data.lists import labels_for
+
+    torch.manual_seed(0)
+    cached = variant != "reference"
+    workers = int(variant.split("_w")[1]) if "_w" in variant else 0
+    labels = labels_for(root, "train")
+    data = ClassificationDataset(root, "train", labels, crop, (crop, crop * 7 // 4),
+                                 (0.3, 0.3, 0.3, 0.0), cache_images=cached)
+    loader = iter(DataLoader(data, batch_size=batch, shuffle=True, drop_last=True,
+                             num_workers=workers, generator=torch.Generator().manual_seed(0)))
+    net = build_model(ModelConfig(width=width)).train()
+    fmt = torch.channels_last if variant.endswith("_cl") else torch.contiguous_format
+    net.to(memory_format=fmt)
+    opt = torch.optim.SGD(net.parameter_groups(0.01, 5e-4), lr=0.01, momentum=5e-4)
+    cfg = BASELINE if method == "baseline" else LossConfig()
+    transform = parse_transform(cfg.transform)
+    seconds, losses = [], []
+    for _ in range(steps + 1):
+        start = time.perf_counter()
+        images, targets, _ = next(loader)
+        terms = seam_loss(net, images.contiguous(memory_format=fmt), targets, transform, cfg)
+        opt.zero_grad(set_to_none=True)
+        terms["loss"].backward()
+        opt.step()
+        seconds.append(time.perf_counter() - start)
+        losses.append(terms["loss"].item())
+    return {"seconds": seconds[1:], "loss": losses, "peak_rss_gib": peak_rss_gib()}
+
+
+def infer_run(root: str, width: float, images: int, variant: str, save: str) -> dict[str, Any]:
+    """Multi-scale (0.5, 1, 1.5, 2) + flip CAM inference of ``images`` images: reference = one
+    pass and one image at a time; batched = equal-size passes of 4 images per forward."""
+    from seamlib.cams import multiscale_cams
+    from seamlib.data.datasets import MultiScaleDataset
+    from seamlib.data.lists import labels_for
+
+    torch.manual_seed(0)
+    net = build_model(ModelConfig(width=width)).eval()
+    data = MultiScaleDataset(root, "train", labels_for(root, "train"))
+    samples = [data[i] for i in range(images)]
+    per_batch, max_pixels = (1, 0) if variant == "reference" else (4, 2 * 1000 * 750)
+    with torch.no_grad():
+        net(torch.randn(2, 3, 64, 64))  # warm-up
+    start = time.perf_counter()
+    cams = []
+    for i in range(0, images, per_batch):
+        cams += multiscale_cams(net, samples[i:i + per_batch], max_pixels=max_pixels)
+    seconds = time.perf_counter() - start
+    torch.save(cams, save)
+    return {"seconds": [seconds], "cams": save, "peak_rss_gib": peak_rss_gib()}
+
+
+def difference(a: dict[str, Any], b: dict[str, Any]) -> float:
+    """Max |a - b| of two runs' outputs: the CAMs (inference) or the step losses (training)."""
+    if "cams" in a:
+        pairs = zip(torch.load(a["cams"]), torch.load(b["cams"]), strict=True)
+        return max(float((x - y).abs().max()) for x, y in pairs)
+    return max(abs(x - y) for x, y in zip(a["loss"], b["loss"], strict=True))
+
+
+def subprocess_run(kind: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Run one measurement in a fresh interpreter (own peak RSS) and return its result."""
+    cmd = [sys.executable, "-m", "seamlib.bench", "--one", json.dumps({kind: kwargs})]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if done.returncode:
+        raise RuntimeError(f"benchmark run {kind} {kwargs} failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def compare(kind: str, common: dict[str, Any], variants: list[str], repeats: int,
+            images_per_run: int) -> dict[str, Any]:
+    """Alternate the variants ``repeats`` times (A/B/A/B); medians of seconds per step/run."""
+    runs: dict[str, list[dict]] = {v: [] for v in variants}
+    for r in range(repeats):
+        for v in variants:
+            extra = {"save": str(OUT / f".{kind}_{v}_{r}.pt")} if kind == "infer" else {}
+            runs[v].append(subprocess_run(kind, {**common, "variant": v, **extra}))
+    out: dict[str, Any] = {"settings": common, "repeats": repeats, "variants": {}}
+    for v, rs in runs.items():
+        seconds = statistics.median(s for r in rs for s in r["seconds"])
+        out["variants"][v] = {"median_seconds": round(seconds, 4),
+                              "images_per_s": round(images_per_run / seconds, 3),
+                              "peak_rss_gib": max(r["peak_rss_gib"] for r in rs),
+                              "all_seconds": [round(s, 4) for r in rs for s in r["seconds"]]}
+    ref = out["variants"][variants[0]]["median_seconds"]
+    for v in variants:
+        out["variants"][v]["speedup"] = round(ref / out["variants"][v]["median_seconds"], 3)
+        out["variants"][v]["max_abs_diff"] = difference(runs[v][0], runs[variants[0]][0])
+    for path in OUT.glob(f".{kind}_*.pt"):
+        path.unlink()
+    return out
+
+
+def benchmarks(root: Path, quick: bool) -> dict[str, tuple[str, dict[str, Any], list[str], int]]:
+    """name -> (kind, settings, variants with the reference first, images per timed unit)."""
+    steps = 1 if quick else 3
+    proxy = dict(root=str(root), width=0.125, crop=128, batch=16, steps=steps)
+    full = dict(root=str(root), width=1.0, crop=96 if quick else 128, batch=2, steps=steps)
+    out: dict[str, tuple[str, dict[str, Any], list[str], int]] = {}
+    for n, (w, images) in {"proxy": (0.125, 4 if quick else 16), "full": (1.0, 1)}.items():
+        out[f"infer_{n}"] = ("infer", dict(root=str(root), width=w, images=images),
+                             ["reference", "batched"], images)
+    for method in ("baseline", "seam"):
+        out[f"train_proxy_{method}"] = ("train", {**proxy, "method": method},
+                                        ["reference", "cached", "cached_w1"], 16)
+        out[f"train_full_{method}"] = ("train", {**full, "method": method},
+                                       ["reference", "cached_cl"], 2)
+    return out
+
+
+def run_all(out: Path, root: Path, repeats: int, quick: bool, only: list[str]) -> None:
+    """Run the benchmarks named in ``only`` (all when empty), each written as its own JSON."""
+    for name, (kind, settings, variants, images) in benchmarks(root, quick).items():
+        if not only or name in only:
+            write_json(out / f"{name}.json", compare(kind, settings, variants, repeats, images))
+
+
+def write_json(path: Path, obj: Any) -> None:
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(obj, indent=1)))
+
+
+def table(results: dict[str, Any], command: str, note: str) -> str:
+    """The README: one row per variant of each benchmark."""
+    lines = ["# Benchmarks", "", f"Hardware: {hardware()}.", f"Command: `{command}`.", "", note,
+             "", "| benchmark | settings | variant | images/s | median s | speedup vs reference "
+             "| peak RSS GiB | max abs diff vs reference |", "|---|---|---|---|---|---|---|---|"]
+    for name, r in results.items():
+        s = {k: v for k, v in r["settings"].items() if k not in ("root", "variant")}
+        settings = ", ".join(f"{k}={v}" for k, v in s.items())
+        for v, m in r["variants"].items():
+            lines.append(f"| {name} | {settings} | {v} | {m['images_per_s']} | "
+                         f"{m['median_seconds']} | {m['speedup']}x | {m['peak_rss_gib']} | "
+                         f"{m['max_abs_diff']:.2g} |")
+    return "\n".join(lines) + "\n"
 
 
 def train_step_benchmark(width: float = 1.0, batch: int = 2, size: int = 448,
@@ -41,8 +215,39 @@ def train_step_benchmark(width: float = 1.0, batch: int = 2, size: int = 448,
         net.zero_grad(set_to_none=True)
     result = {"width": width, "batch": batch, "size": size,
               "step_seconds": round(seconds[1], 2), "first_step_seconds": round(seconds[0], 2),
-              "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
-              "hardware": hardware()}
+              "peak_rss_gib": peak_rss_gib(), "hardware": hardware()}
     if out:
-        atomic_write(Path(out), lambda t: t.write_text(json.dumps(result, indent=1)))
+        write_json(Path(out), result)
     return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command line: ``--one`` runs a single measurement (internal); otherwise all of them."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--one", help=argparse.SUPPRESS)
+    p.add_argument("--out", default=str(OUT))
+    p.add_argument("--data", default="data/bench", help="where the small benchmark set goes")
+    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--quick", action="store_true", help="fewer steps, smaller full-width crop")
+    p.add_argument("--only", nargs="*", default=[], help="benchmark names (default: all)")
+    p.add_argument("--note", default="", help="a line for the README (e.g. machine shared)")
+    args = p.parse_args(argv)
+    if args.one:
+        (kind, kwargs), = json.loads(args.one).items()
+        print(json.dumps((train_run if kind == "train" else infer_run)(**kwargs)))
+        return
+    root = make_data(Path(args.data), 48)
+    out = Path(args.out)
+    load = os.getloadavg()[0]
+    run_all(out, root, args.repeats, args.quick, args.only)
+    results = {p.stem: json.loads(p.read_text()) for p in sorted(out.glob("*.json"))
+               if "variants" in json.loads(p.read_text())}
+    command = (f"python -m seamlib.bench --repeats {args.repeats}" + " --quick" * args.quick
+               + " --only " * bool(args.only) + " ".join(args.only))
+    note = (f"{args.note} Load average (1 min) at the start: {load:.1f}, at the end: "
+            f"{os.getloadavg()[0]:.1f}.")
+    atomic_write(out / "README.md", lambda t: t.write_text(table(results, command, note)))
+
+
+if __name__ == "__main__":
+    main()

@@ -20,15 +20,11 @@ import numpy as np
 
 from seamlib.baseline import BASELINE
 from seamlib.bench import hardware
-from seamlib.cams import infer_cams
+from seamlib.cams import cams_stage
 from seamlib.config import Config, apply_overrides
-from seamlib.data.datasets import MultiScaleDataset
-from seamlib.data.lists import labels_for
 from seamlib.data.voc import CLASSES
 from seamlib.evaluate import THRESHOLDS, cam_confusions, json_safe, scores, sweep_table
 from seamlib.io import atomic_write
-from seamlib.models import build_model
-from seamlib.models.weights import load_weights
 from seamlib.train import train
 
 METHODS = ("baseline", "seam")
@@ -52,14 +48,9 @@ def method_config(cfg: Config, method: str, seed: int) -> Config:
 def run_cams(run: Config, weights: str | Path, use_pcm: bool, suffix: str = "",
              progress: bool = True) -> dict[str, Path]:
     """Multi-scale CAMs of the cam and val lists from ``weights``; {list: folder}."""
-    net = build_model(run.model)
-    load_weights(net, weights)
-    root, dirs = run.data.root, {}
-    for name in (run.data.cam_list, run.data.val_list):
-        dataset = MultiScaleDataset(root, name, labels_for(root, name))
-        dirs[name] = infer_cams(net, dataset, Path(run.train.out_dir) / f"cams_{name}{suffix}",
-                                use_pcm=use_pcm, progress=progress)
-    return dirs
+    return {name: cams_stage(run, weights, name, Path(run.train.out_dir) / f"cams_{name}{suffix}",
+                             use_pcm=use_pcm, progress=progress)
+            for name in (run.data.cam_list, run.data.val_list)}
 
 
 def sweep_metrics(train_confs: np.ndarray, val_confs: np.ndarray) -> dict:

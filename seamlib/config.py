@@ -35,6 +35,7 @@ class DataConfig:
     resize_long: tuple[int, int] = (448, 768)  # random long-side resize range
     color_jitter: tuple[float, float, float, float] = (0.3, 0.3, 0.3, 0.1)
     num_workers: int = 8
+    cache_images: bool = False  # decode each training image once and keep it in memory
 
 
 @dataclass
@@ -196,7 +197,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         # part colours); the reference's +-0.1 hue shift (+-36 deg) swaps neighbouring hues.
         "data": {"root": "data/proxy/VOC2012", "prepare": "generate", "crop_size": 128,
                  "resize_long": (128, 224), "color_jitter": (0.3, 0.3, 0.3, 0.0),
-                 "num_workers": 2},
+                 "num_workers": 2, "cache_images": True},  # ~150 MB decoded: one decode per image
         # From-scratch training needs trainable normalisation and real momentum.
         "model": {"width": 0.125, "frozen_bn": False, "frozen_stem": False, "weights": None},
         "train": {"lr": 0.05, "momentum": 0.9, "batch_size": 16, "epochs": 30,
@@ -210,7 +211,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     },
     "smoke": {
         "data": {"root": "data/smoke/VOC2012", "prepare": "generate", "crop_size": 32,
-                 "resize_long": (32, 48), "num_workers": 0},
+                 "resize_long": (32, 48), "num_workers": 0, "cache_images": True},
         "synthetic": {"n_train": 12, "n_val": 8, "n_test": 4, "n_extra": 16,
                       "min_size": 40, "max_size": 64},
         "model": {"width": 0.0625, "frozen_bn": False, "frozen_stem": False, "weights": None},

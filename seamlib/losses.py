@@ -9,18 +9,14 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from seamlib.cam_ops import normalise_maps
 from seamlib.config import LossConfig
 from seamlib.transforms import Transform
-
-EPS = 1e-5
 
 
 def max_norm(cam: torch.Tensor) -> torch.Tensor:
     """Per-channel min-max normalisation of a ReLU'd CAM (N, C, H, W) to [0, 1)."""
-    cam = F.relu(cam)
-    lo = cam.flatten(2).amin(-1)[..., None, None]
-    hi = cam.flatten(2).amax(-1)[..., None, None]
-    return F.relu(cam - lo - EPS) / (hi - lo + EPS)
+    return normalise_maps(cam)
 
 
 def with_background(cam: torch.Tensor) -> torch.Tensor:
@@ -82,16 +78,17 @@ def seam_loss(net: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
     """
     siamese = cfg.use_er or cfg.use_ecr
     with_pcm = cfg.use_ecr or cfg.use_rvmin
-    mask = torch.cat([labels.new_ones(len(labels), 1), labels], dim=1)[..., None, None]
+    fg_mask = labels[..., None, None]
     cam_o, rv_o = net(images, with_pcm=with_pcm)
     terms = {"cls": classification_loss(cam_o, labels)}
-    if cfg.use_rvmin:
-        terms["rvmin"] = adaptive_min_pooling_loss((rv_o * mask)[:, 1:])
+    if cfg.use_rvmin:  # foreground channels only: no product of the background channel
+        terms["rvmin"] = adaptive_min_pooling_loss(rv_o[:, 1:] * fg_mask)
     if siamese:
         cam_t, rv_t = net(transform(images), with_pcm=with_pcm)
         terms["cls"] = (terms["cls"] + classification_loss(cam_t, labels)) / 2
         if cfg.use_rvmin:
-            terms["rvmin"] = (terms["rvmin"] + adaptive_min_pooling_loss((rv_t * mask)[:, 1:])) / 2
+            terms["rvmin"] = (terms["rvmin"] + adaptive_min_pooling_loss(rv_t[:, 1:] * fg_mask)) / 2
+        mask = torch.cat([labels.new_ones(len(labels), 1), labels], dim=1)[..., None, None]
         cam_o_n, cam_t_n = transform(max_norm(cam_o)) * mask, max_norm(cam_t) * mask
         if cfg.use_er:
             terms["er"] = equivariant_loss(cam_o_n, cam_t_n)

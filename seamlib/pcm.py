@@ -11,18 +11,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-EPS = 1e-5
+from seamlib.cam_ops import EPS, normalise_maps
 
 
 @torch.no_grad()
 def pcm_input(cam: torch.Tensor) -> torch.Tensor:
     """Normalise a raw CAM (N, 21, h, w) for the PCM: per-channel max-normalise, background
     channel 1 - max(foreground), and keep only the per-pixel maximum foreground class."""
-    n, c = cam.shape[:2]
-    cam = F.relu(cam)
-    peak = cam.flatten(2).amax(-1).view(n, c, 1, 1) + EPS
-    norm = F.relu(cam - EPS) / peak
-    fg = norm[:, 1:]
+    fg = normalise_maps(cam, subtract_min=False)[:, 1:]
     fg_max = fg.amax(1, keepdim=True)
     background = 1 - fg_max
     fg = torch.where(fg < fg_max, torch.zeros_like(fg), fg)

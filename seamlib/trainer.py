@@ -41,7 +41,7 @@ SUMMARY = "summary.json"
 # Setting names (in any stage) that cannot change the trained weights: where files go, how
 # many loader processes decode the (seed, epoch, index)-seeded samples, and how often the log
 # and the checkpoints are written (a resume is exact).
-UNCHECKED = {"out_dir", "num_workers", "log_every", "checkpoint_every"}
+UNCHECKED = {"out_dir", "num_workers", "cache_images", "log_every", "checkpoint_every"}
 AMP = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 LossFn = Callable[[nn.Module, Any], dict[str, torch.Tensor]]

@@ -187,3 +187,42 @@ def test_segmentation_mask_size_mismatch_names_file(voc_root: Path):
     save_label_png(voc_root / SEG_CLASS / "2007_000005.png", np.zeros((40, 41), np.uint8))
     with pytest.raises(ValueError, match=r"2007_000005\.png: mask is 41x40 but its image is 40x40"):
         SegmentationDataset(voc_root, "val")[1]
+
+
+# ---------------------------------------------------------------------------- decoded cache
+
+def test_cached_images_give_the_same_samples_and_decode_once(voc_root: Path, labels):
+    plain = ClassificationDataset(voc_root, "train_aug", labels, 24, (20, 40))
+    data = DataConfig(root=str(voc_root), train_list="train_aug", crop_size=24,
+                      resize_long=(20, 40), cache_images=True)
+    cached = ClassificationDataset.from_config(data, labels)
+    for image_id in cached.ids:  # decoded at construction: the files are no longer read
+        (voc_root / IMAGES / f"{image_id}.jpg").unlink()
+    for index in range(len(cached)):
+        torch.manual_seed(index)
+        image, label, image_id = cached[index]
+        assert image_id == cached.ids[index]
+        torch.manual_seed(index)
+        with pytest.raises(FileNotFoundError, match=f"{image_id}.jpg"):
+            plain[index]
+
+
+def test_cache_matches_decoding_each_time(voc_root: Path, labels):
+    plain = ClassificationDataset(voc_root, "train_aug", labels, 24, (20, 40))
+    cached = ClassificationDataset(voc_root, "train_aug", labels, 24, (20, 40),
+                                   cache_images=True)
+    for index in range(len(plain)):
+        torch.manual_seed(index)
+        expected = plain[index][0]
+        torch.manual_seed(index)
+        assert torch.equal(cached[index][0], expected)
+
+
+def test_undecodable_image_names_the_file(voc_root: Path, labels):
+    path = voc_root / IMAGES / "2007_000002.jpg"
+    path.write_bytes(path.read_bytes()[:200])  # truncated JPEG
+    with pytest.raises(OSError, match="2007_000002.jpg: cannot decode"):
+        ClassificationDataset(voc_root, "train", labels, 24, (20, 40), cache_images=True)
+    ds = ClassificationDataset(voc_root, "train", labels, 24, (20, 40))
+    with pytest.raises(OSError, match="2007_000002.jpg: cannot decode"):
+        ds[1]

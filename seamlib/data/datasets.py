@@ -92,12 +92,20 @@ def classification_transform(crop_size: int, resize_range: Sequence[int],
 
 
 class VOCImages(Dataset):
-    """The ids of one list under a VOC root, with image loading shared by the datasets below."""
+    """The ids of one list under a VOC root, with image loading shared by the datasets below.
 
-    def __init__(self, root: str | Path, list_name: str) -> None:
+    ``cache_images`` decodes every image once, here, and keeps the RGB pixels in memory (about
+    H x W x 3 bytes each: ~150 MB for the proxy's train_aug); DataLoader workers forked later
+    share them. Decoding errors name the file either way.
+    """
+
+    def __init__(self, root: str | Path, list_name: str, cache_images: bool = False) -> None:
         self.root = Path(root)
         self.list_path = list_path(self.root, list_name)
         self.ids = read_list(self.list_path)
+        self._cache: dict[str, np.ndarray] = {}
+        if cache_images:
+            self._cache = {i: np.asarray(self.load_image(i)) for i in self.ids}
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -106,13 +114,18 @@ class VOCImages(Dataset):
         return self.root / IMAGES / f"{image_id}.jpg"
 
     def load_image(self, image_id: str) -> Image.Image:
-        """The image of ``image_id`` as an RGB PIL image."""
+        """The image of ``image_id`` as an RGB PIL image (from the cache when there is one)."""
+        if image_id in self._cache:
+            return Image.fromarray(self._cache[image_id])
         path = self.image_path(image_id)
         if not path.is_file():
             raise FileNotFoundError(f"{path}: image of an id listed in {self.list_path} "
                                     f"does not exist")
-        with Image.open(path) as image:
-            return image.convert("RGB")
+        try:
+            with Image.open(path) as image:
+                return image.convert("RGB")
+        except OSError as err:
+            raise OSError(f"{path}: cannot decode this image ({err})") from err
 
     def raw_image(self, index: int) -> np.ndarray:
         """The unnormalised (H, W, 3) uint8 RGB image of item ``index`` (for CRF and plots)."""
@@ -135,8 +148,8 @@ class ClassificationDataset(VOCImages):
     def __init__(self, root: str | Path, list_name: str, labels: dict[str, np.ndarray],
                  crop_size: int, resize_long: Sequence[int] = (448, 768),
                  color_jitter: Sequence[float] = (0.3, 0.3, 0.3, 0.1),
-                 train: bool = True) -> None:
-        super().__init__(root, list_name)
+                 train: bool = True, cache_images: bool = False) -> None:
+        super().__init__(root, list_name, cache_images)
         self._check_labels(labels)
         self.labels = labels
         self.transform = classification_transform(crop_size, resize_long, color_jitter, train)
@@ -144,9 +157,10 @@ class ClassificationDataset(VOCImages):
     @classmethod
     def from_config(cls, data: DataConfig, labels: dict[str, np.ndarray],
                     list_name: str | None = None, train: bool = True) -> ClassificationDataset:
-        """Build from a ``DataConfig`` (root, crop and augmentation; list defaults to train)."""
+        """Build from a ``DataConfig`` (root, crop, augmentation, image cache; list defaults
+        to train)."""
         return cls(data.root, list_name or data.train_list, labels, data.crop_size,
-                   data.resize_long, data.color_jitter, train)
+                   data.resize_long, data.color_jitter, train, data.cache_images)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, str]:
         image_id = self.ids[index]
