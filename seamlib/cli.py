@@ -3,6 +3,7 @@
     seam data --profile proxy            # generate (proxy/smoke) or download (voc), validate
     seam difficulty --profile proxy      # plain-CAM baseline numbers + datasheet
     seam train --profile proxy --set train.epochs=2
+    seam pretrain --profile proxy        # verify the proxy trunk's sha256 (--force: retrain)
     seam notebook 01_data --profile proxy
     seam step-benchmark --width 1.0 --batch 2 --size 448
 """
@@ -76,6 +77,20 @@ def cmd_train(args: argparse.Namespace) -> None:
     print(train(config_from(args)))
 
 
+def cmd_pretrain(args: argparse.Namespace) -> None:
+    """Verify the profile's pretrained trunk, or train it when absent or asked (--force)."""
+    from seamlib.pretrain import pretrain, verify_trunk
+
+    cfg = config_from(args)
+    if cfg.pretrain.trunk is None:
+        raise SystemExit(f"profile {cfg.profile!r} has no pretraining stage: it starts from "
+                         "released ImageNet weights (model.weights)")
+    if args.verify or (Path(cfg.pretrain.trunk).exists() and not args.force):
+        print(f"{verify_trunk(cfg.pretrain.trunk, cfg.pretrain.trunk_sha256)}: sha256 ok")
+        return
+    print(pretrain(cfg, " ".join(["seam", *sys.argv[1:]])))
+
+
 def cmd_notebook(args: argparse.Namespace) -> None:
     import papermill
 
@@ -128,6 +143,12 @@ def main(argv: list[str] | None = None) -> None:
         p.add_argument("--data-root", default=None, help="override data.root")
         p.add_argument("--set", action="append", default=[], metavar="STAGE.SETTING=VALUE")
         p.set_defaults(func=func)
+    p = sub.add_parser("pretrain", help=cmd_pretrain.__doc__)
+    p.add_argument("--profile", choices=PROFILES_NAMES, default="proxy")
+    p.add_argument("--set", action="append", default=[], metavar="STAGE.SETTING=VALUE")
+    p.add_argument("--force", action="store_true", help="train even if the trunk exists")
+    p.add_argument("--verify", action="store_true", help="only check the trunk's sha256")
+    p.set_defaults(func=cmd_pretrain, data_root=None)
     p = sub.add_parser("notebook", help="execute notebooks/NAME.ipynb into results/PROFILE/")
     p.add_argument("name")
     p.add_argument("--profile", choices=PROFILES_NAMES, default="proxy")
