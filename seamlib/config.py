@@ -90,11 +90,11 @@ class PretrainConfig:
     n_train: int = 300  # images per class
     n_heldout: int = 50  # held-out images per class (top-1 is measured here)
     image_size: int = 48
-    batch_size: int = 64
-    lr: float = 0.1  # SGD with momentum, cosine decay after a short warm-up
+    batch_size: int = 32
+    lr: float = 0.05  # SGD with momentum, cosine decay after a short warm-up
     momentum: float = 0.9
     weight_decay: float = 5e-4
-    epochs: int = 10
+    epochs: int = 5
     out_dir: str = "runs/pretrain"  # checkpoints and the running log
     threads: int | None = None  # torch CPU threads (None: torch's default); 1 is far faster
     # than 2 when other jobs share two cores. Does not change the result.
@@ -133,7 +133,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         # Width 1/8 so it trains on a CPU; the proxy's counterpart of the ImageNet file.
         "model": {"width": 0.125, "weights": "results/proxy/pretrain_trunk.pth"},
         "train": {"out_dir": "runs/proxy"},
-        "pretrain": {"trunk": "results/proxy/pretrain_trunk.pth"},
+        "pretrain": {"trunk": "results/proxy/pretrain_trunk.pth", "threads": 1},
     },
     "smoke": {
         "data": {"root": "data/smoke/VOC2012", "crop_size": 32, "resize_long": (32, 48),

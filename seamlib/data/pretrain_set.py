@@ -4,9 +4,9 @@ One object per image, over the benchmark's 20 class shapes plus distractor shape
 never appear in the benchmark, drawn with the benchmark's own primitives and painters
 (synthetic.py). Backgrounds (scene and clutter) are drawn independently of the class and no
 context objects are drawn, so the set teaches objects, not the benchmark's scene shortcuts.
-Colour and part pattern only sometimes follow the class: the silhouette is the one cue that
-always does. Every image comes from its own RNG seeded by (seed, version, split, index), and
-lives in memory only: same settings, same arrays.
+Colour and part pattern follow the class most of the time (like ImageNet's colours and
+textures); the silhouette is the one cue that always does. Every image comes from its own RNG
+seeded by (seed, version, split, index) and lives in memory only: same settings, same arrays.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from seamlib.data.synthetic import draw_clutter, paint_object, raster, scene_tex
 PRETRAIN_VERSION = 1
 SPLITS = ("train", "heldout")
 DESIGN_SEED = 2020  # the distractor shapes are fixed by this seed and the version
-P_CLASS_COLOUR = 0.5  # chance that the body has its class's colour family (else any family)
-P_PART = 0.5  # chance that the class's part pattern is drawn
+P_CLASS_COLOUR = 0.8  # chance that the body has its class's colour family (else any family)
+P_PART = 0.8  # chance that the class's part pattern is drawn
 EXTENT = (0.5, 0.95)  # object box side, as a fraction of the image side
 
 
