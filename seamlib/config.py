@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 PROFILES_NAMES = ("smoke", "proxy", "voc")
+# Checksum of the committed proxy trunk (results/proxy/pretrain.json; `seam pretrain --verify`).
+PROXY_TRUNK_SHA256 = "e4005bfc345044ff4c58817b354c045b7f2a2e20f69848945cd32a3df2319c4f"
 
 
 @dataclass
@@ -133,7 +135,8 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         # Width 1/8 so it trains on a CPU; the proxy's counterpart of the ImageNet file.
         "model": {"width": 0.125, "weights": "results/proxy/pretrain_trunk.pth"},
         "train": {"out_dir": "runs/proxy"},
-        "pretrain": {"trunk": "results/proxy/pretrain_trunk.pth", "threads": 1},
+        "pretrain": {"trunk": "results/proxy/pretrain_trunk.pth", "threads": 1,
+                     "trunk_sha256": PROXY_TRUNK_SHA256},
     },
     "smoke": {
         "data": {"root": "data/smoke/VOC2012", "crop_size": 32, "resize_long": (32, 48),

@@ -81,3 +81,13 @@ def test_learning_rate_warms_up_then_decays_to_zero():
 def test_cli_refuses_a_profile_without_pretraining(capsys):
     with pytest.raises(SystemExit, match="no pretraining stage"):
         main(["pretrain", "--profile", "voc"])
+
+
+def test_committed_proxy_trunk_matches_its_checksum_and_loads_as_an_imagenet_trunk():
+    cfg = load_config("proxy")
+    path = verify_trunk(cfg.pretrain.trunk, cfg.pretrain.trunk_sha256)
+    summary = json.loads((path.parent / "pretrain.json").read_text())
+    assert summary["sha256"] == cfg.pretrain.trunk_sha256 and path.stat().st_size < 8 * 2**20
+    report = load_weights(build_model(cfg.model), cfg.model.weights)
+    assert report.kind == "imagenet" and not report.dropped
+    assert {k.split(".")[0] for k in report.expected_missing} == set(HEAD_NAMES)
