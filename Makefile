@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 PROFILE ?= proxy
 NOTEBOOKS := 01_data 02_train_seam 03_cams
 
-.PHONY: install test lint reproduce data notebooks clean
+.PHONY: install test lint reproduce data pretrain notebooks clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -27,8 +27,14 @@ test: lint
 data: $(STAMP)
 	$(BIN)/seam data --profile $(PROFILE)
 
-# The main job: data for the profile, then every notebook executed into results/<profile>/.
+# Retrain the committed proxy trunk (about 45 min on 2 CPU cores); pin the printed sha256.
+pretrain: $(STAMP)
+	$(BIN)/seam pretrain --profile $(PROFILE) --force
+
+# The main job: data for the profile, the pretrained trunk's checksum checked (profiles that
+# pretrain), then every notebook executed into results/<profile>/.
 reproduce: data
+	if [ "$(PROFILE)" = proxy ]; then $(BIN)/seam pretrain --profile $(PROFILE) --verify; fi
 	$(BIN)/seam difficulty --profile $(PROFILE)
 	for nb in $(NOTEBOOKS); do \
 	  $(BIN)/seam notebook $$nb --profile $(PROFILE) || exit 1; \

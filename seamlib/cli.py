@@ -6,6 +6,7 @@
     seam run --profile proxy --until random_walk  # the pipeline, stages in order
     seam cams --profile proxy            # PCM CAMs of data.cam_list from the trained weights
     seam evaluate runs/proxy/cams_val --list val --out results.json
+    seam pretrain --profile proxy        # verify the proxy trunk's sha256 (--force: retrain)
     seam notebook 01_data --profile proxy
     seam compare --profile proxy --seeds 0 1 2   # SEAM vs baseline, mean +- std over seeds
     seam step-benchmark --width 1.0 --batch 2 --size 448
@@ -127,6 +128,20 @@ def cmd_run(args: argparse.Namespace) -> None:
 
     cfg = config_from(args)
     print(json.dumps(run_pipeline(cfg, args.run_dir, args.until), indent=1))
+
+
+def cmd_pretrain(args: argparse.Namespace) -> None:
+    """verify the profile's pretrained trunk, or train it when absent or asked (--force)."""
+    from seamlib.pretrain import pretrain, verify_trunk
+
+    cfg = config_from(args)
+    if cfg.pretrain.trunk is None:
+        raise SystemExit(f"profile {cfg.profile!r} has no pretraining stage: it starts from "
+                         "released ImageNet weights (model.weights)")
+    if args.verify or (Path(cfg.pretrain.trunk).exists() and not args.force):
+        print(f"{verify_trunk(cfg.pretrain.trunk, cfg.pretrain.trunk_sha256)}: sha256 ok")
+        return
+    print(pretrain(cfg, " ".join(["seam", *sys.argv[1:]])))
 
 
 def cmd_notebook(args: argparse.Namespace) -> None:
@@ -321,6 +336,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--until", default=None, help="last stage to run (default: evaluate)")
     p.add_argument("--run-dir", default=None, help="run folder (default: runs/PROFILE)")
     p.set_defaults(func=cmd_run)
+    p = sub.add_parser("pretrain", help=cmd_pretrain.__doc__)
+    add_config_args(p, device=False)
+    p.add_argument("--force", action="store_true", help="train even if the trunk exists")
+    p.add_argument("--verify", action="store_true", help="only check the trunk's sha256")
+    p.set_defaults(func=cmd_pretrain)
     p = sub.add_parser("notebook", help=cmd_notebook.__doc__)
     p.add_argument("name")
     p.add_argument("--profile", choices=PROFILES_NAMES, default=DEFAULT_PROFILE)

@@ -46,8 +46,11 @@ def _data(cfg: Config, run: Path) -> None:
 def _weights(cfg: Config, run: Path) -> None:
     """The starting point: the ImageNet file (voc) or the committed proxy trunk, checked."""
     from seamlib.models.weights import require_weights
+    from seamlib.pretrain import verify_trunk
 
     require_weights(cfg.model)
+    if cfg.pretrain.trunk is not None and cfg.model.weights == cfg.pretrain.trunk:
+        verify_trunk(cfg.pretrain.trunk, cfg.pretrain.trunk_sha256)
 
 
 def _train(cfg: Config, run: Path) -> None:
@@ -138,7 +141,7 @@ def eval_lists(cfg: Config) -> list[str]:
 
 STAGES: tuple[Stage, ...] = (
     Stage("data", ("data", "synthetic"), _data),
-    Stage("weights", ("model",), _weights),
+    Stage("weights", ("model", "pretrain"), _weights),
     Stage("train", ("model", "loss", "train"), _train),
     Stage("cams", (), _cams),
     Stage("crf", ("crf",), _crf),

@@ -1,6 +1,7 @@
 """The command line: override parsing, config errors, help lines, profile and device."""
 
 import argparse
+import dataclasses
 
 import pytest
 
@@ -79,7 +80,10 @@ def test_config_errors_name_the_setting():
 def test_profiles_override_reference_defaults():
     voc, proxy = load_config("voc"), load_config("proxy")
     assert voc.train.momentum == 5e-4 and voc.model.frozen_bn and voc.data.crop_size == 448
-    assert proxy.train.momentum == 0.9 and not proxy.model.frozen_bn
+    # proxy fine-tunes its pretrained trunk with the reference optimiser and freezing
+    assert proxy.train == dataclasses.replace(voc.train, out_dir=proxy.train.out_dir)
+    assert proxy.model.frozen_bn and proxy.model.frozen_stem
+    assert proxy.model.weights == proxy.pretrain.trunk and voc.pretrain.trunk is None
     assert proxy.loss == voc.loss  # the method is the same in every profile
 
 

@@ -126,8 +126,11 @@ def difficulty_markdown(d: dict | None) -> list[str]:
             f"Targets met: **{'yes' if targets_met(d) else 'no'}**.", "",
             f"Baseline: ResNet38 at width {cfg['model']['width']}, classification loss only, "
             f"{cfg['train']['epochs']} epochs of `{cfg['data']['train_list']}`, batch "
-            f"{cfg['train']['batch_size']}, lr {cfg['train']['lr']}, crop "
-            f"{cfg['data']['crop_size']}.", "",
+            f"{cfg['train']['batch_size']}, lr {cfg['train']['lr']}, momentum "
+            f"{cfg['train']['momentum']}, crop {cfg['data']['crop_size']}; starts from "
+            f"{cfg['model']['weights'] or 'scratch'}, BN "
+            f"{'frozen' if cfg['model']['frozen_bn'] else 'trained'}, stem "
+            f"{'frozen' if cfg['model']['frozen_stem'] else 'trained'}.", "",
             "| measure | value |", "|---|---|",
             f"| classification mAP, val | {d['val_map']:.3f} |",
             f"| CAM mIoU, train, best threshold ({d['best_threshold']:.2f}) | "

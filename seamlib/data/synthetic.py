@@ -244,12 +244,20 @@ def render(rng: np.random.Generator, size: tuple[int, int]) -> tuple[np.ndarray,
     draw_clutter(rng, img)
     label = np.zeros((h, w), np.uint8)
     for obj, body in zip(objects, masks, strict=True):
-        design = DESIGNS[obj.cls - 1]
-        part = raster(design.part, obj.box, obj.flip, size) & body
-        img[body] = body_texture(rng, h, w, BODY_COLOURS[body_family(obj.cls)])[body]
-        img[part] = part_texture(rng, h, w, obj.cls, part_period(obj.box))[part]
+        part = raster(DESIGNS[obj.cls - 1].part, obj.box, obj.flip, size) & body
+        paint_object(rng, img, body, part, BODY_COLOURS[body_family(obj.cls)], obj.cls,
+                     obj.box)
         label[body] = obj.cls
     return np.clip(img, 0, 255).astype(np.uint8), void_band(label), objects
+
+
+def paint_object(rng: np.random.Generator, img: np.ndarray, body: np.ndarray, part: np.ndarray,
+                 colour: tuple, style: int, box: tuple) -> None:
+    """Paint an object in place: body texture of ``colour`` on ``body``, then the part pattern
+    of class ``style`` (see shapes.part_style) on ``part``."""
+    h, w = img.shape[:2]
+    img[body] = body_texture(rng, h, w, colour)[body]
+    img[part] = part_texture(rng, h, w, style, part_period(box))[part]
 
 
 def visible_objects(objects: list[Placed], size: tuple[int, int]
