@@ -253,6 +253,9 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         "aff_train": {"momentum": 0.9, "batch_size": 4, "epochs": 1, "out_dir": "runs/smoke/aff"},
         "seg": {"crop_size": 32, "test_scales": (0.5, 1.0)},
         "seg_train": {"batch_size": 4, "epochs": 1, "out_dir": "runs/smoke/segment"},
+        "pretrain": {"n_distractors": 20, "n_train": 2, "n_heldout": 1, "image_size": 32,
+                     "batch_size": 16, "epochs": 1, "out_dir": "runs/smoke/pretrain",
+                     "trunk": "runs/smoke/pretrain_trunk.pth"},
     },
 }
 
