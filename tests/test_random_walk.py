@@ -98,14 +98,19 @@ def smoke_cfg() -> Config:
     return cfg
 
 
-def test_random_walk_stage(voc_root, tiny, tmp_path):
-    cam_dir, out = tmp_path / "cams", tmp_path / "rw"
+def write_random_cams(cam_dir, voc_root, tiny) -> None:
+    """Random CAMs of the train list's images, masked by each image's classes."""
     gen = torch.Generator().manual_seed(0)
     for image_id in read_list(list_path(voc_root, "train")):
         height, width, classes = tiny.images[image_id]
         label = torch.zeros(20)
         label[[c - 1 for c in classes]] = 1
         save_cam(cam_dir / f"{image_id}.npz", torch.rand(20, height, width, generator=gen), label)
+
+
+def test_random_walk_stage(voc_root, tiny, tmp_path):
+    cam_dir, out = tmp_path / "cams", tmp_path / "rw"
+    write_random_cams(cam_dir, voc_root, tiny)
     cfg = smoke_cfg()
     torch.manual_seed(0)
     weights = save_released(build_affinity_net(cfg.model, 5), tmp_path / "aff.pth")
@@ -131,12 +136,7 @@ def test_crf_affinity_random_walk_chain(voc_root, tiny, tmp_path):
     cfg = load_config("smoke", data_root=voc_root)
     cfg.device, cfg.data.train_list = "cpu", "train"
     cams = tmp_path / "cams"
-    gen = torch.Generator().manual_seed(0)
-    for image_id in read_list(list_path(voc_root, "train")):
-        height, width, classes = tiny.images[image_id]
-        label = torch.zeros(20)
-        label[[c - 1 for c in classes]] = 1
-        save_cam(cams / f"{image_id}.npz", torch.rand(20, height, width, generator=gen), label)
+    write_random_cams(cams, voc_root, tiny)
     labels = crf_stage(cams, voc_root, "train", tmp_path / "crf", cfg.crf, progress=False)
     cfg.aff_train.batch_size = 3
     weights = train_affinity(cfg, labels, tmp_path / "aff", progress=False)
