@@ -4,6 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PROFILE ?= proxy
+# seam compare: runs trained at once (proxy: one per CPU core; a GPU profile: one)
+WORKERS_proxy := 2
+WORKERS ?= $(or $(WORKERS_$(PROFILE)),1)
+SEEDS ?= 0 1 2
 NOTEBOOKS := 01_data 02_train_seam 03_cams
 
 .PHONY: install test lint reproduce data pretrain notebooks clean
@@ -32,9 +36,11 @@ pretrain: $(STAMP)
 	$(BIN)/seam pretrain --profile $(PROFILE) --force
 
 # The main job: data for the profile, the pretrained trunk's checksum checked (profiles that
-# pretrain), then every notebook executed into results/<profile>/.
+# pretrain), SEAM vs baseline over the seeds, the baseline's difficulty (the seed-0 baseline
+# run, reused), then every notebook executed into results/<profile>/ (they reuse the runs).
 reproduce: data
 	if [ "$(PROFILE)" = proxy ]; then $(BIN)/seam pretrain --profile $(PROFILE) --verify; fi
+	$(BIN)/seam compare --profile $(PROFILE) --seeds $(SEEDS) --workers $(WORKERS)
 	$(BIN)/seam difficulty --profile $(PROFILE)
 	for nb in $(NOTEBOOKS); do \
 	  $(BIN)/seam notebook $$nb --profile $(PROFILE) || exit 1; \

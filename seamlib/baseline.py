@@ -1,14 +1,14 @@
-"""The plain-CAM baseline and the difficulty measurement of a benchmark.
+"""The difficulty measurement of a benchmark, on the plain-CAM baseline.
 
-The baseline is SEAM with ER, ECR and the PCM terms off (classification loss only, one
-branch); its CAMs come from fc8. The synthetic benchmark's difficulty is set once on these
-numbers, never by looking at SEAM's results.
+The baseline is SEAM with ER, ECR and the PCM terms off (``seamlib.compare.BASELINE``); its
+CAMs come from fc8. The measurement is the baseline run of ``seam compare`` for the profile's
+seed (trained, or reused when it exists) plus the classification mAP on val. The synthetic
+benchmark's difficulty is set once on these numbers, never by looking at SEAM's results.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 
 import numpy as np
@@ -16,23 +16,19 @@ import torch
 from torch.utils.data import DataLoader
 
 from seamlib.bench import hardware
-from seamlib.cams import cams_stage
-from seamlib.config import Config, apply_overrides
+from seamlib.compare import method_config, run_method
+from seamlib.config import Config
 from seamlib.data.datasets import ClassificationDataset
 from seamlib.data.lists import labels_for
-from seamlib.evaluate import average_precision, evaluate, json_safe
+from seamlib.evaluate import THRESHOLDS, average_precision, json_safe
 from seamlib.models import SEAMNet, build_model
 from seamlib.models.weights import load_weights
-from seamlib.train import train
-
-BASELINE = {"loss": {"use_er": False, "use_ecr": False, "use_rvmin": False}}
+from seamlib.trainer import MODEL
 
 
 def baseline_config(cfg: Config) -> Config:
-    """The plain CAM classifier of a profile: same data, model and optimiser, cls loss only."""
-    cfg = apply_overrides(cfg, BASELINE)
-    cfg.train.out_dir = str(Path(cfg.train.out_dir) / "baseline")
-    return cfg
+    """The plain CAM classifier of a profile for its seed: the compare run of the baseline."""
+    return method_config(cfg, "baseline", cfg.train.seed)
 
 
 @torch.no_grad()
@@ -56,27 +52,23 @@ def load_seam(cfg: Config, weights: str | Path) -> SEAMNet:
     return net
 
 
-def measure_difficulty(cfg: Config, command: str) -> dict:
-    """Train the baseline, then measure classification mAP on val and CAM mIoU on train
-    (best threshold, and the threshold chosen on val)."""
+def measure_difficulty(cfg: Config, command: str, progress: bool = True) -> dict:
+    """Train (or reuse) the baseline, then measure classification mAP on val and CAM mIoU on
+    the cam list (best threshold, and the threshold chosen on val)."""
     base = baseline_config(cfg)
-    weights = train(base)
-    root, out = base.data.root, Path(base.train.out_dir)
-    for split in (base.data.cam_list, base.data.val_list):
-        cams_stage(base, weights, split, out / f"cams_{split}", use_pcm=False)
-    on_train = evaluate(out / f"cams_{base.data.cam_list}", root, base.data.cam_list, kind="cam")
-    on_val = evaluate(out / f"cams_{base.data.val_list}", root, base.data.val_list, kind="cam")
-    chosen = [r["threshold"] for r in on_train["curve"]].index(on_val["threshold"])
+    run = run_method(cfg, "baseline", base.train.seed, progress)
+    weights = Path(base.train.out_dir) / MODEL
+    curve = [{"threshold": float(t), **{k: run["curve"][k][i] for k in ("miou", "mfp", "mfn")}}
+             for i, t in enumerate(THRESHOLDS)]
     result = {
         "val_map": classification_map(load_seam(base, weights), base, base.data.val_list),
-        "train_miou_best": on_train["miou"], "best_threshold": on_train["threshold"],
-        "val_threshold": on_val["threshold"],
-        "train_miou_at_val_threshold": on_train["curve"][chosen]["miou"],
-        "mfp": on_train["mfp"], "mfn": on_train["mfn"], "per_class_iou": on_train["iou"],
-        "curve": on_train["curve"],
-        "train_minutes": json.loads((out / "summary.json").read_text())["seconds"] / 60,
-        "command": command, "seed": base.train.seed, "hardware": hardware(),
-        "config": dataclasses.asdict(base),
+        "train_miou_best": run["train_miou_best"], "best_threshold": run["best_threshold"],
+        "val_threshold": run["val_threshold"],
+        "train_miou_at_val_threshold": run["train_miou_at_val_threshold"],
+        "mfp": run["mfp_best"], "mfn": run["mfn_best"], "per_class_iou": run["per_class_iou_best"],
+        "curve": curve, "train_minutes": run["seconds"]["train"] / 60, "seconds": run["seconds"],
+        "steps": run["steps"], "threads": run["threads"], "run_dir": run["out_dir"],
+        "reused_training": run["reused_training"], "command": command,
+        "seed": base.train.seed, "hardware": hardware(), "config": dataclasses.asdict(base),
     }
     return json_safe(result)  # classes absent from the list have NaN IoU: null in JSON
-

@@ -185,7 +185,8 @@ def cmd_compare(args: argparse.Namespace) -> None:
     from seamlib.compare import compare
 
     cfg = config_from(args)
-    report = compare(cfg, args.seeds, " ".join(["seam", *sys.argv[1:]]), RESULTS / cfg.profile)
+    report = compare(cfg, args.seeds, " ".join(["seam", *sys.argv[1:]]), RESULTS / cfg.profile,
+                     workers=args.workers)
     print("\n".join(report["findings"]))
     print(RESULTS / cfg.profile / "seam_vs_baseline.md")
 
@@ -351,6 +352,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compare", help=cmd_compare.__doc__)
     add_config_args(p, device=True)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--workers", type=int, default=1,
+                   help="runs trained at once, each in its own process with an equal share of "
+                        "the CPU threads (default 1)")
     p.set_defaults(func=cmd_compare)
     p = sub.add_parser("step-benchmark", help=cmd_step_benchmark.__doc__)
     p.add_argument("--width", type=float, default=1.0)

@@ -1,10 +1,13 @@
 """SEAM vs the plain-CAM baseline: the same stages (train, multi-scale CAMs, threshold sweeps)
 for both methods over several seeds, and a neutral report of what came out.
 
-The baseline is SEAM with ER, ECR and the PCM terms off (``seamlib.baseline.BASELINE``); its
-CAMs are the raw fc8 maps. SEAM's CAMs are the PCM output, as in the authors' infer_SEAM.
+The baseline is SEAM with ER, ECR and the PCM terms off (``BASELINE``); its CAMs are the raw
+fc8 maps. SEAM's CAMs are the PCM output, as in the authors' infer_SEAM.
 Each run lives in ``<train.out_dir>/compare/<method>/seed<seed>`` so notebooks and the command
-line share (and resume) the same runs.
+line share (and resume) the same runs; ``seam difficulty`` measures the baseline's run of the
+profile's seed. ``workers`` > 1 trains and infers that many runs at once, each in its own
+process with an equal share of the CPU threads (on a CPU, two one-thread runs do more work per
+second than one two-thread run).
 """
 
 from __future__ import annotations
@@ -12,13 +15,17 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import multiprocessing
+import os
 import time
 import warnings
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
+import torch
+from tqdm import tqdm
 
-from seamlib.baseline import BASELINE
 from seamlib.bench import hardware
 from seamlib.cams import cams_stage
 from seamlib.config import Config, apply_overrides
@@ -28,6 +35,8 @@ from seamlib.io import atomic_write
 from seamlib.train import train
 
 METHODS = ("baseline", "seam")
+# The plain CAM classifier: same data, model and optimiser as SEAM, classification loss only.
+BASELINE = {"loss": {"use_er": False, "use_ecr": False, "use_rvmin": False}}
 USE_PCM = {"baseline": False, "seam": True}  # which map each method's CAMs come from
 # Scalars of one run, reported as mean +- std over seeds.
 METRICS = ("train_miou_best", "train_miou_at_val_threshold", "best_threshold", "val_threshold",
@@ -90,9 +99,29 @@ def run_method(cfg: Config, method: str, seed: int, progress: bool = True) -> di
     summary = json.loads((out / "summary.json").read_text())
     return {"method": method, "seed": seed, "out_dir": str(out), "use_pcm": USE_PCM[method],
             "steps": summary["steps"], "reused_training": reused,
+            "threads": torch.get_num_threads(),
             "seconds": {"train": summary["seconds"], "cams": round(cams_seconds, 1),
                         "evaluate": round(eval_seconds, 1)},
             **sweep_metrics(*sweeps)}
+
+
+def run_methods(cfg: Config, jobs: list[tuple[str, int]], workers: int = 1,
+                progress: bool = True) -> list[dict]:
+    """``run_method`` for each (method, seed) of ``jobs``, in order; ``workers`` > 1 runs that
+    many at once in spawned processes, each with ``cpu_count // workers`` torch threads."""
+    if workers <= 1:
+        return [run_method(cfg, method, seed, progress) for method, seed in jobs]
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=torch.set_num_threads,
+                             initargs=(threads,)) as pool:
+        futures = {pool.submit(run_method, cfg, method, seed, False): i
+                   for i, (method, seed) in enumerate(jobs)}
+        runs: list[dict] = [{}] * len(jobs)
+        for future in tqdm(as_completed(futures), total=len(jobs), desc="compare runs",
+                           disable=not progress):
+            runs[futures[future]] = future.result()
+    return runs
 
 
 def mean_std(values: list) -> dict[str, list | float | None]:
@@ -123,16 +152,18 @@ def aggregate(runs: list[dict]) -> dict[str, dict]:
 
 
 def compare(cfg: Config, seeds: list[int], command: str, results: str | Path,
-            progress: bool = True) -> dict:
-    """Run baseline and SEAM for every seed; write ``<results>/seam_vs_baseline.{json,md,png}``
-    and return the report."""
+            progress: bool = True, workers: int = 1) -> dict:
+    """Run baseline and SEAM for every seed (``workers`` runs at a time); write
+    ``<results>/seam_vs_baseline.{json,md,png}`` and return the report."""
     if not seeds:
         raise ValueError("compare needs at least one seed")
-    runs = [run_method(cfg, method, seed, progress) for method in METHODS for seed in seeds]
+    jobs = [(method, seed) for method in METHODS for seed in seeds]
+    runs = run_methods(cfg, jobs, workers, progress)
     report = {"command": command, "profile": cfg.profile, "seeds": list(seeds),
               "cam_list": cfg.data.cam_list, "val_list": cfg.data.val_list,
               "thresholds": THRESHOLDS.tolist(), "classes": list(CLASSES),
               "runs": json_safe(runs), "summary": aggregate(runs), "hardware": hardware(),
+              "workers": workers,
               "config": dataclasses.asdict(cfg)}
     report["findings"] = findings(report)
     write_report(report, Path(results))
@@ -240,7 +271,9 @@ def format_markdown(report: dict) -> str:
                      f"{t['cams']} | {t['evaluate']} | `{r['out_dir']}` |")
     lines += ["", "Training time comes from the run's summary.json (its own training, even when "
               "the run was reused); CAM and evaluation times are this command's. CAM files "
-              "already on disk are not recomputed.", "",
+              f"already on disk are not recomputed. Runs at a time: {report.get('workers', 1)}, "
+              f"torch threads per run: {sorted({r.get('threads') for r in report['runs']})}.",
+              "",
               f"Figure: `{REPORT}.png` (mIoU, mFP, mFN on `{report['cam_list']}` against the "
               f"threshold, mean over seeds).", ""]
     return "\n".join(lines)

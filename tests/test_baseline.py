@@ -1,6 +1,7 @@
 """The plain-CAM baseline and the difficulty measurement, end to end on the smoke profile."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -10,11 +11,12 @@ from seamlib.data.synthetic import generate
 from seamlib.evaluate import THRESHOLDS
 
 
-def test_baseline_config_turns_off_every_seam_term_and_writes_elsewhere():
-    cfg = load_config("proxy")
+def test_baseline_config_is_the_compare_run_of_the_profile_seed():
+    cfg = load_config("proxy", {"train": {"seed": 4}})
     base = baseline_config(cfg)
     assert not (base.loss.use_er or base.loss.use_ecr or base.loss.use_rvmin)
-    assert base.train.out_dir.endswith("baseline") and cfg.loss.use_er  # input left untouched
+    assert base.train.out_dir == str(Path(cfg.train.out_dir) / "compare" / "baseline" / "seed4")
+    assert cfg.loss.use_er  # input left untouched
 
 
 @pytest.fixture(scope="module")
@@ -35,3 +37,4 @@ def test_measurement_is_complete_and_in_range(result):
     assert result["best_threshold"] in THRESHOLDS and result["train_minutes"] >= 0
     assert result["config"]["loss"]["use_er"] is False
     json.dumps(result, allow_nan=False)  # valid JSON: classes absent from smoke's lists are null
+    assert result["run_dir"].endswith("compare/baseline/seed0") and result["steps"] > 0

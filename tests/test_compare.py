@@ -2,6 +2,7 @@
 aggregation and wording on hand-made numbers."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -112,3 +113,17 @@ def test_compare_reuses_runs_and_reproduces_numbers(report):
     again = compare(cfg, [0], "again", tmp / "again", progress=False)
     assert all(r["reused_training"] for r in again["runs"])
     assert again["summary"] == json.loads(json.dumps(report["summary"]))
+
+
+def test_parallel_runs_give_the_serial_numbers(report):
+    report, tmp = report
+    cfg = load_config("smoke", SMALL | {"train": {"out_dir": str(tmp / "parallel")}},
+                      data_root=tmp / "VOC")
+    parallel = compare(cfg, [0], "parallel", tmp / "parallel_results", progress=False, workers=2)
+    assert [r["method"] for r in parallel["runs"]] == [r["method"] for r in report["runs"]]
+    assert not any(r["reused_training"] for r in parallel["runs"])
+    assert all(r["threads"] == max(1, os.cpu_count() // 2) for r in parallel["runs"])
+    for mine, serial in zip(parallel["runs"], report["runs"], strict=True):
+        # one thread per run instead of all: the same training, up to float rounding
+        assert mine["train_miou_best"] == pytest.approx(serial["train_miou_best"], abs=1e-3)
+        assert mine["curve"]["miou"] == pytest.approx(serial["curve"]["miou"], abs=1e-3)

@@ -13,7 +13,8 @@ from seamlib.data.synthetic import generate
 
 DIFFICULTY = {"val_map": 0.95, "train_miou_best": 0.42, "best_threshold": 0.15,
               "val_threshold": 0.2, "train_miou_at_val_threshold": 0.41, "mfp": 0.3, "mfn": 0.2,
-              "train_minutes": 12.5, "command": "seam difficulty --profile proxy",
+              "train_minutes": 12.5, "steps": 750, "threads": 1,
+              "command": "seam difficulty --profile proxy",
               "hardware": "test", "seed": 0, "config": asdict(Config())}
 
 
@@ -46,5 +47,6 @@ def test_targets_window():
 def test_datasheet_files_say_whether_the_targets_are_met(root, tmp_path):
     text = write_datasheet(root, tmp_path / "out", {**DIFFICULTY, "val_map": 0.5}).read_text()
     assert "Targets met: **no**" in text and "| classification mAP, val | 0.500 |" in text
+    assert "| training time | 12.5 min (750 steps, 1 torch thread(s)) |" in text
     assert json.loads((tmp_path / "out" / "datasheet.json").read_text())["list"] == "train_aug"
     assert "Not measured yet" in write_datasheet(root, tmp_path / "bare").read_text()

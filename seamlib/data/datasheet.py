@@ -138,7 +138,8 @@ def difficulty_markdown(d: dict | None) -> list[str]:
             f"| CAM mIoU, train, threshold chosen on val ({d['val_threshold']:.2f}) | "
             f"{100 * d['train_miou_at_val_threshold']:.1f}% |",
             f"| mFP / mFN at the best threshold | {d['mfp']:.3f} / {d['mfn']:.3f} |",
-            f"| training time | {d['train_minutes']:.1f} min |", "",
+            f"| training time | {d['train_minutes']:.1f} min ({d['steps']} steps, "
+            f"{d['threads']} torch thread(s)) |", "",
             f"Command: `{d['command']}`. Hardware: {d['hardware']}. Seed: {d['seed']}.", ""]
 
 
