@@ -15,6 +15,7 @@ import torch
 
 from seamlib.config import Config
 from seamlib.data.affinity_data import AffinityDataset
+from seamlib.data.lists import check_inputs
 from seamlib.device import resolve_device
 from seamlib.models.affinity import AffinityNet, build_affinity_net, pair_labels
 from seamlib.models.weights import load_weights, save_released
@@ -53,6 +54,8 @@ def train_affinity(cfg: Config, label_dir: str | Path, out_dir: str | Path,
     """Train AffinityNet on the ``cfg.data.train_list`` images and their label maps in
     ``label_dir``; the trunk starts from ``cfg.model.weights`` (ImageNet, as the authors do;
     only the trunk of any file is used). Returns the trained weights' path."""
+    check_inputs(cfg.data.root, [cfg.data.train_list], need_masks=str(Path(label_dir).absolute()),
+                 progress=progress)
     net = build_affinity_net(cfg.model, cfg.affinity.radius)
     if cfg.model.weights:
         load_weights(net, cfg.model.weights, kind="imagenet")

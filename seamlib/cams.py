@@ -108,9 +108,15 @@ def save_cam(path: Path, cam: torch.Tensor, label: torch.Tensor) -> None:
 
 
 def load_cam(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """(cams (K, H, W) float32, classes (K,) 1-based) written by ``save_cam``."""
-    with np.load(path) as data:
-        return data["cams"].astype(np.float32), data["classes"]
+    """(cams (K, H, W) float32, classes (K,) 1-based) written by ``save_cam``; a file that
+    cannot be read (truncated, not an npz, arrays missing) is an error naming it."""
+    try:
+        with np.load(path) as data:
+            return data["cams"].astype(np.float32), data["classes"]
+    except FileNotFoundError:
+        raise
+    except Exception as err:  # zipfile.BadZipFile, EOFError, KeyError, ValueError...
+        raise OSError(f"{path}: cannot read these CAMs ({err!r})") from err
 
 
 def model_digest(net: torch.nn.Module) -> str:
@@ -202,7 +208,7 @@ def cams_stage(cfg: Config, weights: str | Path | None = None, list_name: str | 
     ``<train.out_dir>/model.pth``) and write the CAMs of a list (default ``data.cam_list``),
     PCM output or raw fc8 CAM, to ``out_dir`` (default ``<train.out_dir>/cams[_raw]_<list>``).
     The image labels that mask the CAMs come from ``data.label_source``."""
-    from seamlib.data.lists import labels_for
+    from seamlib.data.lists import check_inputs, labels_for
     from seamlib.models import build_model
     from seamlib.models.weights import load_weights
 
@@ -213,6 +219,7 @@ def cams_stage(cfg: Config, weights: str | Path | None = None, list_name: str | 
     if not weights.is_file():
         raise FileNotFoundError(f"{weights}: no trained weights; run `seam train` first or "
                                 f"pass the SEAM checkpoint to use")
+    check_inputs(cfg.data.root, [list_name], progress=progress)
     net = build_model(cfg.model)
     load_weights(net, weights, kind="seam")
     labels = labels_for(cfg.data.root, list_name, cfg.data.label_source)

@@ -28,6 +28,7 @@ from tqdm import tqdm
 from seamlib.cams import load_cam
 from seamlib.config import CRFConfig
 from seamlib.data.datasets import VOCImages
+from seamlib.data.lists import check_inputs
 from seamlib.data.voc import IGNORE, save_label_png
 from seamlib.manifest import Manifest, cam_hashes
 
@@ -165,6 +166,7 @@ def crf_stage(cam_dir: str | Path, root: str | Path, list_name: str, out_dir: st
     """
     if kind not in LABEL_KINDS:
         raise ValueError(f"kind must be one of {LABEL_KINDS}, got {kind!r}")
+    check_inputs(root, [list_name], progress=progress)
     cam_dir, out = Path(cam_dir), Path(out_dir)
     images = VOCImages(root, list_name)
     hashes = cam_hashes(cam_dir, images)

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from seamlib.cams import iter_cams
-from seamlib.data.lists import list_path
+from seamlib.data.lists import check_inputs, list_path
 from seamlib.data.voc import CLASSES, IGNORE, NUM_CLASSES, SEG_CLASS, load_label_png, read_list
 
 
@@ -135,6 +135,7 @@ def ground_truth(root: str | Path, mask_dir: str, iid: str) -> np.ndarray:
 def cam_confusions(cam_dir: str | Path, root: str | Path, list_name: str,
                    thresholds: np.ndarray, mask_dir: str = SEG_CLASS) -> np.ndarray:
     """Confusion matrices (T, 21, 21) of the CAM pseudo labels of a list at every threshold."""
+    check_inputs(root, [list_name], need_masks=mask_dir, need_images=False)
     ids = read_list(list_path(root, list_name))
     samples = ((cams, classes, ground_truth(root, mask_dir, iid))
                for iid, cams, classes in iter_cams(cam_dir, ids))
@@ -144,6 +145,7 @@ def cam_confusions(cam_dir: str | Path, root: str | Path, list_name: str,
 def png_confusion(pred_dir: str | Path, root: str | Path, list_name: str,
                   mask_dir: str = SEG_CLASS) -> np.ndarray:
     """Confusion matrix (21, 21) of label PNGs (pseudo labels, segmentation) over a list."""
+    check_inputs(root, [list_name], need_masks=mask_dir, need_images=False)
     conf = np.zeros((NUM_CLASSES, NUM_CLASSES), np.int64)
     for iid in read_list(list_path(root, list_name)):
         path = Path(pred_dir) / f"{iid}.png"

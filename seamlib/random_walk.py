@@ -23,6 +23,7 @@ from tqdm import tqdm
 from seamlib.config import Config
 from seamlib.crf import load_image_cams, to_label, with_background
 from seamlib.data.datasets import VOCImages, normalise
+from seamlib.data.lists import check_inputs
 from seamlib.data.voc import save_label_png
 from seamlib.device import resolve_device
 from seamlib.io import sha256_file
@@ -84,6 +85,7 @@ def random_walk_stage(cam_dir: str | Path, aff_weights: str | Path, root: str | 
     Resumable like the crf stage: ``out_dir/manifest.json`` ties each PNG to its CAM file's
     sha256 and the folder to the AffinityNet weights and the walk's settings.
     """
+    check_inputs(root, [list_name], progress=progress)
     cam_dir, out = Path(cam_dir), Path(out_dir)
     images = VOCImages(root, list_name)
     hashes = cam_hashes(cam_dir, images)

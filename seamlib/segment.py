@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from seamlib.config import Config, CRFConfig
 from seamlib.crf import dense_crf
+from seamlib.data.lists import check_inputs
 from seamlib.data.segmentation_data import PseudoLabelDataset, RawImages
 from seamlib.data.voc import IGNORE, MEAN, STD, save_label_png
 from seamlib.device import resolve_device
@@ -54,6 +55,8 @@ def retrain(cfg: Config, pseudo_label_dir: str | Path, out_dir: str | Path | Non
             progress: bool = True) -> Path:
     """Train DeepLab-LargeFOV on the pseudo labels of ``cfg.seg.train_list``; return the path
     of the trained weights (``<out_dir>/model.pth``, written by ``seamlib.trainer.fit``)."""
+    check_inputs(cfg.data.root, [cfg.seg.train_list],
+                 need_masks=str(Path(pseudo_label_dir).absolute()), progress=progress)
     dataset = PseudoLabelDataset(cfg.data.root, cfg.seg.train_list, pseudo_label_dir, cfg.seg,
                                  cfg.model.num_classes)
     net = build_deeplab(cfg.model, cfg.seg)
@@ -189,6 +192,7 @@ def segment_stage(cfg: Config, weights: str | Path, list_name: str, out_dir: str
     weights = Path(weights)
     if not weights.is_file():
         raise FileNotFoundError(f"{weights}: segmentation weights not found; run retrain first")
+    check_inputs(cfg.data.root, [list_name], progress=progress)
     check_manifest(out, {"weights_sha256": sha256_file(weights),
                          "settings": inference_settings(cfg)})
     crf = crf_settings(cfg)

@@ -15,7 +15,7 @@ import torch
 from seamlib import trainer
 from seamlib.config import Config
 from seamlib.data.datasets import ClassificationDataset
-from seamlib.data.lists import labels_for
+from seamlib.data.lists import check_inputs, labels_for
 from seamlib.device import resolve_device
 from seamlib.losses import seam_loss
 from seamlib.models import build_model
@@ -34,6 +34,9 @@ def build_optimizer(net: torch.nn.Module, cfg: Config) -> torch.optim.SGD:
 def train(cfg: Config, out_dir: str | Path | None = None, progress: bool = True) -> Path:
     """Train the SEAM network the config describes; return the path of the trained weights."""
     require_weights(cfg.model)
+    source = cfg.data.label_source
+    check_inputs(cfg.data.root, [cfg.data.train_list], need_masks=source == "mask",
+                 need_xml=source == "xml", progress=progress)
     labels = labels_for(cfg.data.root, cfg.data.train_list, cfg.data.label_source)
     dataset = ClassificationDataset.from_config(cfg.data, labels)
     torch.manual_seed(cfg.train.seed)  # the network's initialisation

@@ -60,6 +60,14 @@ def test_save_keeps_present_classes(tmp_path):
     np.testing.assert_allclose(cams, cam[[0, 14]].numpy(), atol=1e-3)
 
 
+def test_a_truncated_cam_file_is_an_error_naming_it(tmp_path):
+    path = tmp_path / "a.npz"
+    save_cam(path, torch.rand(20, 3, 4), torch.ones(20))
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(OSError, match=r"a\.npz: cannot read these CAMs"):
+        load_cam(path)
+
+
 class FakeData:
     ids = ["x", "y"]
 

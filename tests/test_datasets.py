@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageFile
 from torch.utils.data import DataLoader
 
 from seamlib.config import DataConfig
@@ -17,6 +17,7 @@ from seamlib.data.datasets import (
     RandomCropPad,
     RandomResizeLong,
     SegmentationDataset,
+    VOCImages,
     collate_list,
     normalise,
     resize_long,
@@ -226,3 +227,17 @@ def test_undecodable_image_names_the_file(voc_root: Path, labels):
     ds = ClassificationDataset(voc_root, "train", labels, 24, (20, 40))
     with pytest.raises(OSError, match="2007_000002.jpg: cannot decode"):
         ds[1]
+
+
+def test_half_a_file_is_a_decoding_error_naming_it_even_if_pil_is_lenient(voc_root: Path,
+                                                                          monkeypatch):
+    """Loading bypasses validation, so it must fail too: PIL pads truncated data with grey
+    where ``LOAD_TRUNCATED_IMAGES`` is set, and would only fail at load time otherwise."""
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)
+    for path in (voc_root / IMAGES / "2007_000002.jpg", voc_root / SEG_CLASS / "2007_000002.png"):
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(OSError, match=r"JPEGImages/2007_000002\.jpg: cannot decode.*truncated"):
+        VOCImages(voc_root, "train").load_image("2007_000002")
+    with pytest.raises(OSError, match=r"SegmentationClass/2007_000002\.png: cannot decode"):
+        SegmentationDataset(voc_root, "train").load_mask("2007_000002")
+    assert ImageFile.LOAD_TRUNCATED_IMAGES  # the caller's setting is left as it was

@@ -11,7 +11,7 @@ from PIL import Image
 
 from seamlib.cams import load_cam, save_cam
 from seamlib.cli import main
-from seamlib.data.lists import list_path
+from seamlib.data.lists import DataError, list_path
 from seamlib.data.voc import SEG_CLASS, write_list
 from seamlib.evaluate import (
     THRESHOLDS,
@@ -180,8 +180,8 @@ def test_evaluate_errors_name_the_file(root, tmp_path):
     with pytest.raises(ValueError, match=r"pred/b\.png.*class 21"):
         evaluate(tmp_path / "pred", root, "val")
     write_png(tmp_path / "pred" / "b.png", np.zeros((1, 4)))
-    (root / SEG_CLASS / "b.png").unlink()
-    with pytest.raises(FileNotFoundError, match=r"SegmentationClass/b\.png"):
+    (root / SEG_CLASS / "b.png").unlink()  # the masks are validated before scoring
+    with pytest.raises(DataError, match=r"SegmentationClass/b\.png: missing mask"):
         evaluate(tmp_path / "pred", root, "val", kind="png")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -10,12 +11,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import seamlib.data.lists
 from seamlib.data.lists import (
     EXPECTED_SIZES,
     MAX_LISTED,
     SBD_LISTS,
+    STAMPS,
     DataError,
     build_train_aug,
+    check_inputs,
     check_real_sizes,
     cross_check,
     format_disagreements,
@@ -269,3 +273,89 @@ def test_validate_collects_all_problems_and_caps_listing(voc_root: Path):
     message = validation_error(voc_root)
     assert "... and" in message and f"{2 * len(ids) + 2} data problem(s)" in message
     assert len(message.splitlines()) == MAX_LISTED + 2
+
+
+# ----------------------------------------------------------------------- cached validation
+
+def truncate(path: Path) -> None:
+    """Keep the first half of a file's bytes, as an interrupted copy does."""
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+@pytest.fixture
+def validations(monkeypatch) -> list[tuple[list[str], dict]]:
+    """The (lists, options) of every real ``validate`` run, recorded as it runs."""
+    calls: list[tuple[list[str], dict]] = []
+    real = seamlib.data.lists.validate
+
+    def recording(root, list_names, **kwargs):
+        calls.append((list(list_names), kwargs))
+        real(root, list_names, **kwargs)
+
+    monkeypatch.setattr(seamlib.data.lists, "validate", recording)
+    return calls
+
+
+def test_check_inputs_validates_once_until_a_file_changes(voc_root: Path, validations):
+    check_inputs(voc_root, ["train", "val"], need_masks=True, need_xml=True, progress=False)
+    assert len(validations) == 1 and (voc_root / STAMPS).is_file()
+    check_inputs(voc_root, ["train", "val"], need_masks=True, need_xml=True, progress=False)
+    check_inputs(voc_root, ["val"], need_xml=True, progress=False)  # fewer checks: vouched
+    assert len(validations) == 1
+    jpeg = voc_root / IMAGES / "2007_000002.jpg"
+    info = jpeg.stat()
+    os.utime(jpeg, ns=(info.st_atime_ns, info.st_mtime_ns + 10**9))  # touched, same bytes
+    check_inputs(voc_root, ["train", "val"], need_masks=True, need_xml=True, progress=False)
+    assert validations[-1][0] == ["train"]  # only the list holding the touched file
+    save_label_png(voc_root / SEG_CLASS_AUG / "2007_000004.png", np.zeros((48, 64), np.uint8))
+    check_inputs(voc_root, ["train", "val"], need_masks=True, need_xml=True, progress=False)
+    assert validations[-1][0] == ["val"] and len(validations) == 3
+
+
+def test_check_inputs_validates_again_for_new_ids_and_other_checks(voc_root: Path, validations):
+    check_inputs(voc_root, ["train"], progress=False)
+    write_list(list_path(voc_root, "train"), ["2007_000001", "2007_000002", "2007_000003",
+                                              "2007_000004"])
+    check_inputs(voc_root, ["train"], progress=False)
+    check_inputs(voc_root, ["train"], need_masks=SEG_CLASS, progress=False)
+    check_inputs(voc_root, ["train"], need_masks=SEG_CLASS, progress=False)
+    assert [options["need_masks"] for _, options in validations] == [False, False, SEG_CLASS]
+
+
+def test_failed_check_names_the_file_and_records_no_pass(voc_root: Path, validations):
+    truncate(voc_root / IMAGES / "2007_000003.jpg")
+    for _ in range(2):
+        with pytest.raises(DataError, match=r"JPEGImages/2007_000003\.jpg: truncated"):
+            check_inputs(voc_root, ["train"], progress=False)
+    assert len(validations) == 2 and not (voc_root / STAMPS).exists()
+
+
+def test_check_inputs_label_folder_outside_the_root(voc_root: Path, tmp_path: Path, tiny):
+    labels = tmp_path / "pseudo_labels"
+    for image_id in tiny.lists["train"]:
+        height, width, classes = tiny.images[image_id]
+        save_label_png(labels / f"{image_id}.png", tiny.mask(height, width, classes))
+    check_inputs(voc_root, ["train"], need_masks=str(labels), progress=False)
+    truncate(labels / "2007_000002.png")
+    with pytest.raises(DataError, match=r"pseudo_labels/2007_000002\.png: unreadable PNG"):
+        check_inputs(voc_root, ["train"], need_masks=str(labels), progress=False)
+
+
+def test_check_inputs_on_a_read_only_root_warns_and_goes_on(voc_root: Path, monkeypatch,
+                                                             validations):
+    def refuse(path, write):
+        raise PermissionError(f"{path}: read-only file system")
+
+    monkeypatch.setattr(seamlib.data.lists, "atomic_write", refuse)
+    for _ in range(2):
+        with pytest.warns(UserWarning, match="could not record the validation pass"):
+            check_inputs(voc_root, ["val"], progress=False)
+    assert len(validations) == 2
+
+
+def test_check_inputs_ignores_an_unreadable_stamp_file(voc_root: Path, validations):
+    (voc_root / STAMPS).write_text("{not json")
+    check_inputs(voc_root, ["val"], progress=False)
+    check_inputs(voc_root, ["val"], progress=False)
+    assert len(validations) == 1
+    assert {s["list"] for s in json.loads((voc_root / STAMPS).read_text()).values()} == {"val"}

@@ -2,6 +2,7 @@
 run really optimises (each group steps by its lr x lr_mult x poly; the loss falls)."""
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -9,10 +10,12 @@ from torch.utils.data import DataLoader
 
 import seamlib.train
 import seamlib.trainer
+from seamlib.cli import main
 from seamlib.config import apply_overrides, load_config
 from seamlib.data.datasets import ClassificationDataset
-from seamlib.data.lists import labels_for
+from seamlib.data.lists import DataError, labels_for, list_path
 from seamlib.data.synthetic import generate
+from seamlib.data.voc import IMAGES, read_list
 from seamlib.losses import classification_loss
 from seamlib.models import build_model
 from seamlib.models.weights import load_weights
@@ -81,20 +84,37 @@ def test_a_run_folder_refuses_other_settings(smoke, tmp_path):
 
 
 def test_training_labels_come_from_the_configured_source(tmp_path, monkeypatch):
-    calls = []
+    calls, checked = [], []
 
     def record(root, list_name, source="xml"):
         calls.append(source)
         raise KeyboardInterrupt  # stop before any work
 
     monkeypatch.setattr(seamlib.train, "labels_for", record)
+    monkeypatch.setattr(seamlib.train, "check_inputs",
+                        lambda root, lists, **kw: checked.append((lists, kw["need_masks"],
+                                                                  kw["need_xml"])))
     for source in ("xml", "mask"):
         cfg = load_config("smoke", {"data": {"label_source": source},
                                     "train": {"out_dir": str(tmp_path / source)}})
         with pytest.raises(KeyboardInterrupt):
             train(cfg, progress=False)
     assert calls == ["xml", "mask"]
+    assert checked == [(["train_aug"], False, True), (["train_aug"], True, False)]
     assert load_config("voc").data.label_source == "xml"
+
+
+def test_seam_train_on_a_truncated_jpeg_fails_before_training_naming_it(smoke, tmp_path,
+                                                                         monkeypatch):
+    root = shutil.copytree(smoke.data.root, tmp_path / "VOC2012")
+    image_id = read_list(list_path(root, smoke.data.train_list))[3]
+    jpeg = root / IMAGES / f"{image_id}.jpg"
+    jpeg.write_bytes(jpeg.read_bytes()[: jpeg.stat().st_size // 2])
+    monkeypatch.setattr(seamlib.train, "build_model", lambda *a: pytest.fail("training began"))
+    with pytest.raises(DataError, match=rf"{IMAGES}/{image_id}\.jpg: truncated"):
+        main(["train", "--profile", "smoke", "--data-root", str(root),
+              "--set", f"train.out_dir={tmp_path / 'run'}"])
+    assert not (tmp_path / "run").exists()
 
 
 REFERENCE_LR_MULT = {"weight": 1, "bias": 2, "head_weight": 10, "head_bias": 20, "norm": 1}

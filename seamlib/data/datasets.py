@@ -22,7 +22,15 @@ from torchvision import transforms
 
 from seamlib.config import DataConfig
 from seamlib.data.lists import list_path
-from seamlib.data.voc import IMAGES, MEAN, SEG_CLASS, STD, load_label_png, read_list
+from seamlib.data.voc import (
+    IMAGES,
+    MEAN,
+    SEG_CLASS,
+    STD,
+    decode_image,
+    load_label_png,
+    read_list,
+)
 
 # PIL RGB image -> float32 CHW tensor on the 0..1 scale, normalised with the ImageNet statistics.
 normalise = transforms.Compose([transforms.ToTensor(), transforms.Normalize(MEAN, STD)])
@@ -121,11 +129,7 @@ class VOCImages(Dataset):
         if not path.is_file():
             raise FileNotFoundError(f"{path}: image of an id listed in {self.list_path} "
                                     f"does not exist")
-        try:
-            with Image.open(path) as image:
-                return image.convert("RGB")
-        except OSError as err:
-            raise OSError(f"{path}: cannot decode this image ({err})") from err
+        return decode_image(path, "RGB")
 
     def raw_image(self, index: int) -> np.ndarray:
         """The unnormalised (H, W, 3) uint8 RGB image of item ``index`` (for CRF and plots)."""

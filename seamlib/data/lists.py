@@ -1,4 +1,4 @@
-"""Image lists (train_aug), image-level class labels and the validation pass run before training.
+"""Image lists (train_aug), image-level class labels and the validation pass run before stages.
 
 Image-level labels come from the XML annotations by default, as in the authors' code (every
 object named in ``Annotations/<id>.xml``, difficult ones included; VOC masks paint difficult
@@ -8,20 +8,25 @@ are never read as the other) is a JSON object mapping each image id to the sorte
 foreground class indices into ``voc.CLASSES`` (1..20, background never listed), e.g.
 ``{"2007_000032": [1, 15]}``. In memory, labels are 20-dim float32 multi-hot
 vectors where entry ``c - 1`` stands for class ``c``.
+Validation stamps: ``<root>/.validated.json`` maps the fingerprint of each list that passed
+``validate`` (``check_inputs``) to ``{"list", "images", "masks", "xml", "time"}``.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import os
 import warnings
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
-from PIL import Image, ImageFile
+from PIL import Image
 from tqdm import tqdm
 
 from seamlib.data.voc import (
@@ -35,6 +40,7 @@ from seamlib.data.voc import (
     SEG_LISTS,
     load_label_png,
     read_list,
+    strict_decoding,
     write_list,
 )
 from seamlib.io import atomic_write
@@ -43,12 +49,14 @@ EXPECTED_SIZES = {"train_aug": 10582, "train": 1464, "val": 1449}
 LABEL_SOURCES = ("xml", "mask")
 NUM_FG = NUM_CLASSES - 1  # 20 foreground classes: the length of a multi-hot label
 MAX_LISTED = 20  # problems shown in a DataError before "... and N more"
+STAMPS = ".validated.json"  # in a dataset root: the validation passes check_inputs recorded
+MAX_STAMPS = 256  # passes kept there (one per fingerprint), the oldest dropped first
 
 Disagreement = tuple[str, tuple[str, ...], tuple[str, ...]]  # (id, only_in_mask, only_in_xml)
 
 
 class DataError(ValueError):
-    """A dataset problem found before training; the message lists every problem found."""
+    """A dataset problem found before a stage runs; the message lists every problem found."""
 
 
 def list_path(root: str | Path, name: str) -> Path:
@@ -250,17 +258,6 @@ def labels_for(root: str | Path, list_name: str, source: str = "xml",
 
 # ------------------------------------------------------------------------------ validation
 
-@contextmanager
-def _strict_decoding() -> Iterator[None]:
-    """Make PIL raise on truncated images for the duration (it is a process-wide flag)."""
-    previous = ImageFile.LOAD_TRUNCATED_IMAGES
-    ImageFile.LOAD_TRUNCATED_IMAGES = False
-    try:
-        yield
-    finally:
-        ImageFile.LOAD_TRUNCATED_IMAGES = previous
-
-
 def _check_jpeg(root: Path, image_id: str) -> tuple[tuple[int, int] | None, str | None]:
     """Fully decode one image: its (W, H), or None and a problem naming the file."""
     rel = f"{IMAGES}/{image_id}.jpg"
@@ -303,9 +300,10 @@ def _check_xml(root: Path, image_id: str) -> str | None:
     return None
 
 
-def _check_sample(root: Path, image_id: str, mask_dir: str | None, xml: bool) -> list[str]:
-    """Every problem of one listed id: its JPEG, then its mask and annotation if required."""
-    size, problem = _check_jpeg(root, image_id)
+def _check_sample(root: Path, image_id: str, images: bool, mask_dir: str | None,
+                  xml: bool) -> list[str]:
+    """Every problem of one listed id: its JPEG, mask and annotation, each if required."""
+    size, problem = _check_jpeg(root, image_id) if images else (None, None)
     problems = [problem] if problem else []
     if mask_dir is not None:
         problems.append(_check_mask(root, mask_dir, image_id, size))
@@ -328,36 +326,124 @@ def _read_lists(root: Path, list_names: Iterable[str], problems: list[str]) -> l
 def _report(root: Path, problems: list[str]) -> str:
     """The DataError message: a header, the first MAX_LISTED problems, then a count."""
     shown = [p.replace(f"{root}{os.sep}", "") for p in problems[:MAX_LISTED]]
-    lines = [f"{root}: {len(problems)} data problem(s) found; fix them before training:"]
+    lines = [f"{root}: {len(problems)} data problem(s) found; fix them first:"]
     lines += [f"  {p}" for p in shown]
     if len(problems) > MAX_LISTED:
         lines.append(f"  ... and {len(problems) - MAX_LISTED} more")
     return "\n".join(lines)
 
 
+def _mask_dir(need_masks: bool | str) -> str | None:
+    """The mask folder ``need_masks`` asks for: SegmentationClassAug for True, none for False."""
+    return SEG_CLASS_AUG if need_masks is True else (need_masks or None)
+
+
 def validate(root: str | Path, list_names: list[str], need_masks: bool | str = False,
-             need_xml: bool = False, progress: bool = True) -> None:
+             need_xml: bool = False, progress: bool = True, need_images: bool = True) -> None:
     """Check a dataset before training and raise one ``DataError`` listing every problem.
 
     Checks the folders, the lists (readable, no blank or duplicate lines), that every listed id
-    has a fully decodable JPEG and, when asked, a valid mask and annotation. ``need_masks`` is
-    False, True (masks in SegmentationClassAug) or the name of the mask folder.
+    has a fully decodable JPEG (unless not ``need_images``: then masks are not size-checked)
+    and, when asked, a valid mask and annotation. ``need_masks`` is False, True (masks in
+    SegmentationClassAug) or the name of the mask folder.
     """
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"{root}: dataset root does not exist (expected a VOC2012 folder with "
                         f"{IMAGES}/ and {SEG_LISTS}/)")
-    mask_dir = SEG_CLASS_AUG if need_masks is True else (need_masks or None)
-    folders = [IMAGES, str(SEG_LISTS), mask_dir, ANNOTATIONS if need_xml else None]
+    mask_dir = _mask_dir(need_masks)
+    folders = [IMAGES if need_images else None, str(SEG_LISTS), mask_dir,
+               ANNOTATIONS if need_xml else None]
     missing = [f for f in folders if f is not None and not (root / f).is_dir()]
     problems = [f"{f}/: required folder is missing" for f in missing]
     ids = _read_lists(root, list_names, problems)
     if IMAGES not in missing:
         mask_dir = None if mask_dir in missing else mask_dir
         xml = need_xml and ANNOTATIONS not in missing
-        with _strict_decoding():
+        with strict_decoding():
             for image_id in tqdm(ids, desc=f"validating {root.name}", unit="img",
                                  disable=not progress, leave=False):
-                problems += _check_sample(root, image_id, mask_dir, xml)
+                problems += _check_sample(root, image_id, need_images, mask_dir, xml)
     if problems:
         raise DataError(_report(root, problems))
+
+
+# ------------------------------------------------------------------- cached validation
+
+Stat = Callable[[Path], tuple[int, int] | None]
+
+
+class Checks(NamedTuple):
+    """What validating a list covers: its JPEGs, masks (folder name or None), annotations."""
+
+    images: bool
+    masks: str | None
+    xml: bool
+
+
+def _stat(path: Path) -> tuple[int, int] | None:
+    """(size, mtime in ns) of a file, or None where it cannot be read."""
+    try:
+        info = path.stat()
+    except OSError:
+        return None
+    return info.st_size, info.st_mtime_ns
+
+
+def _fingerprint(root: Path, name: str, checks: Checks, stat: Stat) -> str:
+    """sha256 of what validating one list reads: the checks, the list's bytes, and the size
+    and mtime of every file checked for its ids (JPEG, mask, annotation)."""
+    path = list_path(root, name)
+    files = []
+    for image_id in _read_lists(root, [name], []):  # a bad list fails validation anyway
+        paths = [root / IMAGES / f"{image_id}.jpg"] if checks.images else []
+        paths += [root / checks.masks / f"{image_id}.png"] if checks.masks else []
+        paths += [root / ANNOTATIONS / f"{image_id}.xml"] if checks.xml else []
+        files.append([image_id, *map(stat, paths)])
+    text = json.dumps({"list": name, "checks": checks, "files": files,
+                       "sha256": hashlib.sha256(path.read_bytes()).hexdigest()
+                       if path.is_file() else None})
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _read_stamps(path: Path) -> dict[str, dict]:
+    """The passes recorded in a stamp file; none where it is missing or unreadable."""
+    try:
+        stamps = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return stamps if isinstance(stamps, dict) else {}
+
+
+def check_inputs(root: str | Path, list_names: list[str], need_masks: bool | str = False,
+                 need_xml: bool = False, progress: bool = True, need_images: bool = True) -> None:
+    """``validate`` the lists not yet recorded in ``<root>/.validated.json`` as passed.
+
+    Every stage calls it before its work. A pass is keyed per list by ``_fingerprint``, so any
+    change (a file's size or mtime, the list, the checks asked for) validates again. A pass
+    also vouches for fewer checks (problems found only grow with checks). A read-only root
+    only warns, and then validates on every call.
+    """
+    root = Path(root)
+    checks, stat = Checks(need_images, _mask_dir(need_masks), need_xml), functools.cache(_stat)
+    path = root / STAMPS
+    stamps = _read_stamps(path)
+    todo = [name for name in dict.fromkeys(list_names)
+            if _fingerprint(root, name, checks, stat) not in stamps]
+    if not todo:
+        return
+    validate(root, todo, need_masks=need_masks, need_xml=need_xml, progress=progress,
+             need_images=need_images)
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    vouched = {Checks(images, masks, xml) for images in (checks.images, False)
+               for masks in (checks.masks, None) for xml in (checks.xml, False)}
+    for name in todo:
+        for fewer in vouched:
+            key = _fingerprint(root, name, fewer, stat)
+            stamps.pop(key, None)  # re-inserted last: the newest passes are kept
+            stamps[key] = {"list": name, **fewer._asdict(), "time": now}
+    kept = dict(list(stamps.items())[-MAX_STAMPS:])
+    try:
+        atomic_write(path, lambda tmp: tmp.write_text(json.dumps(kept, indent=1)))
+    except OSError as err:
+        warnings.warn(f"{path}: could not record the validation pass ({err})", stacklevel=2)

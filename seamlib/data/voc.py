@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageFile
 
 from seamlib.io import atomic_write
 
@@ -54,13 +56,37 @@ def save_label_png(path: Path, label: np.ndarray) -> None:
     atomic_write(path, lambda tmp: image.save(tmp, format="PNG"))
 
 
+@contextmanager
+def strict_decoding() -> Iterator[None]:
+    """Make PIL raise on truncated images for the duration (it is a process-wide flag)."""
+    previous = ImageFile.LOAD_TRUNCATED_IMAGES
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    try:
+        yield
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = previous
+
+
+def decode_image(path: Path, mode: str | None = None) -> Image.Image:
+    """Fully decode an image file (converted to ``mode`` if given). Truncated data is an error
+    even where PIL's ``LOAD_TRUNCATED_IMAGES`` is set; every decoding error names the file."""
+    try:
+        with strict_decoding(), Image.open(path) as image:
+            image.load()
+            return image.convert(mode) if mode else image.copy()
+    except FileNotFoundError:
+        raise
+    except Exception as err:  # PIL raises OSError, SyntaxError, ValueError... on bad data
+        raise OSError(f"{path}: cannot decode this image ({err})") from err
+
+
 def load_label_png(path: Path) -> np.ndarray:
     """Read a label PNG (palette or grayscale) into a (H, W) uint8 array of class indices."""
-    with Image.open(path) as image:
-        if image.mode not in ("P", "L"):
-            raise ValueError(f"{path}: label PNG must be palette (P) or grayscale (L) mode, "
-                             f"got {image.mode}")
-        return np.asarray(image, dtype=np.uint8).copy()
+    image = decode_image(path)
+    if image.mode not in ("P", "L"):
+        raise ValueError(f"{path}: label PNG must be palette (P) or grayscale (L) mode, "
+                         f"got {image.mode}")
+    return np.asarray(image, dtype=np.uint8).copy()
 
 
 def read_list(path: Path) -> list[str]:
