@@ -31,7 +31,7 @@ test: lint
 data: $(STAMP)
 	$(BIN)/seam data --profile $(PROFILE)
 
-# Retrain the committed proxy trunk (about 45 min on 2 CPU cores); pin the printed sha256.
+# Retrain the committed proxy trunk (about 40 min on one CPU thread); pin the printed sha256.
 pretrain: $(STAMP)
 	$(BIN)/seam pretrain --profile $(PROFILE) --force
 
