@@ -232,9 +232,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
                  "cache_images": True},  # ~150 MB decoded: one JPEG decode per image
         # Width 1/8 so it trains on a CPU; the proxy's counterpart of the ImageNet file.
         "model": {"width": 0.125, "weights": "results/proxy/pretrain_trunk.pth"},
-        # 2 epochs (750 steps) instead of 8: 8 are 3,000 steps, 25 (baseline) to 42 (SEAM)
-        # min per run on one CPU thread; from the trunk, 2 meet the difficulty targets.
-        "train": {"out_dir": "runs/proxy", "epochs": 2},
+        "train": {"out_dir": "runs/proxy"},
         "pretrain": {"trunk": "results/proxy/pretrain_trunk.pth", "threads": 1,
                      "trunk_sha256": PROXY_TRUNK_SHA256},
         # AffinityNet and the retraining crop at the benchmark's image size, hue as above.
