@@ -271,8 +271,8 @@ def format_markdown(report: dict) -> str:
                      f"{t['cams']} | {t['evaluate']} | `{r['out_dir']}` |")
     lines += ["", "Training time comes from the run's summary.json (its own training, even when "
               "the run was reused); CAM and evaluation times are this command's. CAM files "
-              f"already on disk are not recomputed. Runs at a time: {report.get('workers', 1)}, "
-              f"torch threads per run: {sorted({r.get('threads') for r in report['runs']})}.",
+              f"already on disk are not recomputed. Runs at a time: {report['workers']}, "
+              f"torch threads per run: {sorted({r['threads'] for r in report['runs']})}.",
               "",
               f"Figure: `{REPORT}.png` (mIoU, mFP, mFN on `{report['cam_list']}` against the "
               f"threshold, mean over seeds).", ""]
