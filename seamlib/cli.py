@@ -127,7 +127,8 @@ def cmd_run(args: argparse.Namespace) -> None:
     from seamlib.pipeline import run_pipeline
 
     cfg = config_from(args)
-    print(json.dumps(run_pipeline(cfg, args.run_dir, args.until), indent=1))
+    print(json.dumps(run_pipeline(cfg, args.run_dir, args.until, args.train_from),
+                     indent=1))
 
 
 def cmd_pretrain(args: argparse.Namespace) -> None:
@@ -336,6 +337,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_args(p, device=True)
     p.add_argument("--until", default=None, help="last stage to run (default: evaluate)")
     p.add_argument("--run-dir", default=None, help="run folder (default: runs/PROFILE)")
+    p.add_argument("--train-from", default=None, metavar="DIR",
+                   help="adopt a finished `seam train` / `seam compare` run as the train stage "
+                        "(its settings must equal this config's)")
     p.set_defaults(func=cmd_run)
     p = sub.add_parser("pretrain", help=cmd_pretrain.__doc__)
     add_config_args(p, device=False)

@@ -7,6 +7,8 @@ there and writes ``<run>/<stage>/``. A stage records a key: the hash of the sett
 on chained with the key of the stage before it. A stage whose key is unchanged is skipped; one
 whose settings (or any earlier stage's) changed is cleared and rerun, and so is everything
 after it, because their keys change too. The per-stage wall times land in ``<run>/timings.json``.
+``train_from`` starts the train stage from a finished run of ``seam train`` or ``seam compare``
+(its files are copied in; the trainer refuses them unless their settings equal this config's).
 """
 
 from __future__ import annotations
@@ -162,10 +164,11 @@ def stage_key(cfg: Config, stage: Stage, previous: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def run_pipeline(cfg: Config, run_dir: str | Path | None = None,
-                 until: str | None = None) -> dict[str, dict]:
+def run_pipeline(cfg: Config, run_dir: str | Path | None = None, until: str | None = None,
+                 train_from: str | Path | None = None) -> dict[str, dict]:
     """Run the stages up to ``until`` (all by default) in ``run_dir`` (``runs/<profile>``);
-    return, per stage, its wall seconds and whether it ran now or was up to date."""
+    return, per stage, its wall seconds and whether it ran now or was up to date.
+    ``train_from``: a finished training run folder to adopt as the train stage."""
     if until is not None and until not in STAGE_NAMES:
         raise ValueError(f"until={until!r}: expected one of {', '.join(STAGE_NAMES)}")
     run = Path(run_dir or Path("runs") / cfg.profile)
@@ -173,33 +176,55 @@ def run_pipeline(cfg: Config, run_dir: str | Path | None = None,
     key = ""
     for stage in STAGES:
         key = stage_key(cfg, stage, key)
-        timings[stage.name] = _run_stage(cfg, run, stage, key)
+        adopt = Path(train_from) if train_from is not None and stage.name == "train" else None
+        timings[stage.name] = _run_stage(cfg, run, stage, key, adopt)
         if stage.name == until:
             break
     atomic_write(run / TIMINGS, lambda t: t.write_text(json.dumps(timings, indent=1)))
     return timings
 
 
-def _run_stage(cfg: Config, run: Path, stage: Stage, key: str) -> dict:
+def _run_stage(cfg: Config, run: Path, stage: Stage, key: str, adopt: Path | None = None) -> dict:
     """Run one stage unless its marker says it completed with ``key``. A folder made with
     another key is cleared first; one interrupted with the same key is resumed (the stage's
-    own files say how far it got)."""
+    own files say how far it got). ``adopt``: a finished training run copied in first."""
     folder = run / stage.name
     marker = folder / DONE
     state = json.loads(marker.read_text()) if marker.is_file() else {}
     if state.get("key") == key and state.get("complete"):
         print(f"[{stage.name}] up to date ({marker})")
-        return {"seconds": state["seconds"], "ran": False}
+        return {**{k: v for k, v in state.items() if k not in ("key", "complete")},
+                "ran": False}
     if state.get("key") not in (None, key):
         print(f"[{stage.name}] settings or inputs changed: clearing {folder}")
         shutil.rmtree(folder)
     _mark(marker, {"key": key, "complete": False})
     start = time.time()
+    extra = adopt_training(adopt, folder) if adopt is not None else {}
     stage.run(cfg, run)
     seconds = round(time.time() - start, 1)
-    _mark(marker, {"key": key, "complete": True, "seconds": seconds})
+    _mark(marker, {"key": key, "complete": True, "seconds": seconds, **extra})
     print(f"[{stage.name}] done in {seconds} s")
-    return {"seconds": seconds, "ran": True}
+    return {"seconds": seconds, "ran": True, **extra}
+
+
+def adopt_training(source: Path, folder: Path) -> dict:
+    """Copy a finished training run (model, settings, summary, log) into ``folder``, the model
+    last so an interrupted copy is never taken for a finished run; return where it came from
+    and how long that training took."""
+    from seamlib.trainer import CONFIG, LOG, MODEL, SUMMARY
+
+    missing = [n for n in (MODEL, CONFIG, SUMMARY) if not (source / n).is_file()]
+    if missing:
+        raise FileNotFoundError(f"train_from={source}: not a finished training run (no "
+                                f"{', '.join(missing)}); expected the out_dir of `seam train` "
+                                "or a run of `seam compare`")
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in (CONFIG, SUMMARY, LOG, MODEL):
+        if (source / name).is_file():
+            atomic_write(folder / name, lambda t, n=name: shutil.copyfile(source / n, t))
+    summary = json.loads((source / SUMMARY).read_text())
+    return {"adopted_from": str(source), "train_seconds": summary["seconds"]}
 
 
 def _mark(marker: Path, state: dict) -> None:

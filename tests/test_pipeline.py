@@ -68,3 +68,29 @@ def test_keys_chain_so_an_early_change_moves_every_later_key():
 def test_unknown_until_is_an_error_naming_the_stages():
     with pytest.raises(ValueError, match="random_walk"):
         run_pipeline(load_config("smoke"), "unused", until="crff")
+
+
+def test_train_from_adopts_a_finished_run_and_reports_its_training_time(smoke_run, tmp_path):
+    cfg, run, _ = smoke_run
+    timings = run_pipeline(cfg, tmp_path / "adopted", until="train", train_from=run / "train")
+    adopted = tmp_path / "adopted" / "train" / "model.pth"
+    assert adopted.read_bytes() == (run / "train" / "model.pth").read_bytes()
+    summary = json.loads((run / "train" / "summary.json").read_text())
+    assert timings["train"]["adopted_from"] == str(run / "train")
+    assert timings["train"]["train_seconds"] == summary["seconds"]
+    again = run_pipeline(cfg, tmp_path / "adopted", until="train")
+    assert not again["train"]["ran"] and again["train"]["train_seconds"] == summary["seconds"]
+
+
+def test_train_from_refuses_a_run_of_other_settings(smoke_run, tmp_path):
+    cfg, run, _ = smoke_run
+    other = apply_overrides(cfg, {"train": {"seed": 7}})
+    with pytest.raises(ValueError, match="seed"):
+        run_pipeline(other, tmp_path / "other", until="train", train_from=run / "train")
+
+
+def test_train_from_names_a_folder_that_is_not_a_finished_run(tmp_path):
+    cfg = load_config("smoke", data_root=tmp_path / "VOC2012")
+    (tmp_path / "half").mkdir()
+    with pytest.raises(FileNotFoundError, match="half.*model.pth"):
+        run_pipeline(cfg, tmp_path / "run", until="train", train_from=tmp_path / "half")
