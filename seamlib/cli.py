@@ -84,6 +84,18 @@ def cmd_difficulty(args: argparse.Namespace) -> None:
     print(write_datasheet(cfg.data.root, out, result))
 
 
+def cmd_probe(args: argparse.Namespace) -> None:
+    """diagnose fine-tuning: frozen-trunk linear probe vs fc8 alone under the profile's optimiser"""
+    from seamlib.probe import probe
+
+    cfg = config_from(args)
+    result = probe(cfg, " ".join(["seam", *sys.argv[1:]]))
+    out = Path(args.out or RESULTS / cfg.profile / "diagnostics" / "probe.json")
+    atomic_write(out, lambda t: t.write_text(json.dumps(result, indent=1)))
+    print(json.dumps(result, indent=1))
+    print(f"-> {out}")
+
+
 def cmd_datasheet(args: argparse.Namespace) -> None:
     """write results/PROFILE/datasheet.md from the data (and difficulty.json if present)"""
     from seamlib.data.datasheet import write_datasheet
@@ -333,6 +345,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ground-truth folder under data.root (SegmentationClassAug for train_aug)")
     p.add_argument("--out", default=None, help="JSON file to write the full result to")
     p.set_defaults(func=cmd_evaluate)
+    p = sub.add_parser("probe", help=cmd_probe.__doc__)
+    add_config_args(p, device=False)
+    p.add_argument("--out", default=None,
+                   help="JSON file (default: results/PROFILE/diagnostics/probe.json)")
+    p.set_defaults(func=cmd_probe)
     p = sub.add_parser("run", help=cmd_run.__doc__)
     add_config_args(p, device=True)
     p.add_argument("--until", default=None, help="last stage to run (default: evaluate)")
