@@ -143,6 +143,20 @@ def cmd_run(args: argparse.Namespace) -> None:
                      indent=1))
 
 
+def cmd_pipeline_report(args: argparse.Namespace) -> None:
+    """tabulate finished `seam run` folders (NAME=DIR ...) into OUT.json and OUT.md"""
+    from seamlib.pipeline import pipeline_report, write_pipeline_report
+
+    runs = {}
+    for item in args.runs:
+        name, sep, folder = item.partition("=")
+        if not sep or not name or not folder:
+            raise SystemExit(f"run {item!r}: expected NAME=DIR, e.g. seam=runs/proxy/seam")
+        runs[name] = Path(folder)
+    report = pipeline_report(runs, " ".join(["seam", *sys.argv[1:]]), args.setup)
+    print(write_pipeline_report(report, Path(args.out)).read_text())
+
+
 def cmd_pretrain(args: argparse.Namespace) -> None:
     """verify the profile's pretrained trunk, or train it when absent or asked (--force)."""
     from seamlib.pretrain import pretrain, verify_trunk
@@ -358,6 +372,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="adopt a finished `seam train` / `seam compare` run as the train stage "
                         "(its settings must equal this config's)")
     p.set_defaults(func=cmd_run)
+    p = sub.add_parser("pipeline-report", help=cmd_pipeline_report.__doc__)
+    p.add_argument("runs", nargs="+", metavar="NAME=DIR")
+    p.add_argument("--out", required=True, help="output path without suffix")
+    p.add_argument("--setup", default="", help="how the runs were run (threads, cores, ...)")
+    p.set_defaults(func=cmd_pipeline_report)
     p = sub.add_parser("pretrain", help=cmd_pretrain.__doc__)
     add_config_args(p, device=False)
     p.add_argument("--force", action="store_true", help="train even if the trunk exists")

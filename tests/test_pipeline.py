@@ -4,6 +4,7 @@ changed together with everything after it."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 
@@ -40,6 +41,24 @@ def test_a_second_run_skips_every_stage(smoke_run):
     cfg, run, _ = smoke_run
     again = run_pipeline(cfg, run)
     assert not any(t["ran"] for t in again.values())
+
+
+def test_the_report_tabulates_every_stage_output_and_wall_time(smoke_run, tmp_path):
+    from seamlib.cli import main
+
+    cfg, run, _ = smoke_run
+    run_pipeline(cfg, run)  # up to date (nothing runs) unless a test before changed it
+    main(["pipeline-report", f"seam={run}", "--out", str(tmp_path / "pipeline"),
+          "--setup", "one thread"])
+    report = json.loads((tmp_path / "pipeline.json").read_text())
+    entry = report["runs"]["seam"]
+    metrics = json.loads((run / "evaluate" / "metrics.json").read_text())
+    assert entry["metrics"]["random_walk"]["miou"] == metrics["random_walk"]["miou"]
+    assert set(entry["seconds"]) == set(STAGE_NAMES)
+    md = (tmp_path / "pipeline.md").read_text()
+    row = next(line for line in md.splitlines() if line.startswith("| seam | "))
+    assert f"{100 * metrics['segment_val']['miou']:.1f}" in row
+    assert "one thread" in md
 
 
 def test_a_changed_setting_reruns_its_stage_and_everything_after(smoke_run):
@@ -94,3 +113,21 @@ def test_train_from_names_a_folder_that_is_not_a_finished_run(tmp_path):
     (tmp_path / "half").mkdir()
     with pytest.raises(FileNotFoundError, match="half.*model.pth"):
         run_pipeline(cfg, tmp_path / "run", until="train", train_from=tmp_path / "half")
+
+
+def test_the_report_names_a_run_that_did_not_finish(tmp_path):
+    from seamlib.pipeline import pipeline_report
+
+    with pytest.raises(FileNotFoundError, match="metrics.json"):
+        pipeline_report({"x": tmp_path})
+
+
+def test_the_report_refuses_a_run_whose_last_call_stopped_early(smoke_run, tmp_path):
+    from seamlib.pipeline import pipeline_report
+
+    cfg, run, _ = smoke_run
+    partial = tmp_path / "partial"
+    shutil.copytree(run, partial)
+    run_pipeline(cfg, partial, until="crf")
+    with pytest.raises(ValueError, match="until"):
+        pipeline_report({"x": partial})
