@@ -10,7 +10,7 @@ WORKERS ?= $(or $(WORKERS_$(PROFILE)),1)
 SEEDS ?= 0 1 2
 NOTEBOOKS := 01_data 02_train_seam 03_cams
 
-.PHONY: install test lint reproduce data pretrain notebooks clean
+.PHONY: install test lint reproduce data pretrain pipeline notebooks clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -37,7 +37,8 @@ pretrain: $(STAMP)
 
 # The main job: data for the profile, the pretrained trunk's checksum checked (profiles that
 # pretrain), SEAM vs baseline over the seeds, the baseline's difficulty (the seed-0 baseline
-# run, reused), then every notebook executed into results/<profile>/ (they reuse the runs).
+# run, reused), every notebook executed into results/<profile>/ (they reuse the runs), then
+# the whole pipeline of seed 0 for both methods.
 reproduce: data
 	if [ "$(PROFILE)" = proxy ]; then $(BIN)/seam pretrain --profile $(PROFILE) --verify; fi
 	$(BIN)/seam compare --profile $(PROFILE) --seeds $(SEEDS) --workers $(WORKERS)
@@ -45,6 +46,25 @@ reproduce: data
 	for nb in $(NOTEBOOKS); do \
 	  $(BIN)/seam notebook $$nb --profile $(PROFILE) || exit 1; \
 	done
+	$(MAKE) pipeline PROFILE=$(PROFILE)
+
+# The whole pipeline (CAMs ... retrained segmentation) for SEAM and the baseline of seed 0,
+# training adopted from seam compare's runs; WORKERS > 1 runs the two at once, one torch
+# thread each. Their table: results/<profile>/pipeline.{json,md}.
+PIPE := runs/$(PROFILE)/pipeline
+BASELINE_SET := --set loss.use_er=false --set loss.use_ecr=false --set loss.use_rvmin=false
+pipeline: $(STAMP)
+	set -e; \
+	seam_run="$(BIN)/seam run --profile $(PROFILE) --run-dir $(PIPE)/seam_seed0 \
+	  --train-from runs/$(PROFILE)/compare/seam/seed0"; \
+	base_run="$(BIN)/seam run --profile $(PROFILE) --run-dir $(PIPE)/baseline_seed0 \
+	  $(BASELINE_SET) --train-from runs/$(PROFILE)/compare/baseline/seed0"; \
+	if [ "$(WORKERS)" -gt 1 ]; then \
+	  OMP_NUM_THREADS=1 $$seam_run & pid=$$!; OMP_NUM_THREADS=1 $$base_run; wait $$pid; \
+	else $$seam_run; $$base_run; fi; \
+	$(BIN)/seam pipeline-report seam=$(PIPE)/seam_seed0 baseline=$(PIPE)/baseline_seed0 \
+	  --out results/$(PROFILE)/pipeline \
+	  --setup "make pipeline PROFILE=$(PROFILE) WORKERS=$(WORKERS) (WORKERS > 1: both at once, one torch thread each)"
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
