@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -153,7 +154,7 @@ def cmd_pipeline_report(args: argparse.Namespace) -> None:
         if not sep or not name or not folder:
             raise SystemExit(f"run {item!r}: expected NAME=DIR, e.g. seam=runs/proxy/seam")
         runs[name] = Path(folder)
-    report = pipeline_report(runs, " ".join(["seam", *sys.argv[1:]]), args.setup)
+    report = pipeline_report(runs, shlex.join(["seam", *sys.argv[1:]]), args.setup)
     print(write_pipeline_report(report, Path(args.out)).read_text())
 
 
