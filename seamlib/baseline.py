@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
@@ -20,7 +19,7 @@ from seamlib.compare import method_config, run_method
 from seamlib.config import Config
 from seamlib.data.datasets import ClassificationDataset
 from seamlib.data.lists import labels_for
-from seamlib.evaluate import THRESHOLDS, average_precision, json_safe
+from seamlib.evaluate import THRESHOLDS, json_safe, mean_average_precision
 from seamlib.models import SEAMNet, build_model
 from seamlib.models.weights import load_weights
 from seamlib.trainer import MODEL
@@ -42,7 +41,7 @@ def classification_map(net: SEAMNet, cfg: Config, list_name: str) -> float:
     for images, target, _ in DataLoader(data, batch_size=32):
         out.append(net(images, with_pcm=False).cam[:, 1:].mean((2, 3)))
         targets.append(target)
-    return float(np.nanmean(average_precision(torch.cat(out).numpy(), torch.cat(targets).numpy())))
+    return mean_average_precision(torch.cat(out).numpy(), torch.cat(targets).numpy())
 
 
 def load_seam(cfg: Config, weights: str | Path) -> SEAMNet:

@@ -124,6 +124,11 @@ def average_precision(scores_: np.ndarray, targets: np.ndarray) -> np.ndarray:
 THRESHOLDS = np.round(np.arange(0.0, 0.96, 0.01), 2)  # background thresholds of a CAM sweep
 
 
+def mean_average_precision(scores_: np.ndarray, targets: np.ndarray) -> float:
+    """Mean of ``average_precision`` over the classes with a positive."""
+    return float(np.nanmean(average_precision(scores_, targets)))
+
+
 def ground_truth(root: str | Path, mask_dir: str, iid: str) -> np.ndarray:
     """The label mask of ``iid`` under ``root/mask_dir``; a missing file is an error naming it."""
     path = Path(root) / mask_dir / f"{iid}.png"

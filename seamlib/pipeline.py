@@ -236,6 +236,7 @@ def _mark(marker: Path, state: dict) -> None:
 REPORT_METRICS = (("cams", "CAM, best thr"), ("cams_at_val_threshold", "CAM, val-chosen thr"),
                   ("random_walk", "random walk"), ("segment_val", "segmentation val"),
                   ("segment_test", "segmentation test"))
+REPORT_FIELDS = ("miou", "mfp", "mfn", "iou", "list", "images", "threshold")  # of each metric
 
 
 def pipeline_report(runs: dict[str, Path], command: str = "", setup: str = "") -> dict:
@@ -257,10 +258,8 @@ def pipeline_report(runs: dict[str, Path], command: str = "", setup: str = "") -
         seconds = {stage: t.get("train_seconds", t["seconds"]) for stage, t in timings.items()}
         out["runs"][name] = {
             "run_dir": str(run), "seconds": seconds,
-            "adopted_training": timings.get("train", {}).get("adopted_from"),
-            "metrics": {key: {k: m[k] for k in ("miou", "mfp", "mfn", "iou", "list", "images")
-                              if k in m} | ({"threshold": m["threshold"]} if "threshold" in m
-                                            else {})
+            "adopted_training": timings["train"].get("adopted_from"),
+            "metrics": {key: {k: m[k] for k in REPORT_FIELDS if k in m}
                         for key, m in metrics.items()},
         }
     return out

@@ -16,52 +16,43 @@ baseline back. GAP commutes with the 1x1 fc8, so fc8 on pooled features is fc8 o
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 from tqdm import tqdm
 
 from seamlib.bench import hardware
 from seamlib.config import Config, TrainConfig
-from seamlib.data.lists import check_inputs, labels_for, list_path
-from seamlib.data.voc import IMAGES, MEAN, STD, decode_image, read_list
-from seamlib.evaluate import average_precision
+from seamlib.data.datasets import VOCImages
+from seamlib.data.lists import check_inputs, labels_for
+from seamlib.evaluate import mean_average_precision
 from seamlib.models.seam import build_model
 from seamlib.models.weights import load_weights
+from seamlib.pretrain import to_tensor
 
 PROBE_STEPS = 400  # full-batch Adam steps of the linear probe
 PROBE_WEIGHT_DECAYS = (1e-4, 1e-3, 1e-2)
-HEAD_LR_MULT = 10  # fc8's learning-rate multiple in the reference parameter groups
 
 
 @torch.no_grad()
-def pooled_features(cfg: Config, list_name: str, progress: bool = True
+def pooled_features(backbone: nn.Module, cfg: Config, list_name: str, progress: bool = True
                     ) -> tuple[torch.Tensor, torch.Tensor]:
     """(N, C) pooled conv6 features of the list's whole images and their (N, 20) labels."""
-    if not cfg.model.weights:
-        raise ValueError("model.weights is not set: the probe measures a pretrained trunk")
-    root = Path(cfg.data.root)
-    check_inputs(root, [list_name], need_xml=cfg.data.label_source == "xml", progress=progress)
-    net = build_model(cfg.model)
-    load_weights(net, cfg.model.weights)
-    backbone = net.backbone.eval()
-    labels = labels_for(root, list_name, cfg.data.label_source)
-    mean, std = torch.tensor(MEAN).view(1, 3, 1, 1), torch.tensor(STD).view(1, 3, 1, 1)
-    feats, targets = [], []
-    for image_id in tqdm(read_list(list_path(root, list_name)), desc=f"features {list_name}",
-                         unit="img", disable=not progress):
-        image = np.array(decode_image(root / IMAGES / f"{image_id}.jpg", "RGB"))
-        x = (torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255 - mean) / std
-        feats.append(backbone(x)["conv6"].mean((2, 3))[0])
-        targets.append(torch.as_tensor(np.asarray(labels[image_id], np.float32)))
+    check_inputs(cfg.data.root, [list_name], need_xml=cfg.data.label_source == "xml",
+                 progress=progress)
+    images = VOCImages(cfg.data.root, list_name)
+    labels = labels_for(cfg.data.root, list_name, cfg.data.label_source)
+    backbone.eval()
+    feats = [backbone(to_tensor(np.array(images.raw_image(i))[None]))["conv6"].mean((2, 3))[0]
+             for i in tqdm(range(len(images)), desc=f"features {list_name}", unit="img",
+                           disable=not progress)]
+    targets = [torch.as_tensor(np.asarray(labels[i], np.float32)) for i in images.ids]
     return torch.stack(feats), torch.stack(targets)
 
 
 def val_map(scores: torch.Tensor, targets: torch.Tensor) -> float:
-    """Mean over classes (with a positive) of the VOC average precision."""
-    return float(np.nanmean(average_precision(scores.numpy(), targets.numpy())))
+    return mean_average_precision(scores.numpy(), targets.numpy())
 
 
 def linear_probe(x: torch.Tensor, y: torch.Tensor, xv: torch.Tensor, yv: torch.Tensor,
@@ -86,16 +77,17 @@ def linear_probe(x: torch.Tensor, y: torch.Tensor, xv: torch.Tensor, yv: torch.T
 
 
 def reference_head(x: torch.Tensor, y: torch.Tensor, xv: torch.Tensor, yv: torch.Tensor,
-                   train: TrainConfig, num_classes: int = 21) -> dict:
-    """Val mAP of fc8 alone trained on pooled features with ``train``'s optimiser and steps."""
+                   train: TrainConfig, head: dict, num_classes: int = 21) -> dict:
+    """Val mAP of fc8 alone trained on pooled features with ``train``'s momentum, poly decay,
+    batch and steps, and the lr and weight decay of ``head`` (fc8's parameter group)."""
     gen = torch.Generator().manual_seed(train.seed)
     torch.manual_seed(train.seed)
     weight = torch.empty(num_classes, x.shape[1])
     torch.nn.init.xavier_uniform_(weight)
     weight.requires_grad_()
-    lr = train.lr * HEAD_LR_MULT
+    lr = head["lr"]
     opt = torch.optim.SGD([weight], lr=lr, momentum=train.momentum,
-                          weight_decay=train.weight_decay)
+                          weight_decay=head["weight_decay"])
     steps = train.epochs * (len(x) // train.batch_size)
     for step in range(steps):
         opt.param_groups[0]["lr"] = lr * (1 - step / steps) ** train.poly_power
@@ -109,13 +101,24 @@ def reference_head(x: torch.Tensor, y: torch.Tensor, xv: torch.Tensor, yv: torch
                 "head_final_loss": float(loss)}
 
 
+def head_group(net: nn.Module, train: TrainConfig) -> dict:
+    """fc8's parameter group (lr and weight decay) in the network's reference optimiser."""
+    return next(g for g in net.parameter_groups(train.lr, train.weight_decay)
+                if g["name"] == "head_weight")
+
+
 def probe(cfg: Config, command: str = "", progress: bool = True) -> dict:
     """Both diagnostics for the profile's trunk (``model.weights``) and training schedule."""
-    x, y = pooled_features(cfg, cfg.data.train_list, progress)
-    xv, yv = pooled_features(cfg, cfg.data.val_list, progress)
+    if not cfg.model.weights:
+        raise ValueError("model.weights is not set: the probe measures a pretrained trunk")
+    net = build_model(cfg.model)
+    load_weights(net, cfg.model.weights)
+    head = head_group(net, cfg.train)
+    x, y = pooled_features(net.backbone, cfg, cfg.data.train_list, progress)
+    xv, yv = pooled_features(net.backbone, cfg, cfg.data.val_list, progress)
     return {
         **linear_probe(x, y, xv, yv),
-        **reference_head(x, y, xv, yv, cfg.train, cfg.model.num_classes),
+        **reference_head(x, y, xv, yv, cfg.train, head, cfg.model.num_classes),
         "feature_channels": x.shape[1],
         "feature_sq_norm_mean": float((x ** 2).sum(1).mean()),
         "feature_mean": float(x.mean()),

@@ -8,12 +8,13 @@ import pytest
 import torch
 
 from seamlib.cli import main
-from seamlib.config import TrainConfig, load_config
+from seamlib.config import ModelConfig, TrainConfig, load_config
 from seamlib.models.seam import build_model
 from seamlib.models.weights import save_released
-from seamlib.probe import linear_probe, probe, reference_head
+from seamlib.probe import head_group, linear_probe, probe, reference_head
 
 REFERENCE = TrainConfig(epochs=10, batch_size=8)  # the reference optimiser, 500 steps below
+HEAD = head_group(build_model(ModelConfig(width=0.0625)), REFERENCE)  # fc8: lr 0.1, wd 5e-4
 
 
 def features(scale: float, n: int = 400, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -37,8 +38,8 @@ def test_the_probe_reads_separable_features_and_not_noise():
 def test_the_reference_head_is_slow_on_small_features_and_fast_on_large_ones():
     small, y = features(1.0)
     small_v, yv = features(1.0, seed=1)
-    slow = reference_head(small, y, small_v, yv, REFERENCE)
-    fast = reference_head(small * 10, y, small_v * 10, yv, REFERENCE)
+    slow = reference_head(small, y, small_v, yv, REFERENCE, HEAD)
+    fast = reference_head(small * 10, y, small_v * 10, yv, REFERENCE, HEAD)
     assert slow["head_steps"] == fast["head_steps"] == 500
     assert fast["head_map"] > 0.95 > 0.6 > slow["head_map"]
     assert slow["head_final_loss"] > fast["head_final_loss"] + 0.2
@@ -54,6 +55,11 @@ def test_probe_runs_on_a_trunk_file_and_the_cli_writes_its_json(voc_root, tmp_pa
     assert 0 <= result["probe_map"] <= 1 and 0 <= result["head_map"] <= 1
     assert result["feature_channels"] == build_model(cfg.model).backbone.channels["conv6"]
     assert result["head_steps"] == cfg.train.epochs * (4 // cfg.train.batch_size)
+
+
+def test_the_head_group_is_the_reference_fc8_group():
+    assert HEAD["lr"] == pytest.approx(10 * REFERENCE.lr)
+    assert HEAD["weight_decay"] == REFERENCE.weight_decay
 
 
 def test_probe_needs_a_trunk(voc_root):
