@@ -131,12 +131,13 @@ def subprocess_run(kind: str, kwargs: dict[str, Any]) -> dict[str, Any]:
 
 
 def compare(kind: str, common: dict[str, Any], variants: list[str], repeats: int,
-            images_per_run: int) -> dict[str, Any]:
-    """Alternate the variants ``repeats`` times (A/B/A/B); medians of seconds per step/run."""
+            images_per_run: int, scratch: Path) -> dict[str, Any]:
+    """Alternate the variants ``repeats`` times (A/B/A/B); medians of seconds per step/run.
+    Inference outputs are kept in ``scratch`` until they are compared."""
     runs: dict[str, list[dict]] = {v: [] for v in variants}
     for r in range(repeats):
         for v in variants:
-            extra = {"save": str(OUT / f".{kind}_{v}_{r}.pt")} if kind == "infer" else {}
+            extra = {"save": str(scratch / f".{kind}_{v}_{r}.pt")} if kind == "infer" else {}
             runs[v].append(subprocess_run(kind, {**common, "variant": v, **extra}))
     out: dict[str, Any] = {"settings": common, "repeats": repeats, "variants": {}}
     for v, rs in runs.items():
@@ -149,7 +150,7 @@ def compare(kind: str, common: dict[str, Any], variants: list[str], repeats: int
     for v in variants:
         out["variants"][v]["speedup"] = round(ref / out["variants"][v]["median_seconds"], 3)
         out["variants"][v]["max_abs_diff"] = difference(runs[v][0], runs[variants[0]][0])
-    for path in OUT.glob(f".{kind}_*.pt"):
+    for path in scratch.glob(f".{kind}_*.pt"):
         path.unlink()
     return out
 
@@ -175,7 +176,9 @@ def run_all(out: Path, root: Path, repeats: int, quick: bool, only: list[str]) -
     """Run the benchmarks named in ``only`` (all when empty), each written as its own JSON."""
     for name, (kind, settings, variants, images) in benchmarks(root, quick).items():
         if not only or name in only:
-            write_json(out / f"{name}.json", compare(kind, settings, variants, repeats, images))
+            out.mkdir(parents=True, exist_ok=True)
+            write_json(out / f"{name}.json",
+                       compare(kind, settings, variants, repeats, images, scratch=out))
 
 
 def write_json(path: Path, obj: Any) -> None:

@@ -79,10 +79,11 @@ def cmd_difficulty(args: argparse.Namespace) -> None:
     cfg = config_from(args)
     command = " ".join(["seam", *sys.argv[1:]])
     result = measure_difficulty(cfg, command)
-    out = RESULTS / cfg.profile
-    atomic_write(out / "difficulty.json", lambda t: t.write_text(json.dumps(result, indent=1)))
+    out = Path(args.out or RESULTS / cfg.profile / "difficulty.json")
+    atomic_write(out, lambda t: t.write_text(json.dumps(result, indent=1)))
     print(json.dumps({k: v for k, v in result.items() if k not in ("curve", "config")}, indent=1))
-    print(write_datasheet(cfg.data.root, out, result))
+    if args.out is None:  # a diagnostic run elsewhere leaves the datasheet alone
+        print(write_datasheet(cfg.data.root, out.parent, result))
 
 
 def cmd_probe(args: argparse.Namespace) -> None:
@@ -333,8 +334,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="seam", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    for name, func, device in (("data", cmd_data, False), ("difficulty", cmd_difficulty, True),
-                               ("datasheet", cmd_datasheet, False),
+    p = sub.add_parser("difficulty", help=cmd_difficulty.__doc__)
+    add_config_args(p, device=True)
+    p.add_argument("--out", default=None, help="JSON file for a diagnostic run (default: "
+                   "results/PROFILE/difficulty.json, and the datasheet is rewritten)")
+    p.set_defaults(func=cmd_difficulty)
+    for name, func, device in (("data", cmd_data, False), ("datasheet", cmd_datasheet, False),
                                ("train", cmd_train, True)):
         p = sub.add_parser(name, help=func.__doc__)
         add_config_args(p, device)

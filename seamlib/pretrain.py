@@ -101,6 +101,16 @@ def top1(net: TrunkClassifier, images: np.ndarray, labels: np.ndarray, batch: in
     return hits / max(1, len(images))
 
 
+def parameter_groups(net: nn.Module, pc: PretrainConfig) -> list[dict]:
+    """Conv and linear weights decay by ``pc.weight_decay``; BN scales/shifts and biases (1-d
+    tensors) too unless ``pc.decay_norm`` is False."""
+    flat = [p for p in net.parameters() if p.ndim <= 1]
+    if pc.decay_norm or not flat:
+        return [{"params": list(net.parameters()), "weight_decay": pc.weight_decay}]
+    return [{"params": [p for p in net.parameters() if p.ndim > 1],
+             "weight_decay": pc.weight_decay}, {"params": flat, "weight_decay": 0.0}]
+
+
 def trunk_state(net: TrunkClassifier) -> dict[str, torch.Tensor]:
     """The trunk's tensors under the released ImageNet names (no classifier), fp16."""
     return {k: v.detach().cpu().half().clone() for k, v in net.trunk.state_dict().items()
@@ -126,8 +136,7 @@ def pretrain(cfg: Config, command: str = "", progress: bool = True) -> Path:
     n_classes = len(class_designs(pc))
     torch.manual_seed(pc.seed)
     net = TrunkClassifier(cfg.model.width, n_classes)
-    opt = torch.optim.SGD(net.parameters(), lr=pc.lr, momentum=pc.momentum,
-                          weight_decay=pc.weight_decay)
+    opt = torch.optim.SGD(parameter_groups(net, pc), lr=pc.lr, momentum=pc.momentum)
     steps_per_epoch = len(train_x) // pc.batch_size
     max_step = pc.epochs * steps_per_epoch
     step, seconds = resume(out / CHECKPOINT, net, opt, settings)

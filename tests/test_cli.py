@@ -2,6 +2,7 @@
 
 import argparse
 import dataclasses
+import json
 
 import pytest
 
@@ -132,3 +133,19 @@ def test_random_walk_command_calls_random_walk_stage(monkeypatch):
     assert cfg.random_walk.beta == 4 and args.command == "random-walk"
     with pytest.raises(SystemExit):
         args_for("random-walk", "--cams", "C", "--out", "O")  # --weights is required
+
+
+def test_difficulty_out_writes_a_diagnostic_and_leaves_the_datasheet(tmp_path, monkeypatch):
+    from seamlib import cli
+
+    calls = []
+    monkeypatch.setattr("seamlib.baseline.measure_difficulty",
+                        lambda cfg, command: {"val_map": 0.5, "command": command})
+    monkeypatch.setattr("seamlib.data.datasheet.write_datasheet",
+                        lambda *a: calls.append(a) or "datasheet")
+    out = tmp_path / "diag" / "difficulty.json"
+    cli.main(["difficulty", "--profile", "smoke", "--out", str(out)])
+    assert json.loads(out.read_text())["val_map"] == 0.5 and not calls
+    monkeypatch.setattr(cli, "RESULTS", tmp_path / "results")
+    cli.main(["difficulty", "--profile", "smoke"])
+    assert (tmp_path / "results" / "smoke" / "difficulty.json").exists() and len(calls) == 1

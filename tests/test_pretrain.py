@@ -13,7 +13,7 @@ from seamlib.io import sha256_file
 from seamlib.models import build_model
 from seamlib.models.seam import HEAD_NAMES
 from seamlib.models.weights import load_weights
-from seamlib.pretrain import lr_at, pretrain, verify_trunk
+from seamlib.pretrain import TrunkClassifier, lr_at, parameter_groups, pretrain, verify_trunk
 
 
 @pytest.fixture(scope="module")
@@ -76,6 +76,22 @@ def test_learning_rate_warms_up_then_decays_to_zero():
     lrs = [lr_at(s, 1000, cfg) for s in range(1000)]
     assert lrs[0] < lrs[19] == pytest.approx(cfg.lr)
     assert all(a >= b for a, b in zip(lrs[20:], lrs[21:], strict=False)) and lrs[-1] < 1e-5
+
+
+def test_decay_norm_false_leaves_bn_and_biases_undecayed():
+    pc = load_config("smoke").pretrain
+    net = TrunkClassifier(0.0625, 4)
+    (group,) = parameter_groups(net, pc)
+    assert group["weight_decay"] == pc.weight_decay and len(group["params"]) == len(
+        list(net.parameters()))
+    pc.decay_norm = False
+    decayed, flat = parameter_groups(net, pc)
+    assert flat["weight_decay"] == 0.0 and decayed["weight_decay"] == pc.weight_decay
+    assert {id(p) for p in flat["params"]} == {id(p) for p in net.parameters() if p.ndim == 1}
+    bn = net.trunk.bn7
+    assert any(p is bn.weight for p in flat["params"])
+    assert not any(p is net.head.weight for p in flat["params"])
+    assert len(decayed["params"]) + len(flat["params"]) == len(list(net.parameters()))
 
 
 def test_cli_refuses_a_profile_without_pretraining(capsys):
