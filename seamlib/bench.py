@@ -174,9 +174,9 @@ def benchmarks(root: Path, quick: bool) -> dict[str, tuple[str, dict[str, Any], 
 
 def run_all(out: Path, root: Path, repeats: int, quick: bool, only: list[str]) -> None:
     """Run the benchmarks named in ``only`` (all when empty), each written as its own JSON."""
+    out.mkdir(parents=True, exist_ok=True)  # also holds the inference runs' scratch files
     for name, (kind, settings, variants, images) in benchmarks(root, quick).items():
         if not only or name in only:
-            out.mkdir(parents=True, exist_ok=True)
             write_json(out / f"{name}.json",
                        compare(kind, settings, variants, repeats, images, scratch=out))
 

@@ -104,11 +104,11 @@ def top1(net: TrunkClassifier, images: np.ndarray, labels: np.ndarray, batch: in
 def parameter_groups(net: nn.Module, pc: PretrainConfig) -> list[dict]:
     """Conv and linear weights decay by ``pc.weight_decay``; BN scales/shifts and biases (1-d
     tensors) too unless ``pc.decay_norm`` is False."""
-    flat = [p for p in net.parameters() if p.ndim <= 1]
-    if pc.decay_norm or not flat:
-        return [{"params": list(net.parameters()), "weight_decay": pc.weight_decay}]
-    return [{"params": [p for p in net.parameters() if p.ndim > 1],
-             "weight_decay": pc.weight_decay}, {"params": flat, "weight_decay": 0.0}]
+    params = list(net.parameters())
+    if pc.decay_norm:
+        return [{"params": params, "weight_decay": pc.weight_decay}]
+    return [{"params": [p for p in params if p.ndim > 1], "weight_decay": pc.weight_decay},
+            {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
 
 
 def trunk_state(net: TrunkClassifier) -> dict[str, torch.Tensor]:
