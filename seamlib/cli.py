@@ -215,7 +215,7 @@ def cmd_compare(args: argparse.Namespace) -> None:
 
     cfg = config_from(args)
     report = compare(cfg, args.seeds, " ".join(["seam", *sys.argv[1:]]), RESULTS / cfg.profile,
-                     workers=args.workers)
+                     workers=args.workers, extend=args.extend)
     print("\n".join(report["findings"]))
     print(RESULTS / cfg.profile / "seam_vs_baseline.md")
 
@@ -401,6 +401,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1,
                    help="runs trained at once, each in its own process with an equal share of "
                         "the CPU threads (default 1)")
+    p.add_argument("--extend", action="store_true",
+                   help="keep the other seeds' runs of results/PROFILE/seam_vs_baseline.json "
+                        "(made with the same settings) and add these seeds to it")
     p.set_defaults(func=cmd_compare)
     p = sub.add_parser("step-benchmark", help=cmd_step_benchmark.__doc__)
     p.add_argument("--width", type=float, default=1.0)

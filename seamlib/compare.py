@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from seamlib.bench import hardware
 from seamlib.cams import cams_stage
-from seamlib.config import Config, apply_overrides
+from seamlib.config import TOP_LEVEL, Config, apply_overrides
 from seamlib.data.voc import CLASSES
 from seamlib.evaluate import THRESHOLDS, cam_confusions, json_safe, scores, sweep_table
 from seamlib.io import atomic_write
@@ -151,15 +151,39 @@ def aggregate(runs: list[dict]) -> dict[str, dict]:
     return out
 
 
+def recorded_runs(cfg: Config, path: Path, seeds: list[int]) -> tuple[list[dict], list[str]]:
+    """The runs and commands of an earlier report at ``path`` made with ``cfg``'s settings,
+    less the ``seeds`` about to be rerun; refuse a report of other settings."""
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no earlier comparison to extend; run without --extend")
+    old = json.loads(path.read_text())
+    mine = json.loads(json.dumps(json_safe(dataclasses.asdict(cfg))))
+    differ = sorted(f"{stage}.{k}" for stage, v in mine.items() if isinstance(v, dict)
+                    for k in v if old["config"].get(stage, {}).get(k) != v[k])
+    differ += [k for k in TOP_LEVEL if old["config"].get(k) != mine[k]]
+    if differ:
+        raise ValueError(f"{path} was made with other settings ({', '.join(differ)}); "
+                         "rerun every seed instead of --extend")
+    runs = [{"hardware": old["hardware"], **r} for r in old["runs"] if r["seed"] not in seeds]
+    return runs, old.get("commands", [old["command"]])
+
+
 def compare(cfg: Config, seeds: list[int], command: str, results: str | Path,
-            progress: bool = True, workers: int = 1) -> dict:
+            progress: bool = True, workers: int = 1, extend: bool = False) -> dict:
     """Run baseline and SEAM for every seed (``workers`` runs at a time); write
-    ``<results>/seam_vs_baseline.{json,md,png}`` and return the report."""
+    ``<results>/seam_vs_baseline.{json,md,png}`` and return the report. ``extend`` keeps the
+    other seeds' runs of the report already there (same settings required), so seeds can be
+    added one session at a time."""
     if not seeds:
         raise ValueError("compare needs at least one seed")
+    path = Path(results) / f"{REPORT}.json"
+    kept, commands = recorded_runs(cfg, path, seeds) if extend else ([], [])
     jobs = [(method, seed) for method in METHODS for seed in seeds]
-    runs = run_methods(cfg, jobs, workers, progress)
-    report = {"command": command, "profile": cfg.profile, "seeds": list(seeds),
+    runs = kept + [{"hardware": hardware(), **r} for r in run_methods(cfg, jobs, workers,
+                                                                      progress)]
+    runs.sort(key=lambda r: (METHODS.index(r["method"]), r["seed"]))
+    report = {"command": command, "commands": [*commands, command], "profile": cfg.profile,
+              "seeds": sorted({r["seed"] for r in runs}),
               "cam_list": cfg.data.cam_list, "val_list": cfg.data.val_list,
               "thresholds": THRESHOLDS.tolist(), "classes": list(CLASSES),
               "runs": json_safe(runs), "summary": aggregate(runs), "hardware": hardware(),
@@ -223,8 +247,10 @@ def format_markdown(report: dict) -> str:
     """The report as markdown: headline table, per-class IoU, findings, per-run wall times."""
     s, cls = report["summary"], report["classes"]
     n = len(report["seeds"])
+    machines = sorted({r.get("hardware", report["hardware"]) for r in report["runs"]})
     lines = [f"# SEAM vs plain-CAM baseline ({report['profile']})", "",
-             f"Command: `{report['command']}`  ", f"Hardware: {report['hardware']}", "",
+             *[f"Command: `{c}`  " for c in report.get("commands", [report["command"]])],
+             f"Hardware: {'; '.join(machines)}", "",
              f"CAM pseudo labels on `{report['cam_list']}`: argmax over the CAMs of the "
              f"image's classes and a constant background threshold (swept over "
              f"{report['thresholds'][0]:.2f}..{report['thresholds'][-1]:.2f} in steps of 0.01). "

@@ -127,3 +127,28 @@ def test_parallel_runs_give_the_serial_numbers(report):
         # one thread per run instead of all: the same training, up to float rounding
         assert mine["train_miou_best"] == pytest.approx(serial["train_miou_best"], abs=1e-3)
         assert mine["curve"]["miou"] == pytest.approx(serial["curve"]["miou"], abs=1e-3)
+
+
+def test_extend_keeps_recorded_seeds_and_refuses_other_settings(report):
+    report, tmp = report
+    results = tmp / "extended"
+    results.mkdir()
+    (results / "seam_vs_baseline.json").write_text(
+        (tmp / "results" / "seam_vs_baseline.json").read_text())
+    cfg = load_config("smoke", SMALL | {"train": {"out_dir": str(tmp / "runs")}},
+                      data_root=tmp / "VOC")
+    extended = compare(cfg, [1], "seam compare --seeds 1 --extend", results, progress=False,
+                       extend=True)
+    assert extended["seeds"] == [0, 1] and len(extended["runs"]) == 4
+    assert extended["commands"] == ["seam compare --profile smoke --seeds 0",
+                                    "seam compare --seeds 1 --extend"]
+    kept = [r for r in extended["runs"] if r["seed"] == 0]
+    assert [r["train_miou_best"] for r in kept] == [r["train_miou_best"] for r in report["runs"]]
+    assert extended["summary"]["seam"]["train_miou_best"]["std"] is not None
+    assert "seam compare --seeds 1 --extend" in (results / "seam_vs_baseline.md").read_text()
+    other = load_config("smoke", SMALL | {"train": {"out_dir": str(tmp / "runs"), "lr": 0.5}},
+                        data_root=tmp / "VOC")
+    with pytest.raises(ValueError, match=r"other settings \(train.lr\)"):
+        compare(other, [2], "x", results, progress=False, extend=True)
+    with pytest.raises(FileNotFoundError, match="no earlier comparison"):
+        compare(cfg, [2], "x", tmp / "nothing", progress=False, extend=True)
