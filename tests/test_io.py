@@ -1,0 +1,40 @@
+"""seamlib.io: atomic writes keep the usual file mode and leave nothing behind on failure."""
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from seamlib.io import atomic_write, sha256_file
+
+
+def test_atomic_write_gives_the_mode_a_plain_open_would(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        atomic_write(tmp_path / "a.json", lambda p: p.write_text("{}"))
+        (tmp_path / "b.json").write_text("{}")
+    finally:
+        os.umask(old)
+    mode = stat.S_IMODE((tmp_path / "a.json").stat().st_mode)
+    assert mode == stat.S_IMODE((tmp_path / "b.json").stat().st_mode) == 0o644
+
+
+def test_atomic_write_failure_keeps_the_old_file_and_no_temporary(tmp_path: Path) -> None:
+    target = tmp_path / "table.md"
+    target.write_text("old")
+
+    def broken(p: Path) -> None:
+        p.write_text("half")
+        raise RuntimeError("interrupted")
+
+    with pytest.raises(RuntimeError, match="interrupted"):
+        atomic_write(target, broken)
+    assert target.read_text() == "old"
+    assert [f.name for f in tmp_path.iterdir()] == ["table.md"]
+
+
+def test_sha256_file_matches_a_known_digest(tmp_path: Path) -> None:
+    (tmp_path / "x").write_bytes(b"abc")
+    assert sha256_file(tmp_path / "x") == (
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
