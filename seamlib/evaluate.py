@@ -147,6 +147,17 @@ def cam_confusions(cam_dir: str | Path, root: str | Path, list_name: str,
     return threshold_sweep(samples, thresholds)
 
 
+def image_mious(cam_dir: str | Path, root: str | Path, list_name: str, threshold: float,
+                mask_dir: str = SEG_CLASS) -> dict[str, float]:
+    """mIoU of each image's CAM pseudo label at ``threshold``, over the classes in that image's
+    ground truth or prediction: finds the images where two methods differ most."""
+    check_inputs(root, [list_name], need_masks=mask_dir, need_images=False)
+    ids = read_list(list_path(root, list_name))
+    return {iid: scores(confusion(cam_prediction(cams, classes, threshold),
+                                  ground_truth(root, mask_dir, iid)))["miou"]
+            for iid, cams, classes in iter_cams(cam_dir, ids)}
+
+
 def png_confusion(pred_dir: str | Path, root: str | Path, list_name: str,
                   mask_dir: str = SEG_CLASS) -> np.ndarray:
     """Confusion matrix (21, 21) of label PNGs (pseudo labels, segmentation) over a list."""

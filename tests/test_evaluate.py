@@ -19,6 +19,7 @@ from seamlib.evaluate import (
     cam_prediction,
     confusion,
     evaluate,
+    image_mious,
     json_safe,
     scores,
     sweep_table,
@@ -165,6 +166,25 @@ def test_evaluate_cams_at_a_threshold_and_by_sweep(root, tmp_path):
     assert swept["miou"] == pytest.approx(best)
     assert swept["threshold"] == swept["curve"][[r["miou"] for r in swept["curve"]].index(best)][
         "threshold"]
+
+
+def test_image_mious_scores_each_image_over_its_own_classes(root, tmp_path):
+    # a: bottle CAM high on the right half -> perfect; b: class 12 CAM high on pixel 1 only
+    label = torch.zeros(20)
+    label[4] = 1
+    full = torch.zeros(20, 2, 4)
+    full[4, :, 2:] = 0.9
+    save_cam(tmp_path / "cams" / "a.npz", full, label)
+    label = torch.zeros(20)
+    label[11] = 1
+    full = torch.zeros(20, 1, 4)
+    full[11, 0, 1] = 0.9
+    save_cam(tmp_path / "cams" / "b.npz", full, label)
+    out = image_mious(tmp_path / "cams", root, "val", threshold=0.5)
+    assert out["a"] == pytest.approx(1.0)
+    # b: background 2/3 (gt 0 at pixels 0, 3; predicted at 0, 2, 3), dog 1/2
+    assert out["b"] == pytest.approx((2 / 3 + 1 / 2) / 2)
+    assert list(out) == ["a", "b"]
 
 
 def test_evaluate_errors_name_the_file(root, tmp_path):
