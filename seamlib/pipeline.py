@@ -198,14 +198,17 @@ def _run_stage(cfg: Config, run: Path, stage: Stage, key: str, adopt: Path | Non
     if state.get("key") not in (None, key):
         print(f"[{stage.name}] settings or inputs changed: clearing {folder}")
         shutil.rmtree(folder)
+    from seamlib.bench import hardware
+
     _mark(marker, {"key": key, "complete": False})
     start = time.time()
     extra = adopt_training(adopt, folder) if adopt is not None else {}
     stage.run(cfg, run)
     seconds = round(time.time() - start, 1)
-    _mark(marker, {"key": key, "complete": True, "seconds": seconds, **extra})
+    done = {"seconds": seconds, "hardware": hardware(), **extra}
+    _mark(marker, {"key": key, "complete": True, **done})
     print(f"[{stage.name}] done in {seconds} s")
-    return {"seconds": seconds, "ran": True, **extra}
+    return {**done, "ran": True}
 
 
 def adopt_training(source: Path, folder: Path) -> dict:
@@ -240,10 +243,11 @@ REPORT_FIELDS = ("miou", "mfp", "mfn", "iou", "list", "images", "threshold")  # 
 
 
 def pipeline_report(runs: dict[str, Path], command: str = "", setup: str = "") -> dict:
-    """Metrics and stage wall times of finished pipeline runs ({name: run folder})."""
+    """Metrics and stage wall times of finished pipeline runs ({name: run folder}), with the
+    hardware the stages recorded when they ran (not that of the process writing the report)."""
     from seamlib.bench import hardware
 
-    out = {"command": command, "setup": setup, "hardware": hardware(), "runs": {}}
+    out: dict = {"command": command, "setup": setup, "runs": {}}
     for name, run in runs.items():
         metrics_path, timings_path = run / "evaluate" / "metrics.json", run / TIMINGS
         for path in (metrics_path, timings_path):
@@ -259,9 +263,13 @@ def pipeline_report(runs: dict[str, Path], command: str = "", setup: str = "") -
         out["runs"][name] = {
             "run_dir": str(run), "seconds": seconds,
             "adopted_training": timings["train"].get("adopted_from"),
+            "hardware": sorted({t["hardware"] for t in timings.values() if "hardware" in t}),
             "metrics": {key: {k: m[k] for k in REPORT_FIELDS if k in m}
                         for key, m in metrics.items()},
         }
+    machines = sorted({h for r in out["runs"].values() for h in r["hardware"]})
+    out["hardware"] = ("; ".join(machines) if machines else
+                       f"not recorded by the runs (the report was written on {hardware()})")
     return out
 
 

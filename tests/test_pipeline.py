@@ -59,6 +59,9 @@ def test_the_report_tabulates_every_stage_output_and_wall_time(smoke_run, tmp_pa
     row = next(line for line in md.splitlines() if line.startswith("| seam | "))
     assert f"{100 * metrics['segment_val']['miou']:.1f}" in row
     assert "one thread" in md
+    from seamlib.bench import hardware  # the stages' own record, one machine here
+    assert entry["hardware"] == [hardware()] and report["hardware"] == hardware()
+    assert f"Hardware: {hardware()}" in md
 
 
 def test_a_changed_setting_reruns_its_stage_and_everything_after(smoke_run):
