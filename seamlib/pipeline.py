@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from seamlib.bench import hardware
 from seamlib.config import Config
 from seamlib.io import atomic_write
 
@@ -198,8 +199,6 @@ def _run_stage(cfg: Config, run: Path, stage: Stage, key: str, adopt: Path | Non
     if state.get("key") not in (None, key):
         print(f"[{stage.name}] settings or inputs changed: clearing {folder}")
         shutil.rmtree(folder)
-    from seamlib.bench import hardware
-
     _mark(marker, {"key": key, "complete": False})
     start = time.time()
     extra = adopt_training(adopt, folder) if adopt is not None else {}
@@ -245,8 +244,6 @@ REPORT_FIELDS = ("miou", "mfp", "mfn", "iou", "list", "images", "threshold")  # 
 def pipeline_report(runs: dict[str, Path], command: str = "", setup: str = "") -> dict:
     """Metrics and stage wall times of finished pipeline runs ({name: run folder}), with the
     hardware the stages recorded when they ran (not that of the process writing the report)."""
-    from seamlib.bench import hardware
-
     out: dict = {"command": command, "setup": setup, "runs": {}}
     for name, run in runs.items():
         metrics_path, timings_path = run / "evaluate" / "metrics.json", run / TIMINGS
