@@ -16,6 +16,7 @@
     seam crf --profile proxy --cams runs/proxy/cams_train_aug --out runs/proxy/crf
     seam affinity --profile proxy --labels runs/proxy/crf
     seam random-walk --profile proxy --cams DIR --weights runs/proxy/aff/model.pth --out DIR
+    seam random-walk-sweep runs/proxy/pipeline/baseline_seed0 --profile proxy --out rw.json
 """
 
 from __future__ import annotations
@@ -296,6 +297,20 @@ def cmd_random_walk(args: argparse.Namespace) -> None:
                             args.list or cfg.data.train_list, args.out, cfg))
 
 
+def cmd_random_walk_sweep(args: argparse.Namespace) -> None:
+    """score a run's random walk over a grid of logt and alpha (its CAMs and AffinityNet)"""
+    from seamlib.bench import hardware
+    from seamlib.random_walk import random_walk_sweep
+
+    cfg = config_from(args)
+    result = random_walk_sweep(args.run_dir, cfg, args.logt, args.alpha, args.list)
+    result.update(command=" ".join(["seam", *sys.argv[1:]]), hardware=hardware())
+    atomic_write(Path(args.out), lambda t: t.write_text(json.dumps(result, indent=1)))
+    for row in result["rows"]:
+        print(f"logt {row['logt']} alpha {row['alpha']:g}: mIoU {row['miou']:.1%}")
+    print(f"best: {result['best']} -> {args.out}")
+
+
 def add_pseudo_label_commands(sub: Any) -> None:
     """``seam crf``, ``seam affinity`` and ``seam random-walk``."""
     cams = ("--cams", {"required": True, "help": "CAM folder (<id>.npz) of the list"})
@@ -314,6 +329,14 @@ def add_pseudo_label_commands(sub: Any) -> None:
         for flag, kw in args:
             p.add_argument(flag, **kw)
         p.set_defaults(func=func)
+    p = sub.add_parser("random-walk-sweep", help=cmd_random_walk_sweep.__doc__)
+    add_config_args(p, device=True)
+    p.add_argument("run_dir", help="a `seam run` folder with cams/ and affinity/model.pth")
+    p.add_argument("--logt", type=int, nargs="+", default=[0, 1, 2, 3, 6])
+    p.add_argument("--alpha", type=float, nargs="+", default=[2.0, 3.0, 4.0, 6.0])
+    p.add_argument("--list", default=None, help="list scored (default: data.cam_list)")
+    p.add_argument("--out", required=True, help="JSON file to write the grid to")
+    p.set_defaults(func=cmd_random_walk_sweep)
 
 
 def add_config_args(p: argparse.ArgumentParser, device: bool) -> None:

@@ -138,6 +138,25 @@ def test_random_walk_command_calls_random_walk_stage(monkeypatch):
         args_for("random-walk", "--cams", "C", "--out", "O")  # --weights is required
 
 
+def test_random_walk_sweep_command_writes_the_grid(monkeypatch, tmp_path):
+    calls = []
+
+    def sweep(run_dir, cfg, logts, alphas, list_name):
+        calls.append((run_dir, cfg.random_walk.beta, logts, alphas, list_name))
+        row = {"logt": 1, "alpha": 3.0, "miou": 0.5, "mfp": 0.2, "mfn": 0.3}
+        return {"rows": [row], "best": row}
+
+    monkeypatch.setattr("seamlib.random_walk.random_walk_sweep", sweep)
+    out = tmp_path / "rw.json"
+    args = args_for("random-walk-sweep", "RUN", "--profile", "smoke", "--logt", "1", "2",
+                    "--alpha", "3", "--set", "random_walk.beta=4", "--out", str(out))
+    args.func(args)
+    assert calls == [("RUN", 4.0, [1, 2], [3.0], None)]
+    written = json.loads(out.read_text())
+    assert written["best"]["miou"] == 0.5 and "CPU" in written["hardware"]
+    assert written["command"].startswith("seam ")
+
+
 def test_difficulty_out_writes_a_diagnostic_and_leaves_the_datasheet(tmp_path, monkeypatch):
     from seamlib import cli
 

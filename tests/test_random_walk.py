@@ -15,9 +15,16 @@ from seamlib.config import Config, ModelConfig, RandomWalkConfig, load_config
 from seamlib.crf import crf_stage, with_background
 from seamlib.data.lists import list_path
 from seamlib.data.voc import load_label_png, read_list
+from seamlib.evaluate import evaluate
 from seamlib.models.affinity import build_affinity_net
 from seamlib.models.weights import save_released
-from seamlib.random_walk import propagate, random_walk_label, random_walk_stage, transition_matrix
+from seamlib.random_walk import (
+    propagate,
+    random_walk_label,
+    random_walk_stage,
+    random_walk_sweep,
+    transition_matrix,
+)
 
 
 def test_transition_two_nodes_analytic():
@@ -143,3 +150,25 @@ def test_crf_affinity_random_walk_chain(voc_root, tiny, tmp_path):
     out = random_walk_stage(cams, weights, voc_root, "train", tmp_path / "rw", cfg,
                             progress=False)
     assert sorted(p.stem for p in out.glob("*.png")) == read_list(list_path(voc_root, "train"))
+
+
+def test_random_walk_sweep(voc_root, tiny, tmp_path):
+    """Every (logt, alpha) of the grid is walked with its own settings and scored; the best
+    row is the grid's highest mIoU."""
+    run = tmp_path / "run"
+    cfg = smoke_cfg()
+    cfg.data.root, cfg.data.train_list, cfg.data.cam_list = str(voc_root), "train", "train"
+    write_random_cams(run / "cams" / "train", voc_root, tiny)
+    torch.manual_seed(0)
+    save_released(build_affinity_net(cfg.model, 5), run / "affinity" / "model.pth")
+    result = random_walk_sweep(run, cfg, [0, 2], [1.0, 8.0], progress=False)
+    assert [(r["logt"], r["alpha"]) for r in result["rows"]] == [(0, 1.0), (0, 8.0),
+                                                                  (2, 1.0), (2, 8.0)]
+    assert result["best"]["miou"] == max(r["miou"] for r in result["rows"])
+    single = dataclasses.replace(cfg, random_walk=dataclasses.replace(cfg.random_walk, logt=2,
+                                                                      alpha=8.0))
+    direct = random_walk_stage(run / "cams" / "train", run / "affinity" / "model.pth", voc_root,
+                               "train", tmp_path / "direct", single, progress=False)
+    assert evaluate(direct, voc_root, "train", kind="png")["miou"] == result["rows"][3]["miou"]
+    assert (run / "random_walk_sweep" / "logt2_alpha8" / "manifest.json").exists()
+    assert len({r["miou"] for r in result["rows"]}) > 1  # the settings reach the walk
