@@ -53,3 +53,14 @@ def test_one_default_profile():
 def test_bare_config_is_the_reference_voc_profile():
     assert Config() == load_config("voc")
     assert load_config("voc").model.weights == IMAGENET_WEIGHTS
+
+
+def test_proxy_segmentation_bn_keeps_the_reference_statistics_horizon():
+    """Momentum x steps (how far the running statistics travel) matches the reference's
+    3e-4 x 20,000 within 1 %: the proxy retrains for far fewer steps."""
+    voc, proxy = load_config("voc"), load_config("proxy")
+    steps = {"voc": 19 * 10582 / 10, "proxy": proxy.seg_train.epochs * 3000 / 10}
+    assert steps["proxy"] == 900 and proxy.seg_train.batch_size == voc.seg_train.batch_size == 10
+    travel = {"voc": voc.seg.bn_momentum * steps["voc"],
+              "proxy": proxy.seg.bn_momentum * steps["proxy"]}
+    assert abs(travel["proxy"] / travel["voc"] - 1) < 0.01
