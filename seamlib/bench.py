@@ -34,10 +34,24 @@ OUT = Path("results/benchmarks")
 BASELINE = LossConfig(use_er=False, use_ecr=False, use_rvmin=False)
 
 
+def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """The CPU's model name (Linux /proc/cpuinfo; else the platform's), with AVX-512 named:
+    float kernels, hence trained weights, differ between CPU models."""
+    try:
+        info = cpuinfo.read_text()
+    except OSError:
+        return platform.processor() or platform.machine()
+    names = [line.split(":", 1)[1].strip() for line in info.splitlines()
+             if line.startswith("model name")]
+    name = names[0] if names else platform.machine()
+    return f"{name}, AVX-512" if " avx512f" in info else name
+
+
 def hardware() -> str:
     """A one-line description of the machine a measurement ran on."""
-    return (f"{platform.machine()} CPU ({os.cpu_count()} cores), {torch.get_num_threads()} "
-            f"torch threads, torch {torch.__version__}, {platform.platform(terse=True)}")
+    return (f"{platform.machine()} CPU ({cpu_model()}; {os.cpu_count()} cores), "
+            f"{torch.get_num_threads()} torch threads, torch {torch.__version__}, "
+            f"{platform.platform(terse=True)}")
 
 
 def peak_rss_gib() -> float:

@@ -2,7 +2,7 @@
 
 import torch
 
-from seamlib.bench import difference, table
+from seamlib.bench import cpu_model, difference, hardware, table
 
 
 def test_difference_of_losses_and_cams(tmp_path):
@@ -23,3 +23,15 @@ def test_table_has_a_row_per_variant_with_speedup():
     rows = [line for line in text.splitlines() if line.startswith("| infer_full")]
     assert len(rows) == 2 and "| batched |" in rows[1] and "2.0x" in rows[1]
     assert "root" not in text and "shared machine" in text and "Hardware" in text
+
+
+def test_hardware_names_the_cpu_model(tmp_path):
+    """Two x86_64 CPUs train to different weights, so the model and AVX-512 are recorded."""
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nmodel name\t: Example CPU 9000\nflags\t\t: fpu avx512f\n"
+                    "processor\t: 1\nmodel name\t: Example CPU 9000\n")
+    assert cpu_model(info) == "Example CPU 9000, AVX-512"
+    info.write_text("model name\t: Other CPU\nflags\t\t: fpu avx2\n")
+    assert cpu_model(info) == "Other CPU"
+    assert cpu_model(tmp_path / "absent")  # not Linux: the platform's name, never empty
+    assert cpu_model() in hardware()
