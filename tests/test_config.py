@@ -60,7 +60,7 @@ def test_proxy_segmentation_bn_keeps_the_reference_statistics_horizon():
     3e-4 x 20,000 within 1 %: the proxy retrains for far fewer steps."""
     voc, proxy = load_config("voc"), load_config("proxy")
     steps = {"voc": 19 * 10582 / 10, "proxy": proxy.seg_train.epochs * 3000 / 10}
-    assert steps["proxy"] == 900 and proxy.seg_train.batch_size == voc.seg_train.batch_size == 10
+    assert steps["proxy"] == 2700 and proxy.seg_train.batch_size == voc.seg_train.batch_size == 10
     travel = {"voc": voc.seg.bn_momentum * steps["voc"],
               "proxy": proxy.seg.bn_momentum * steps["proxy"]}
     assert abs(travel["proxy"] / travel["voc"] - 1) < 0.01
