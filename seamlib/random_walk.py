@@ -26,6 +26,7 @@ from seamlib.data.datasets import VOCImages, normalise
 from seamlib.data.lists import check_inputs
 from seamlib.data.voc import save_label_png
 from seamlib.device import resolve_device
+from seamlib.evaluate import evaluate
 from seamlib.io import sha256_file
 from seamlib.manifest import Manifest, cam_hashes
 from seamlib.models.affinity import STRIDE, AffinityNet, build_affinity_net
@@ -112,8 +113,6 @@ def random_walk_sweep(run_dir: str | Path, cfg: Config, logts: list[int], alphas
     ``run_dir/random_walk_sweep/logt{L}_alpha{A}`` through ``random_walk_stage`` (so an
     interrupted sweep resumes) and are scored by ``evaluate`` (default list: data.cam_list).
     """
-    from seamlib.evaluate import evaluate
-
     run, list_name = Path(run_dir), list_name or cfg.data.cam_list
     weights = run / "affinity" / "model.pth"
     rows = []

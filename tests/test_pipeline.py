@@ -8,6 +8,7 @@ import shutil
 
 import pytest
 
+from seamlib.bench import hardware
 from seamlib.config import apply_overrides, load_config
 from seamlib.pipeline import STAGE_NAMES, run_pipeline, stage_key
 
@@ -59,7 +60,6 @@ def test_the_report_tabulates_every_stage_output_and_wall_time(smoke_run, tmp_pa
     row = next(line for line in md.splitlines() if line.startswith("| seam | "))
     assert f"{100 * metrics['segment_val']['miou']:.1f}" in row
     assert "one thread" in md
-    from seamlib.bench import hardware  # the stages' own record, one machine here
     assert entry["hardware"] == [hardware()] and report["hardware"] == hardware()
     assert f"Hardware: {hardware()}" in md
 
