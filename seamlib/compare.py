@@ -31,7 +31,7 @@ from seamlib.cams import cams_stage
 from seamlib.config import TOP_LEVEL, Config, apply_overrides
 from seamlib.data.voc import CLASSES
 from seamlib.evaluate import THRESHOLDS, cam_confusions, json_safe, scores, sweep_table
-from seamlib.io import atomic_write
+from seamlib.io import atomic_write, save_figure
 from seamlib.train import train
 
 METHODS = ("baseline", "seam")
@@ -333,7 +333,7 @@ def plot_curves(report: dict, path: Path) -> None:
     fig.suptitle(f"{report['profile']}: mean over seeds {report['seeds']} "
                  f"(dotted: mean of the seeds' best thresholds)", fontsize=10)
     fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100))
+    save_figure(fig, path)
     plt.close(fig)
 
 

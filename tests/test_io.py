@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from seamlib.io import atomic_write, sha256_file
+from seamlib.io import atomic_write, save_figure, sha256_file
 
 
 def test_atomic_write_gives_the_mode_a_plain_open_would(tmp_path: Path) -> None:
@@ -38,3 +38,22 @@ def test_sha256_file_matches_a_known_digest(tmp_path: Path) -> None:
     (tmp_path / "x").write_bytes(b"abc")
     assert sha256_file(tmp_path / "x") == (
         "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+
+
+def test_save_figure_writes_jpeg_for_image_grids_and_png_for_plots(tmp_path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(4, 4))
+    # photo-like: smooth shading (as in images under CAM overlays), which PNG stores poorly
+    ax.imshow(np.random.default_rng(0).random((16, 16, 3)), interpolation="bicubic")
+    jpg = save_figure(fig, tmp_path / "grid.jpg")
+    png = save_figure(fig, tmp_path / "grid.png")
+    plt.close(fig)
+    assert jpg.read_bytes()[:3] == b"\xff\xd8\xff"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert jpg.stat().st_size < png.stat().st_size / 2
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["grid.jpg", "grid.png"]
