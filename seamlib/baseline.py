@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
@@ -19,7 +20,8 @@ from seamlib.compare import method_config, run_method
 from seamlib.config import Config
 from seamlib.data.datasets import ClassificationDataset
 from seamlib.data.lists import labels_for
-from seamlib.evaluate import THRESHOLDS, json_safe, mean_average_precision
+from seamlib.data.voc import CLASSES
+from seamlib.evaluate import THRESHOLDS, average_precision, json_safe
 from seamlib.models import SEAMNet, build_model
 from seamlib.models.weights import load_weights
 from seamlib.trainer import MODEL
@@ -31,9 +33,9 @@ def baseline_config(cfg: Config) -> Config:
 
 
 @torch.no_grad()
-def classification_map(net: SEAMNet, cfg: Config, list_name: str) -> float:
-    """Mean AP of image-level scores (pooled fc8 CAMs) on whole images at the training scale
-    (long side = crop size, padded square), over the classes present."""
+def classification_ap(net: SEAMNet, cfg: Config, list_name: str) -> np.ndarray:
+    """Per-class AP (20 foreground classes, NaN where absent) of image-level scores (pooled fc8
+    CAMs) on whole images at the training scale (long side = crop size, padded square)."""
     net.eval()
     labels = labels_for(cfg.data.root, list_name, cfg.data.label_source)
     data = ClassificationDataset.from_config(cfg.data, labels, list_name, train=False)
@@ -41,7 +43,7 @@ def classification_map(net: SEAMNet, cfg: Config, list_name: str) -> float:
     for images, target, _ in DataLoader(data, batch_size=32):
         out.append(net(images, with_pcm=False).cam[:, 1:].mean((2, 3)))
         targets.append(target)
-    return mean_average_precision(torch.cat(out).numpy(), torch.cat(targets).numpy())
+    return average_precision(torch.cat(out).numpy(), torch.cat(targets).numpy())
 
 
 def load_seam(cfg: Config, weights: str | Path) -> SEAMNet:
@@ -52,15 +54,17 @@ def load_seam(cfg: Config, weights: str | Path) -> SEAMNet:
 
 
 def measure_difficulty(cfg: Config, command: str, progress: bool = True) -> dict:
-    """Train (or reuse) the baseline, then measure classification mAP on val and CAM mIoU on
-    the cam list (best threshold, and the threshold chosen on val)."""
+    """Train (or reuse) the baseline, then measure classification AP on val (mean and per
+    class) and CAM mIoU on the cam list (best threshold, and the threshold chosen on val)."""
     base = baseline_config(cfg)
     run = run_method(cfg, "baseline", base.train.seed, progress)
     weights = Path(base.train.out_dir) / MODEL
     curve = [{"threshold": float(t), **{k: run["curve"][k][i] for k in ("miou", "mfp", "mfn")}}
              for i, t in enumerate(THRESHOLDS)]
+    aps = classification_ap(load_seam(base, weights), base, base.data.val_list)
     result = {
-        "val_map": classification_map(load_seam(base, weights), base, base.data.val_list),
+        "val_map": float(np.nanmean(aps)),
+        "val_ap_per_class": dict(zip(CLASSES[1:], aps.tolist(), strict=True)),
         "train_miou_best": run["train_miou_best"], "best_threshold": run["best_threshold"],
         "val_threshold": run["val_threshold"],
         "train_miou_at_val_threshold": run["train_miou_at_val_threshold"],

@@ -8,6 +8,7 @@ import pytest
 from seamlib.baseline import baseline_config, measure_difficulty
 from seamlib.config import load_config
 from seamlib.data.synthetic import generate
+from seamlib.data.voc import CLASSES
 from seamlib.evaluate import THRESHOLDS
 
 
@@ -38,3 +39,11 @@ def test_measurement_is_complete_and_in_range(result):
     assert result["config"]["loss"]["use_er"] is False
     json.dumps(result, allow_nan=False)  # valid JSON: classes absent from smoke's lists are null
     assert result["run_dir"].endswith("compare/baseline/seed0") and result["steps"] > 0
+
+
+def test_val_map_is_the_mean_of_the_per_class_aps(result):
+    aps = result["val_ap_per_class"]
+    assert list(aps) == list(CLASSES[1:])  # the 20 foreground classes, in order
+    present = [ap for ap in aps.values() if ap is not None]
+    assert present and all(0 <= ap <= 1 for ap in present)
+    assert result["val_map"] == pytest.approx(sum(present) / len(present))

@@ -50,3 +50,11 @@ def test_datasheet_files_say_whether_the_targets_are_met(root, tmp_path):
     assert "| training time | 12.5 min (750 steps, 1 torch thread(s)) |" in text
     assert json.loads((tmp_path / "out" / "datasheet.json").read_text())["list"] == "train_aug"
     assert "Not measured yet" in write_datasheet(root, tmp_path / "bare").read_text()
+
+
+def test_datasheet_lists_the_per_class_ap_lowest_first(root, tmp_path):
+    aps = {"cat": 0.95, "dog": 0.61, "cow": None, "boat": 0.88}
+    text = write_datasheet(root, tmp_path / "out", {**DIFFICULTY, "val_ap_per_class": aps})
+    assert ("per class, lowest first: dog 0.61, boat 0.88, cat 0.95. "
+            "2 of 3 classes are below 0.9.") in text.read_text()
+    assert "per class" not in write_datasheet(root, tmp_path / "old", DIFFICULTY).read_text()

@@ -113,6 +113,18 @@ def targets_met(d: dict) -> bool:
     return d["val_map"] >= MAP_TARGET and MIOU_WINDOW[0] <= d["train_miou_best"] <= MIOU_WINDOW[1]
 
 
+def per_class_ap_lines(aps: dict[str, float | None] | None) -> list[str]:
+    """The baseline's val AP per class, lowest first, and which classes miss ``MAP_TARGET``
+    (none for a result measured before per-class AP was recorded)."""
+    if aps is None:
+        return []
+    present = sorted((ap, c) for c, ap in aps.items() if ap is not None)
+    below = sum(ap < MAP_TARGET for ap, _ in present)
+    listed = ", ".join(f"{c} {ap:.2f}" for ap, c in present)
+    return [f"Classification AP on `val` per class, lowest first: {listed}. "
+            f"{below} of {len(present)} classes are below {MAP_TARGET}.", ""]
+
+
 def difficulty_markdown(d: dict | None) -> list[str]:
     """The difficulty section: the plain-CAM baseline's measured numbers and how to rerun."""
     if d is None:
@@ -140,6 +152,7 @@ def difficulty_markdown(d: dict | None) -> list[str]:
             f"| mFP / mFN at the best threshold | {d['mfp']:.3f} / {d['mfn']:.3f} |",
             f"| training time | {d['train_minutes']:.1f} min ({d['steps']} steps, "
             f"{d['threads']} torch thread(s)) |", "",
+            *per_class_ap_lines(d.get("val_ap_per_class")),
             f"Command: `{d['command']}`. Hardware: {d['hardware']}. Seed: {d['seed']}.", ""]
 
 
