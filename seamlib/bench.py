@@ -73,7 +73,8 @@ def train_run(root: str, width: float, crop: int, batch: int, method: str, varia
               steps: int) -> dict[str, Any]:
     """Time ``steps`` training steps (batch fetch + loss + backward + SGD step) after one
     warm-up step. Variants: reference (decode every image, no workers); cached (decoded-image
-    cache); cached_wN (cache + N loader workers); cached_cl (cache + channels_last)."""
+    cache); cached_wN (cache + N loader workers); cached_cl (cache + channels_last);
+    cached_bf16 (cache + bf16 autocast: changes the numbers, so no profile uses it)."""
     from seamlib.data.datasets import ClassificationDataset
     from seamlib.data.lists import labels_for
 
@@ -91,11 +92,13 @@ def train_run(root: str, width: float, crop: int, batch: int, method: str, varia
     opt = torch.optim.SGD(net.parameter_groups(0.01, 5e-4), lr=0.01, momentum=5e-4)
     cfg = BASELINE if method == "baseline" else LossConfig()
     transform = parse_transform(cfg.transform)
+    bf16 = variant.endswith("_bf16")
     seconds, losses = [], []
     for _ in range(steps + 1):
         start = time.perf_counter()
         images, targets, _ = next(loader)
-        terms = seam_loss(net, images.contiguous(memory_format=fmt), targets, transform, cfg)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            terms = seam_loss(net, images.contiguous(memory_format=fmt), targets, transform, cfg)
         opt.zero_grad(set_to_none=True)
         terms["loss"].backward()
         opt.step()
@@ -180,9 +183,10 @@ def benchmarks(root: Path, quick: bool) -> dict[str, tuple[str, dict[str, Any], 
                              ["reference", "batched"], images)
     for method in ("baseline", "seam"):
         out[f"train_proxy_{method}"] = ("train", {**proxy, "method": method},
-                                        ["reference", "cached", "cached_w1"], 16)
+                                        ["reference", "cached", "cached_w1", "cached_bf16"],
+                                        16)
         out[f"train_full_{method}"] = ("train", {**full, "method": method},
-                                       ["reference", "cached_cl"], 2)
+                                       ["reference", "cached_cl", "cached_bf16"], 2)
     return out
 
 

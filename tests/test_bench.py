@@ -2,7 +2,7 @@
 
 import torch
 
-from seamlib.bench import cpu_model, difference, hardware, table
+from seamlib.bench import cpu_model, difference, hardware, make_data, table, train_run
 
 
 def test_difference_of_losses_and_cams(tmp_path):
@@ -35,3 +35,12 @@ def test_hardware_names_the_cpu_model(tmp_path):
     assert cpu_model(info) == "Other CPU"
     assert cpu_model(tmp_path / "absent")  # not Linux: the platform's name, never empty
     assert cpu_model() in hardware()
+
+
+def test_bf16_variant_trains_under_autocast_and_stays_near_fp32(tmp_path):
+    """bf16 changes the numbers (so it is only a benchmark variant), but not by much."""
+    root = str(make_data(tmp_path / "bench", 4))
+    kw = dict(root=root, width=0.125, crop=32, batch=2, method="seam", steps=1)
+    fp32, bf16 = train_run(variant="cached", **kw), train_run(variant="cached_bf16", **kw)
+    assert fp32["loss"] != bf16["loss"]  # autocast took effect
+    assert difference(fp32, bf16) < 0.2 * max(fp32["loss"])  # measured: 7 %
