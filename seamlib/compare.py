@@ -99,7 +99,7 @@ def run_method(cfg: Config, method: str, seed: int, progress: bool = True) -> di
     summary = json.loads((out / "summary.json").read_text())
     return {"method": method, "seed": seed, "out_dir": str(out), "use_pcm": USE_PCM[method],
             "steps": summary["steps"], "reused_training": reused,
-            "threads": torch.get_num_threads(),
+            "threads": torch.get_num_threads(), "hardware": hardware(),  # this process's threads
             "seconds": {"train": summary["seconds"], "cams": round(cams_seconds, 1),
                         "evaluate": round(eval_seconds, 1)},
             **sweep_metrics(*sweeps)}
@@ -179,8 +179,7 @@ def compare(cfg: Config, seeds: list[int], command: str, results: str | Path,
     path = Path(results) / f"{REPORT}.json"
     kept, commands = recorded_runs(cfg, path, seeds) if extend else ([], [])
     jobs = [(method, seed) for method in METHODS for seed in seeds]
-    runs = kept + [{"hardware": hardware(), **r} for r in run_methods(cfg, jobs, workers,
-                                                                      progress)]
+    runs = kept + run_methods(cfg, jobs, workers, progress)
     runs.sort(key=lambda r: (METHODS.index(r["method"]), r["seed"]))
     report = {"command": command, "commands": [*commands, command], "profile": cfg.profile,
               "seeds": sorted({r["seed"] for r in runs}),

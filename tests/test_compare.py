@@ -122,7 +122,12 @@ def test_parallel_runs_give_the_serial_numbers(report):
     parallel = compare(cfg, [0], "parallel", tmp / "parallel_results", progress=False, workers=2)
     assert [r["method"] for r in parallel["runs"]] == [r["method"] for r in report["runs"]]
     assert not any(r["reused_training"] for r in parallel["runs"])
-    assert all(r["threads"] == max(1, os.cpu_count() // 2) for r in parallel["runs"])
+    threads = max(1, os.cpu_count() // 2)
+    assert all(r["threads"] == threads for r in parallel["runs"])
+    # each run names the threads it ran with, not those of the process writing the report
+    assert all(f", {threads} torch threads," in r["hardware"] for r in parallel["runs"])
+    md = (tmp / "parallel_results" / "seam_vs_baseline.md").read_text()
+    assert f", {threads} torch threads," in md.split("Hardware: ")[1].splitlines()[0]
     for mine, serial in zip(parallel["runs"], report["runs"], strict=True):
         # one thread per run instead of all: the same training, up to float rounding
         assert mine["train_miou_best"] == pytest.approx(serial["train_miou_best"], abs=1e-3)
