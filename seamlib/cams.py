@@ -4,7 +4,7 @@ For each image: the network runs at every scale and its flip; each pass's foregr
 (PCM output by default) is upsampled to the image size, masked by the image's labels,
 un-flipped and summed; negatives are clamped and each class is min-max normalised. Output per
 image: ``<out>/<id>.npz`` with ``classes`` (1-based, present classes only) and ``cams``, plus
-``<out>/manifest.json`` naming the network and settings that made them.
+``<out>/manifest.json`` naming the network and settings that made them and the time it took.
 
 Speed: passes of equal size (a flip pair, the same scale of equal-size images) run as one
 batch, and only the present classes are summed and normalised. On CPU, oneDNN convolutions
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -181,13 +182,31 @@ def infer_cams(net: torch.nn.Module, dataset: Dataset, out_dir: str | Path,
     todo = [i for i, iid in enumerate(dataset.ids) if not (out / f"{iid}.npz").exists()]
     loader = DataLoader(Subset(dataset, todo), batch_size=images_per_batch,
                         collate_fn=collate_list, num_workers=num_workers)
+    start = time.perf_counter()
     with tqdm(total=len(todo), desc=f"cams -> {out}", disable=not progress) as bar:
         for samples in loader:
             cams = multiscale_cams(net, samples, use_pcm, device, max_pixels)
             for sample, cam in zip(samples, cams, strict=True):
                 save_cam(out / f"{sample['id']}.npz", cam, sample["label"])
             bar.update(len(samples))
+    if todo:
+        add_seconds(out, time.perf_counter() - start)
     return out
+
+
+def add_seconds(out: Path, seconds: float) -> None:
+    """Add ``seconds`` of inference to the folder's manifest (summed over resumed runs), so a
+    report that reuses the CAMs still states what making them cost."""
+    path = out / MANIFEST
+    manifest = json.loads(path.read_text())
+    manifest["seconds"] = round(manifest.get("seconds", 0.0) + seconds, 1)
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(manifest, indent=1)))
+
+
+def cam_seconds(out: str | Path) -> float | None:
+    """The inference time recorded in a CAM folder's manifest; None for folders made before
+    it was recorded."""
+    return json.loads((Path(out) / MANIFEST).read_text()).get("seconds")
 
 
 def iter_cams(cam_dir: str | Path, ids: list[str]) -> Iterator[tuple[str, np.ndarray,

@@ -27,7 +27,7 @@ import torch
 from tqdm import tqdm
 
 from seamlib.bench import hardware
-from seamlib.cams import cams_stage
+from seamlib.cams import cam_seconds, cams_stage
 from seamlib.config import TOP_LEVEL, Config, apply_overrides
 from seamlib.data.voc import CLASSES
 from seamlib.evaluate import THRESHOLDS, cam_confusions, json_safe, scores, sweep_table
@@ -91,7 +91,8 @@ def run_method(cfg: Config, method: str, seed: int, progress: bool = True) -> di
     weights = train(run, progress=progress)
     start = time.time()
     dirs = run_cams(run, weights, USE_PCM[method], progress=progress)
-    cams_seconds = time.time() - start
+    cams_now = time.time() - start
+    recorded = [cam_seconds(d) for d in dirs.values()]
     start = time.time()
     sweeps = [cam_confusions(dirs[name], run.data.root, name, THRESHOLDS)
               for name in (run.data.cam_list, run.data.val_list)]
@@ -100,7 +101,9 @@ def run_method(cfg: Config, method: str, seed: int, progress: bool = True) -> di
     return {"method": method, "seed": seed, "out_dir": str(out), "use_pcm": USE_PCM[method],
             "steps": summary["steps"], "reused_training": reused,
             "threads": torch.get_num_threads(), "hardware": hardware(),  # this process's threads
-            "seconds": {"train": summary["seconds"], "cams": round(cams_seconds, 1),
+            "seconds": {"train": summary["seconds"],
+                        "cams": None if None in recorded else round(sum(recorded), 1),
+                        "cams_this_command": round(cams_now, 1),
                         "evaluate": round(eval_seconds, 1)},
             **sweep_metrics(*sweeps)}
 
@@ -292,11 +295,14 @@ def format_markdown(report: dict) -> str:
     for r in report["runs"]:
         t = r["seconds"]
         note = " (reused)" if r["reused_training"] else ""
+        cams = "not recorded" if t.get("cams") is None else t["cams"]
         lines.append(f"| {r['method']} | {r['seed']} | {r['steps']} | {t['train']}{note} | "
-                     f"{t['cams']} | {t['evaluate']} | `{r['out_dir']}` |")
-    lines += ["", "Training time comes from the run's summary.json (its own training, even when "
-              "the run was reused); CAM and evaluation times are this command's. CAM files "
-              f"already on disk are not recomputed. Runs at a time: {report['workers']}, "
+                     f"{cams} ({t.get('cams_this_command', t['cams'])} now) | {t['evaluate']} "
+                     f"| `{r['out_dir']}` |")
+    lines += ["", "Training time comes from the run's summary.json and CAM time from the CAM "
+              "folders' manifests: what making them cost, even when this command reused them "
+              "(\"now\": this command's share; CAM files already on disk are not recomputed). "
+              f"Evaluation time is this command's. Runs at a time: {report['workers']}, "
               f"torch threads per run: {sorted({r['threads'] for r in report['runs']})}.",
               "",
               f"Figure: `{REPORT}.png` (mIoU, mFP, mFN on `{report['cam_list']}` against the "

@@ -2,6 +2,7 @@
 one pass at a time, the manifest that ties a folder to its network, files on disk."""
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ import torch.nn.functional as F
 
 from seamlib.cams import (
     MANIFEST,
+    cam_seconds,
     infer_cams,
     iter_cams,
     load_cam,
@@ -89,6 +91,21 @@ def test_infer_cams_writes_every_image_and_resumes(tmp_path):
     assert [i for i, _, _ in iter_cams(out, ["x", "y"])] == ["x", "y"]
     with pytest.raises(FileNotFoundError, match="z.npz"):
         list(iter_cams(out, ["z"]))
+
+
+def test_inference_time_is_summed_over_resumes_and_kept_when_reused(tmp_path, monkeypatch):
+    clock = iter([10.0, 12.5, 20.0, 21.0, 30.0])  # start, end; start, end; start (no images)
+    monkeypatch.setattr("seamlib.cams.time", SimpleNamespace(perf_counter=lambda: next(clock)))
+    out = infer_cams(RampNet(), FakeData(), tmp_path / "cams", progress=False)
+    assert cam_seconds(out) == 2.5
+    (out / "y.npz").unlink()
+    infer_cams(RampNet(), FakeData(), out, progress=False)
+    assert cam_seconds(out) == 3.5
+    infer_cams(RampNet(), FakeData(), out, progress=False)  # nothing to do: time unchanged
+    assert cam_seconds(out) == 3.5 and next(clock, None) is None
+    (out / MANIFEST).write_text(json.dumps({k: v for k, v in json.loads(
+        (out / MANIFEST).read_text()).items() if k != "seconds"}))
+    assert cam_seconds(out) is None  # a folder made before the time was recorded
 
 
 # ------------------------------------------------------------- batching vs one pass at a time

@@ -96,7 +96,7 @@ def test_compare_writes_complete_report(report):
     for run in saved["runs"]:
         assert 0 <= run["train_miou_at_val_threshold"] <= run["train_miou_best"] <= 1
         assert run["use_pcm"] == (run["method"] == "seam") and run["steps"] > 0
-        assert set(run["seconds"]) == {"train", "cams", "evaluate"}
+        assert set(run["seconds"]) == {"train", "cams", "cams_this_command", "evaluate"}
         assert "background" in run["classes_with_ground_truth"]
         assert set(run["classes_with_ground_truth"]) <= set(run["classes_in_means"])
     seam_cfg = json.loads((tmp / "runs" / "compare" / "seam" / "seed0" / "config.json")
@@ -112,6 +112,9 @@ def test_compare_reuses_runs_and_reproduces_numbers(report):
                       data_root=tmp / "VOC")
     again = compare(cfg, [0], "again", tmp / "again", progress=False)
     assert all(r["reused_training"] for r in again["runs"])
+    # the CAMs are reused too, and the report still states what making them cost
+    made = [r["seconds"]["cams"] for r in report["runs"]]
+    assert all(t > 0 for t in made) and [r["seconds"]["cams"] for r in again["runs"]] == made
     assert again["summary"] == json.loads(json.dumps(report["summary"]))
 
 
