@@ -70,7 +70,7 @@ def measure_difficulty(cfg: Config, command: str, progress: bool = True) -> dict
         "train_miou_at_val_threshold": run["train_miou_at_val_threshold"],
         "mfp": run["mfp_best"], "mfn": run["mfn_best"], "per_class_iou": run["per_class_iou_best"],
         "curve": curve, "train_minutes": run["seconds"]["train"] / 60, "seconds": run["seconds"],
-        "steps": run["steps"], "threads": run["threads"], "run_dir": run["out_dir"],
+        "steps": run["steps"], "threads": run["train_threads"], "run_dir": run["out_dir"],
         "reused_training": run["reused_training"], "command": command,
         "seed": base.train.seed, "hardware": hardware(), "config": dataclasses.asdict(base),
     }

@@ -101,6 +101,7 @@ def run_method(cfg: Config, method: str, seed: int, progress: bool = True) -> di
     return {"method": method, "seed": seed, "out_dir": str(out), "use_pcm": USE_PCM[method],
             "steps": summary["steps"], "reused_training": reused,
             "threads": torch.get_num_threads(), "hardware": hardware(),  # this process's threads
+            "train_threads": summary.get("threads"),  # the training's own (None: not recorded)
             "seconds": {"train": summary["seconds"],
                         "cams": None if None in recorded else round(sum(recorded), 1),
                         "cams_this_command": round(cams_now, 1),
@@ -303,7 +304,8 @@ def format_markdown(report: dict) -> str:
               "folders' manifests: what making them cost, even when this command reused them "
               "(\"now\": this command's share; CAM files already on disk are not recomputed). "
               f"Evaluation time is this command's. Runs at a time: {report['workers']}, "
-              f"torch threads per run: {sorted({r['threads'] for r in report['runs']})}.",
+              f"torch threads per run: {sorted({r['threads'] for r in report['runs']})} "
+              f"(training: {sorted({str(r.get('train_threads')) for r in report['runs']})}).",
               "",
               f"Figure: `{REPORT}.png` (mIoU, mFP, mFN on `{report['cam_list']}` against the "
               f"threshold, mean over seeds).", ""]

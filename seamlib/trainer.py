@@ -30,6 +30,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
+from seamlib.bench import hardware
 from seamlib.config import TrainConfig
 from seamlib.io import atomic_write
 
@@ -430,5 +431,6 @@ def loop(run: Run, loss_fn: LossFn, dataset: Dataset, num_workers: int,
     run.net.train(net_mode)
     if run.main:
         summary = {"steps": run.step, "seconds": round(run.seconds, 1),
-                   "images": len(dataset), "processes": run.world}
+                   "images": len(dataset), "processes": run.world,
+                   "threads": torch.get_num_threads(), "hardware": hardware()}
         atomic_write(out / SUMMARY, lambda t: t.write_text(json.dumps(summary)))

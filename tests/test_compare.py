@@ -126,7 +126,7 @@ def test_parallel_runs_give_the_serial_numbers(report):
     assert [r["method"] for r in parallel["runs"]] == [r["method"] for r in report["runs"]]
     assert not any(r["reused_training"] for r in parallel["runs"])
     threads = max(1, os.cpu_count() // 2)
-    assert all(r["threads"] == threads for r in parallel["runs"])
+    assert all(r["threads"] == r["train_threads"] == threads for r in parallel["runs"])
     # each run names the threads it ran with, not those of the process writing the report
     assert all(f", {threads} torch threads," in r["hardware"] for r in parallel["runs"])
     md = (tmp / "parallel_results" / "seam_vs_baseline.md").read_text()

@@ -48,6 +48,9 @@ def test_datasheet_files_say_whether_the_targets_are_met(root, tmp_path):
     text = write_datasheet(root, tmp_path / "out", {**DIFFICULTY, "val_map": 0.5}).read_text()
     assert "Targets met: **no**" in text and "| classification mAP, val | 0.500 |" in text
     assert "| training time | 12.5 min (750 steps, 1 torch thread(s)) |" in text
+    # a training run made before summary.json recorded its threads
+    old = write_datasheet(root, tmp_path / "older", {**DIFFICULTY, "threads": None}).read_text()
+    assert "(750 steps, unrecorded torch thread(s))" in old
     assert json.loads((tmp_path / "out" / "datasheet.json").read_text())["list"] == "train_aug"
     assert "Not measured yet" in write_datasheet(root, tmp_path / "bare").read_text()
 

@@ -52,6 +52,9 @@ def test_smoke_training_writes_loadable_weights_and_log(smoke, tmp_path):
     assert rows[-1]["step"] == 2 * (28 // smoke.train.batch_size)
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["steps"] == rows[-1]["step"]
+    # the training's own threads and machine, for reports written by other processes
+    assert summary["threads"] == torch.get_num_threads()
+    assert f", {summary['threads']} torch threads," in summary["hardware"]
 
 
 def test_resume_continues_to_the_same_weights(smoke, tmp_path, monkeypatch):

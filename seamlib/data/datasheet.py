@@ -151,7 +151,7 @@ def difficulty_markdown(d: dict | None) -> list[str]:
             f"{100 * d['train_miou_at_val_threshold']:.1f}% |",
             f"| mFP / mFN at the best threshold | {d['mfp']:.3f} / {d['mfn']:.3f} |",
             f"| training time | {d['train_minutes']:.1f} min ({d['steps']} steps, "
-            f"{d['threads']} torch thread(s)) |", "",
+            f"{d['threads'] or 'unrecorded'} torch thread(s)) |", "",
             *per_class_ap_lines(d.get("val_ap_per_class")),
             f"Command: `{d['command']}`. Hardware: {d['hardware']}. Seed: {d['seed']}.", ""]
 
