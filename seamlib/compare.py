@@ -300,12 +300,13 @@ def format_markdown(report: dict) -> str:
         lines.append(f"| {r['method']} | {r['seed']} | {r['steps']} | {t['train']}{note} | "
                      f"{cams} ({t.get('cams_this_command', t['cams'])} now) | {t['evaluate']} "
                      f"| `{r['out_dir']}` |")
+    train_threads = sorted({str(r.get("train_threads") or "unrecorded") for r in report["runs"]})
     lines += ["", "Training time comes from the run's summary.json and CAM time from the CAM "
               "folders' manifests: what making them cost, even when this command reused them "
               "(\"now\": this command's share; CAM files already on disk are not recomputed). "
               f"Evaluation time is this command's. Runs at a time: {report['workers']}, "
               f"torch threads per run: {sorted({r['threads'] for r in report['runs']})} "
-              f"(training: {sorted({str(r.get('train_threads')) for r in report['runs']})}).",
+              f"(training: {', '.join(train_threads)}).",
               "",
               f"Figure: `{REPORT}.png` (mIoU, mFP, mFN on `{report['cam_list']}` against the "
               f"threshold, mean over seeds).", ""]

@@ -131,6 +131,7 @@ def test_parallel_runs_give_the_serial_numbers(report):
     assert all(f", {threads} torch threads," in r["hardware"] for r in parallel["runs"])
     md = (tmp / "parallel_results" / "seam_vs_baseline.md").read_text()
     assert f", {threads} torch threads," in md.split("Hardware: ")[1].splitlines()[0]
+    assert f"torch threads per run: [{threads}] (training: {threads})." in md
     for mine, serial in zip(parallel["runs"], report["runs"], strict=True):
         # one thread per run instead of all: the same training, up to float rounding
         assert mine["train_miou_best"] == pytest.approx(serial["train_miou_best"], abs=1e-3)
