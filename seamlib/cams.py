@@ -139,6 +139,11 @@ def cam_manifest(net: torch.nn.Module, use_pcm: bool, scales: Sequence[float] | 
             "weights_sha256": None if weights is None else sha256_file(weights)}
 
 
+def save_manifest(path: Path, manifest: dict[str, Any]) -> None:
+    """Write a CAM folder's manifest atomically."""
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(manifest, indent=1)))
+
+
 CHECKED = ("model_sha256", "use_pcm", "scales")  # the manifest keys that change the maps
 
 
@@ -158,7 +163,7 @@ def claim_folder(out: Path, manifest: dict[str, Any], overwrite: bool) -> None:
         for file in stale:
             file.unlink()
     if changed or old is None:
-        atomic_write(path, lambda tmp: tmp.write_text(json.dumps(manifest, indent=1)))
+        save_manifest(path, manifest)
 
 
 def infer_cams(net: torch.nn.Module, dataset: Dataset, out_dir: str | Path,
@@ -200,7 +205,7 @@ def add_seconds(out: Path, seconds: float) -> None:
     path = out / MANIFEST
     manifest = json.loads(path.read_text())
     manifest["seconds"] = round(manifest.get("seconds", 0.0) + seconds, 1)
-    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(manifest, indent=1)))
+    save_manifest(path, manifest)
 
 
 def cam_seconds(out: str | Path) -> float | None:
