@@ -56,6 +56,7 @@ def train_affinity(cfg: Config, label_dir: str | Path, out_dir: str | Path,
     only the trunk of any file is used). Returns the trained weights' path."""
     check_inputs(cfg.data.root, [cfg.data.train_list], need_masks=str(Path(label_dir).absolute()),
                  progress=progress)
+    torch.manual_seed(cfg.aff_train.seed)  # the new layers' initialisation, as in train.train
     net = build_affinity_net(cfg.model, cfg.affinity.radius)
     if cfg.model.weights:
         load_weights(net, cfg.model.weights, kind="imagenet")

@@ -59,6 +59,7 @@ def retrain(cfg: Config, pseudo_label_dir: str | Path, out_dir: str | Path | Non
                  need_masks=str(Path(pseudo_label_dir).absolute()), progress=progress)
     dataset = PseudoLabelDataset(cfg.data.root, cfg.seg.train_list, pseudo_label_dir, cfg.seg,
                                  cfg.model.num_classes)
+    torch.manual_seed(cfg.seg_train.seed)  # the new layers' initialisation, as in train.train
     net = build_deeplab(cfg.model, cfg.seg)
     init = cfg.seg.init_weights or cfg.model.weights
     if init:  # only the trunk: a SEAM head or ImageNet classifier in the file is ignored

@@ -239,6 +239,9 @@ def test_retrain_then_segment_on_smoke(voc_root, tmp_path):
                          load_label_png(voc_root / SEG_CLASS / f"{i}.png"))
                for i in read_list(voc_root / "ImageSets/Segmentation/val.txt"))
     assert 0 <= scores(conf)["miou"] <= 1
+    again = torch.load(retrain(cfg, voc_root / SEG_CLASS_AUG, tmp_path / "rerun", progress=False))
+    first = torch.load(weights)  # the same weights: the head's initialisation is seeded
+    assert all(torch.equal(first[k], again[k]) for k in first)
 
 
 # ---------------------------------------------------------------------------------------------
