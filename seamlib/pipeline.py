@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from seamlib.bench import hardware
+from seamlib.bench import cpu_ticks, hardware, steal_percent
 from seamlib.config import Config
 from seamlib.io import atomic_write
 
@@ -200,11 +200,12 @@ def _run_stage(cfg: Config, run: Path, stage: Stage, key: str, adopt: Path | Non
         print(f"[{stage.name}] settings or inputs changed: clearing {folder}")
         shutil.rmtree(folder)
     _mark(marker, {"key": key, "complete": False})
-    start = time.time()
+    start, ticks = time.time(), cpu_ticks()
     extra = adopt_training(adopt, folder) if adopt is not None else {}
     stage.run(cfg, run)
     seconds = round(time.time() - start, 1)
-    done = {"seconds": seconds, "hardware": hardware(), **extra}
+    done = {"seconds": seconds, "hardware": hardware(),
+            "cpu_steal_percent": steal_percent(ticks, cpu_ticks()), **extra}
     _mark(marker, {"key": key, "complete": True, **done})
     print(f"[{stage.name}] done in {seconds} s")
     return {**done, "ran": True}
@@ -260,6 +261,8 @@ def pipeline_report(runs: dict[str, Path], command: str = "", setup: str = "") -
         out["runs"][name] = {
             "run_dir": str(run), "seconds": seconds,
             "adopted_training": timings["train"].get("adopted_from"),
+            "cpu_steal_percent": {stage: t.get("cpu_steal_percent") for stage, t in
+                                  timings.items() if t.get("cpu_steal_percent") is not None},
             "hardware": sorted({t["hardware"] for t in timings.values() if "hardware" in t}),
             "metrics": {key: {k: m[k] for k in REPORT_FIELDS if k in m}
                         for key, m in metrics.items()},
@@ -295,6 +298,11 @@ def format_report(report: dict) -> str:
         s = r["seconds"]
         lines.append(f"| {name} | " + " | ".join(f"{s[k] / 60:.1f}" for k in stages)
                      + f" | {sum(s.values()) / 60:.1f} |")
+    steal = [f"{n}: " + (", ".join(f"{k} {v:.1f}" for k, v in r.get("cpu_steal_percent",
+                                                                     {}).items()) or "unrecorded")
+             for n, r in runs.items()]
+    lines += ["", "CPU time stolen by the host (`/proc/stat` steal, % of the machine's CPU time "
+              "while a stage ran; it stretches wall times): " + "; ".join(steal) + "."]
     adopted = [f"{n}: `{r['adopted_training']}`" for n, r in runs.items() if r["adopted_training"]]
     if adopted:
         lines += ["", "Training adopted from an earlier run (`seam run --train-from`); its time "

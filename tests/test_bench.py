@@ -2,7 +2,16 @@
 
 import torch
 
-from seamlib.bench import cpu_model, difference, hardware, make_data, table, train_run
+from seamlib.bench import (
+    cpu_model,
+    cpu_ticks,
+    difference,
+    hardware,
+    make_data,
+    steal_percent,
+    table,
+    train_run,
+)
 
 
 def test_difference_of_losses_and_cams(tmp_path):
@@ -35,6 +44,19 @@ def test_hardware_names_the_cpu_model(tmp_path):
     assert cpu_model(info) == "Other CPU"
     assert cpu_model(tmp_path / "absent")  # not Linux: the platform's name, never empty
     assert cpu_model() in hardware()
+
+
+def test_cpu_steal_from_proc_stat(tmp_path):
+    """Steal is the 8th field of /proc/stat's cpu line; its share is of every field's ticks."""
+    stat = tmp_path / "stat"
+    stat.write_text("cpu  100 0 20 870 0 0 0 10 5 0\ncpu0 50 0 10 435 0 0 0 5 0 0\n")
+    assert cpu_ticks(stat) == (10, 1000)  # guest time is inside user time: not added again
+    assert steal_percent((10, 1000), (40, 1200)) == 15.0
+    assert steal_percent((10, 1000), (10, 1000)) is None  # no time passed
+    assert steal_percent(None, (10, 1000)) is None
+    assert cpu_ticks(tmp_path / "absent") is None  # not Linux
+    stat.write_text("cpu  100 0 20\n")  # a kernel without steal
+    assert cpu_ticks(stat) is None
 
 
 def test_bf16_variant_trains_under_autocast_and_stays_near_fp32(tmp_path):
