@@ -246,7 +246,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         # AffinityNet and the retraining crop at the benchmark's image size, hue as above.
         "affinity": {"crop_size": 128, "color_jitter": (0.3, 0.3, 0.3, 0.0)},
         # AffinityNet 3 epochs (1,125 steps) and retraining 9 epochs (2,700 steps) instead of the
-        # reference 8 and 19: CPU budget (10-20 and 30-50 min on one Xeon core). Retraining 3 epochs
+        # reference 8 and 19: CPU budget (10-20 and 30-54 min on one Xeon core). Retraining 3 epochs
         # under-activated: val mIoU 39.8 % vs 51.8 % for the baseline (diagnostics/).
         "aff_train": {"epochs": 3, "out_dir": "runs/proxy/aff"},
         # Fewer, gentler walk steps: the proxy's stride-8 maps are 12-20 px a side, where the

@@ -298,9 +298,8 @@ def format_report(report: dict) -> str:
         s = r["seconds"]
         lines.append(f"| {name} | " + " | ".join(f"{s[k] / 60:.1f}" for k in stages)
                      + f" | {sum(s.values()) / 60:.1f} |")
-    steal = [f"{n}: " + (", ".join(f"{k} {v:.1f}" for k, v in r.get("cpu_steal_percent",
-                                                                     {}).items()) or "unrecorded")
-             for n, r in runs.items()]
+    steal = [f"{n}: " + (", ".join(f"{k} {v:.1f}" for k, v in r["cpu_steal_percent"].items())
+                         or "unrecorded") for n, r in runs.items()]
     lines += ["", "CPU time stolen by the host (`/proc/stat` steal, % of the machine's CPU time "
               "while a stage ran; it stretches wall times): " + "; ".join(steal) + "."]
     adopted = [f"{n}: `{r['adopted_training']}`" for n, r in runs.items() if r["adopted_training"]]
