@@ -25,6 +25,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from seamlib.config import LossConfig, ModelConfig, SyntheticConfig
+from seamlib.device import keep_freed_memory
 from seamlib.io import atomic_write
 from seamlib.losses import seam_loss
 from seamlib.models import build_model
@@ -76,6 +77,11 @@ def peak_rss_gib() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3)
 
 
+def minor_faults() -> int:
+    """Minor page faults of this process so far (memory the OS had to map in)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
 def make_data(root: Path, images: int) -> Path:
     """A proxy-sized synthetic VOC root (96-160 px images) with ``images`` train images."""
     from seamlib.data.synthetic import generate
@@ -91,10 +97,13 @@ def train_run(root: str, width: float, crop: int, batch: int, method: str, varia
     """Time ``steps`` training steps (batch fetch + loss + backward + SGD step) after one
     warm-up step. Variants: reference (decode every image, no workers); cached (decoded-image
     cache); cached_wN (cache + N loader workers); cached_cl (cache + channels_last);
-    cached_bf16 (cache + bf16 autocast: changes the numbers, so no profile uses it)."""
+    cached_keep (cache + ``keep_freed_memory``, as ``seam`` runs); cached_bf16 (cache + bf16
+    autocast: changes the numbers, so no profile uses it)."""
     from seamlib.data.datasets import ClassificationDataset
     from seamlib.data.lists import labels_for
 
+    if variant.endswith("_keep"):
+        keep_freed_memory()
     torch.manual_seed(0)
     cached = variant != "reference"
     workers = int(variant.split("_w")[1]) if "_w" in variant else 0
@@ -110,9 +119,9 @@ def train_run(root: str, width: float, crop: int, batch: int, method: str, varia
     cfg = BASELINE if method == "baseline" else LossConfig()
     transform = parse_transform(cfg.transform)
     bf16 = variant.endswith("_bf16")
-    seconds, losses = [], []
+    seconds, losses, faults = [], [], []
     for _ in range(steps + 1):
-        start = time.perf_counter()
+        start, faults_before = time.perf_counter(), minor_faults()
         images, targets, _ = next(loader)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             terms = seam_loss(net, images.contiguous(memory_format=fmt), targets, transform, cfg)
@@ -121,12 +130,15 @@ def train_run(root: str, width: float, crop: int, batch: int, method: str, varia
         opt.step()
         seconds.append(time.perf_counter() - start)
         losses.append(terms["loss"].item())
-    return {"seconds": seconds[1:], "loss": losses, "peak_rss_gib": peak_rss_gib()}
+        faults.append(minor_faults() - faults_before)
+    return {"seconds": seconds[1:], "loss": losses, "minor_faults": faults[1:],
+            "peak_rss_gib": peak_rss_gib()}
 
 
 def infer_run(root: str, width: float, images: int, variant: str, save: str) -> dict[str, Any]:
     """Multi-scale (0.5, 1, 1.5, 2) + flip CAM inference of ``images`` images: reference = one
-    pass and one image at a time; batched = equal-size passes of 4 images per forward."""
+    pass and one image at a time; batched = equal-size passes of 4 images per forward;
+    batched_keep = batched + ``keep_freed_memory``, as ``seam`` runs."""
     from seamlib.cams import multiscale_cams
     from seamlib.data.datasets import MultiScaleDataset
     from seamlib.data.lists import labels_for
@@ -136,15 +148,19 @@ def infer_run(root: str, width: float, images: int, variant: str, save: str) -> 
     data = MultiScaleDataset(root, "train", labels_for(root, "train"))
     samples = [data[i] for i in range(images)]
     per_batch, max_pixels = (1, 0) if variant == "reference" else (4, 2 * 1000 * 750)
+    if variant.endswith("_keep"):
+        keep_freed_memory()
     with torch.no_grad():
         net(torch.randn(2, 3, 64, 64))  # warm-up
-    start = time.perf_counter()
+    start, faults = time.perf_counter(), minor_faults()
     cams = []
     for i in range(0, images, per_batch):
         cams += multiscale_cams(net, samples[i:i + per_batch], max_pixels=max_pixels)
     seconds = time.perf_counter() - start
+    faults = minor_faults() - faults
     torch.save(cams, save)
-    return {"seconds": [seconds], "cams": save, "peak_rss_gib": peak_rss_gib()}
+    return {"seconds": [seconds], "minor_faults": [faults], "cams": save,
+            "peak_rss_gib": peak_rss_gib()}
 
 
 def difference(a: dict[str, Any], b: dict[str, Any]) -> float:
@@ -179,7 +195,9 @@ def compare(kind: str, common: dict[str, Any], variants: list[str], repeats: int
         out["variants"][v] = {"median_seconds": round(seconds, 4),
                               "images_per_s": round(images_per_run / seconds, 3),
                               "peak_rss_gib": max(r["peak_rss_gib"] for r in rs),
-                              "all_seconds": [round(s, 4) for r in rs for s in r["seconds"]]}
+                              "all_seconds": [round(s, 4) for r in rs for s in r["seconds"]],
+                              "minor_faults": statistics.median(f for r in rs
+                                                                for f in r["minor_faults"])}
     ref = out["variants"][variants[0]]["median_seconds"]
     for v in variants:
         out["variants"][v]["speedup"] = round(ref / out["variants"][v]["median_seconds"], 3)
@@ -197,13 +215,14 @@ def benchmarks(root: Path, quick: bool) -> dict[str, tuple[str, dict[str, Any], 
     out: dict[str, tuple[str, dict[str, Any], list[str], int]] = {}
     for n, (w, images) in {"proxy": (0.125, 4 if quick else 16), "full": (1.0, 1)}.items():
         out[f"infer_{n}"] = ("infer", dict(root=str(root), width=w, images=images),
-                             ["reference", "batched"], images)
+                             ["reference", "batched", "batched_keep"], images)
     for method in ("baseline", "seam"):
         out[f"train_proxy_{method}"] = ("train", {**proxy, "method": method},
-                                        ["reference", "cached", "cached_w1", "cached_bf16"],
-                                        16)
+                                        ["reference", "cached", "cached_keep", "cached_w1",
+                                         "cached_bf16"], 16)
         out[f"train_full_{method}"] = ("train", {**full, "method": method},
-                                       ["reference", "cached_cl", "cached_bf16"], 2)
+                                       ["reference", "cached_keep", "cached_cl",
+                                        "cached_bf16"], 2)
     return out
 
 
@@ -224,14 +243,15 @@ def table(results: dict[str, Any], command: str, note: str) -> str:
     """The README: one row per variant of each benchmark."""
     lines = ["# Benchmarks", "", f"Hardware: {hardware()}.", f"Command: `{command}`.", "", note,
              "", "| benchmark | settings | variant | images/s | median s | speedup vs reference "
-             "| peak RSS GiB | max abs diff vs reference |", "|---|---|---|---|---|---|---|---|"]
+             "| peak RSS GiB | minor page faults | max abs diff vs reference |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for name, r in results.items():
         s = {k: v for k, v in r["settings"].items() if k not in ("root", "variant")}
         settings = ", ".join(f"{k}={v}" for k, v in s.items())
         for v, m in r["variants"].items():
             lines.append(f"| {name} | {settings} | {v} | {m['images_per_s']} | "
                          f"{m['median_seconds']} | {m['speedup']}x | {m['peak_rss_gib']} | "
-                         f"{m['max_abs_diff']:.2g} |")
+                         f"{m.get('minor_faults', 'unrecorded')} | {m['max_abs_diff']:.2g} |")
     return "\n".join(lines) + "\n"
 
 

@@ -30,6 +30,7 @@ from seamlib.bench import hardware
 from seamlib.cams import cam_seconds, cams_stage
 from seamlib.config import TOP_LEVEL, Config, apply_overrides
 from seamlib.data.voc import CLASSES
+from seamlib.device import keep_freed_memory
 from seamlib.evaluate import THRESHOLDS, cam_confusions, json_safe, scores, sweep_table
 from seamlib.io import atomic_write, save_figure
 from seamlib.train import train
@@ -109,6 +110,13 @@ def run_method(cfg: Config, method: str, seed: int, progress: bool = True) -> di
             **sweep_metrics(*sweeps)}
 
 
+def start_worker(threads: int) -> None:
+    """A spawned run's process: its share of the CPU threads, and freed memory kept as in
+    ``seam`` (spawned processes start from a fresh allocator)."""
+    torch.set_num_threads(threads)
+    keep_freed_memory()
+
+
 def run_methods(cfg: Config, jobs: list[tuple[str, int]], workers: int = 1,
                 progress: bool = True) -> list[dict]:
     """``run_method`` for each (method, seed) of ``jobs``, in order; ``workers`` > 1 runs that
@@ -117,7 +125,7 @@ def run_methods(cfg: Config, jobs: list[tuple[str, int]], workers: int = 1,
         return [run_method(cfg, method, seed, progress) for method, seed in jobs]
     threads = max(1, (os.cpu_count() or 1) // workers)
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=torch.set_num_threads,
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=start_worker,
                              initargs=(threads,)) as pool:
         futures = {pool.submit(run_method, cfg, method, seed, False): i
                    for i, (method, seed) in enumerate(jobs)}

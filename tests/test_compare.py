@@ -161,3 +161,13 @@ def test_extend_keeps_recorded_seeds_and_refuses_other_settings(report):
         compare(other, [2], "x", results, progress=False, extend=True)
     with pytest.raises(FileNotFoundError, match="no earlier comparison"):
         compare(cfg, [2], "x", tmp / "nothing", progress=False, extend=True)
+
+
+def test_spawned_workers_take_their_threads_and_keep_freed_memory(monkeypatch):
+    import seamlib.compare as compare_module
+
+    calls = []
+    monkeypatch.setattr(compare_module, "keep_freed_memory", lambda: calls.append("kept"))
+    monkeypatch.setattr(compare_module.torch, "set_num_threads", calls.append)
+    compare_module.start_worker(3)
+    assert calls == [3, "kept"]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
+import subprocess
 import sys
 import warnings
 from pathlib import Path
@@ -23,6 +24,7 @@ import pytest
 import torch
 
 from seamlib.config import load_config
+from seamlib.device import keep_freed_memory
 from seamlib.losses import seam_loss
 from seamlib.models import build_model
 from seamlib.train import build_optimizer, poly_factor
@@ -124,8 +126,20 @@ def test_a_changed_number_fails_on_known_and_unknown_machines(got: dict) -> None
         check_against([{"machine": other, "numbers": changed}], got, here)
 
 
+def test_keeping_freed_memory_changes_no_voc_number(got: dict) -> None:
+    """``seam`` runs with ``keep_freed_memory`` (an allocator setting): same bits as without."""
+    done = subprocess.run([sys.executable, __file__, "--keep-freed-memory"], capture_output=True,
+                          text=True, check=True)
+    kept = json.loads(done.stdout)
+    assert kept["kept"] is True  # glibc took the setting: the check compared something
+    assert_bit_identical(kept["numbers"], got)
+
+
 if __name__ == "__main__":
-    if "--write" not in sys.argv:
+    if "--keep-freed-memory" in sys.argv:
+        kept = keep_freed_memory()
+        print(json.dumps({"kept": kept, "numbers": voc_numbers()}))
+    elif "--write" not in sys.argv:
         print(json.dumps({"machine": machine(), "numbers": voc_numbers()}, indent=1))
     else:
         pins = [p for p in json.loads(PIN.read_text())["pins"] if p["machine"] != machine()]
