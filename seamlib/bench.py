@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, RandomSampler
 
 from seamlib.config import LossConfig, ModelConfig, SyntheticConfig
 from seamlib.device import keep_freed_memory
@@ -110,8 +110,10 @@ def train_run(root: str, width: float, crop: int, batch: int, method: str, varia
     labels = labels_for(root, "train")
     data = ClassificationDataset(root, "train", labels, crop, (crop, crop * 7 // 4),
                                  (0.3, 0.3, 0.3, 0.0), cache_images=cached)
-    loader = iter(DataLoader(data, batch_size=batch, shuffle=True, drop_last=True,
-                             num_workers=workers, generator=torch.Generator().manual_seed(0)))
+    sampler = RandomSampler(data, num_samples=batch * (steps + 1),  # as many epochs as needed
+                            generator=torch.Generator().manual_seed(0))
+    loader = iter(DataLoader(data, batch_size=batch, sampler=sampler, drop_last=True,
+                             num_workers=workers))
     net = build_model(ModelConfig(width=width)).train()
     fmt = torch.channels_last if variant.endswith("_cl") else torch.contiguous_format
     net.to(memory_format=fmt)

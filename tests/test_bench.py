@@ -66,3 +66,10 @@ def test_bf16_variant_trains_under_autocast_and_stays_near_fp32(tmp_path):
     fp32, bf16 = train_run(variant="cached", **kw), train_run(variant="cached_bf16", **kw)
     assert fp32["loss"] != bf16["loss"]  # autocast took effect
     assert difference(fp32, bf16) < 0.2 * max(fp32["loss"])  # measured: 7 %
+
+
+def test_training_runs_more_steps_than_one_epoch_has_batches(tmp_path):
+    root = str(make_data(tmp_path / "bench", 4))  # 2 batches of 2: the 4 steps need 2 epochs
+    run = train_run(root=root, width=0.125, crop=32, batch=2, method="baseline", steps=3,
+                    variant="cached")
+    assert len(run["seconds"]) == len(run["minor_faults"]) == 3 and len(run["loss"]) == 4
