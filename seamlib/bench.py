@@ -14,6 +14,7 @@ import json
 import os
 import platform
 import resource
+import shlex
 import statistics
 import subprocess
 import sys
@@ -173,24 +174,73 @@ def difference(a: dict[str, Any], b: dict[str, Any]) -> float:
     return max(abs(x - y) for x, y in zip(a["loss"], b["loss"], strict=True))
 
 
-def subprocess_run(kind: str, kwargs: dict[str, Any]) -> dict[str, Any]:
-    """Run one measurement in a fresh interpreter (own peak RSS) and return its result."""
+def start_run(kind: str, kwargs: dict[str, Any], core: int | None = None) -> subprocess.Popen:
+    """Start one measurement in a fresh interpreter (own peak RSS), on ``core`` if given."""
     cmd = [sys.executable, "-m", "seamlib.bench", "--one", json.dumps({kind: kwargs})]
-    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if done.returncode:
-        raise RuntimeError(f"benchmark run {kind} {kwargs} failed:\n{done.stderr[-2000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    pin = None if core is None else (lambda: os.sched_setaffinity(0, {core}))
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=pin)
+
+
+def finish_run(proc: subprocess.Popen, kind: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Wait for a measurement started by ``start_run`` and return its result."""
+    stdout, stderr = proc.communicate()
+    if proc.returncode:
+        raise RuntimeError(f"benchmark run {kind} {kwargs} failed:\n{stderr[-2000:]}")
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
+def subprocess_run(kind: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Run one measurement in a fresh interpreter and return its result."""
+    return finish_run(start_run(kind, kwargs), kind, kwargs)
 
 
 def compare(kind: str, common: dict[str, Any], variants: list[str], repeats: int,
             images_per_run: int, scratch: Path) -> dict[str, Any]:
-    """Alternate the variants ``repeats`` times (A/B/A/B); medians of seconds per step/run.
-    Inference outputs are kept in ``scratch`` until they are compared."""
+    """Alternate the variants ``repeats`` times (A/B/A/B), one run at a time."""
     runs: dict[str, list[dict]] = {v: [] for v in variants}
     for r in range(repeats):
         for v in variants:
-            extra = {"save": str(scratch / f".{kind}_{v}_{r}.pt")} if kind == "infer" else {}
-            runs[v].append(subprocess_run(kind, {**common, "variant": v, **extra}))
+            runs[v].append(subprocess_run(kind, run_kwargs(kind, common, v, r, scratch)))
+    return summarise(kind, common, runs, repeats, images_per_run, scratch)
+
+
+def compare_paired(kind: str, common: dict[str, Any], variants: list[str], repeats: int,
+                   images_per_run: int, scratch: Path) -> dict[str, Any]:
+    """Run two variants at the same time, one per core, swapping the cores each round
+    (2 x ``repeats`` rounds): both see the same minutes of the host. On the 2-core VM one
+    run's step time drifted by up to 1.5x within minutes, which sequential A/B runs cannot
+    separate from an effect of a few percent. Each run must use one thread."""
+    if len(variants) != 2:
+        raise ValueError(f"paired benchmarks compare two variants, got {variants}")
+    cores = sorted(os.sched_getaffinity(0))
+    runs: dict[str, list[dict]] = {v: [] for v in variants}
+    rounds = []
+    for r in range(2 * repeats):
+        procs = {v: start_run(kind, run_kwargs(kind, common, v, r, scratch),
+                              core=cores[(i + r) % len(cores)]) for i, v in enumerate(variants)}
+        done = {v: finish_run(p, kind, common) for v, p in procs.items()}
+        for v in variants:
+            runs[v].append(done[v])
+        a, b = (statistics.median(done[v]["seconds"]) for v in variants)
+        rounds.append(round(a / b, 3))
+    out = summarise(kind, common, runs, 2 * repeats, images_per_run, scratch)
+    out["round_speedups"] = rounds  # reference / variant, each round's simultaneous pair
+    return out
+
+
+def run_kwargs(kind: str, common: dict[str, Any], variant: str, r: int,
+               scratch: Path) -> dict[str, Any]:
+    """One run's arguments; inference runs save their CAMs in ``scratch`` for the diff."""
+    extra = {"save": str(scratch / f".{kind}_{variant}_{r}.pt")} if kind == "infer" else {}
+    return {**common, "variant": variant, **extra}
+
+
+def summarise(kind: str, common: dict[str, Any], runs: dict[str, list[dict]], repeats: int,
+              images_per_run: int, scratch: Path) -> dict[str, Any]:
+    """Medians over the runs of each variant (the first is the reference); speedups and
+    output differences against the reference."""
+    variants = list(runs)
     out: dict[str, Any] = {"settings": common, "repeats": repeats, "variants": {}}
     for v, rs in runs.items():
         seconds = statistics.median(s for r in rs for s in r["seconds"])
@@ -209,9 +259,10 @@ def compare(kind: str, common: dict[str, Any], variants: list[str], repeats: int
     return out
 
 
-def benchmarks(root: Path, quick: bool) -> dict[str, tuple[str, dict[str, Any], list[str], int]]:
+def benchmarks(root: Path, quick: bool,
+               steps: int | None = None) -> dict[str, tuple[str, dict[str, Any], list[str], int]]:
     """name -> (kind, settings, variants with the reference first, images per timed unit)."""
-    steps = 1 if quick else 3
+    steps = steps or (1 if quick else 3)
     proxy = dict(root=str(root), width=0.125, crop=128, batch=16, steps=steps)
     full = dict(root=str(root), width=1.0, crop=96 if quick else 128, batch=2, steps=steps)
     out: dict[str, tuple[str, dict[str, Any], list[str], int]] = {}
@@ -228,13 +279,16 @@ def benchmarks(root: Path, quick: bool) -> dict[str, tuple[str, dict[str, Any], 
     return out
 
 
-def run_all(out: Path, root: Path, repeats: int, quick: bool, only: list[str]) -> None:
-    """Run the benchmarks named in ``only`` (all when empty), each written as its own JSON."""
+def run_all(out: Path, root: Path, repeats: int, quick: bool, only: list[str],
+            paired: list[str] | None = None, steps: int | None = None) -> None:
+    """Run the benchmarks named in ``only`` (all when empty), each written as its own JSON;
+    with ``paired`` (two variants), those two at the same time (``compare_paired``)."""
     out.mkdir(parents=True, exist_ok=True)  # also holds the inference runs' scratch files
-    for name, (kind, settings, variants, images) in benchmarks(root, quick).items():
+    for name, (kind, settings, variants, images) in benchmarks(root, quick, steps).items():
         if not only or name in only:
-            write_json(out / f"{name}.json",
-                       compare(kind, settings, variants, repeats, images, scratch=out))
+            result = (compare_paired(kind, settings, paired, repeats, images, scratch=out)
+                      if paired else compare(kind, settings, variants, repeats, images, out))
+            write_json(out / f"{name}.json", result)
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -250,9 +304,11 @@ def table(results: dict[str, Any], command: str, note: str) -> str:
     for name, r in results.items():
         s = {k: v for k, v in r["settings"].items() if k not in ("root", "variant")}
         settings = ", ".join(f"{k}={v}" for k, v in s.items())
-        for v, m in r["variants"].items():
+        rounds = r.get("round_speedups")
+        for i, (v, m) in enumerate(r["variants"].items()):
+            spread = f" (rounds {min(rounds)}-{max(rounds)}x)" if rounds and i else ""
             lines.append(f"| {name} | {settings} | {v} | {m['images_per_s']} | "
-                         f"{m['median_seconds']} | {m['speedup']}x | {m['peak_rss_gib']} | "
+                         f"{m['median_seconds']} | {m['speedup']}x{spread} | {m['peak_rss_gib']} | "
                          f"{m.get('minor_faults', 'unrecorded')} | {m['max_abs_diff']:.2g} |")
     return "\n".join(lines) + "\n"
 
@@ -291,6 +347,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--quick", action="store_true", help="fewer steps, smaller full-width crop")
     p.add_argument("--only", nargs="*", default=[], help="benchmark names (default: all)")
     p.add_argument("--note", default="", help="a line for the README (e.g. machine shared)")
+    p.add_argument("--paired", nargs=2, metavar=("REFERENCE", "VARIANT"),
+                   help="run these two variants at once, one per core (one thread each)")
+    p.add_argument("--steps", type=int, help="timed training steps per run (default 3, quick 1)")
     args = p.parse_args(argv)
     if args.one:
         (kind, kwargs), = json.loads(args.one).items()
@@ -299,11 +358,10 @@ def main(argv: list[str] | None = None) -> None:
     root = make_data(Path(args.data), 48)
     out = Path(args.out)
     load = os.getloadavg()[0]
-    run_all(out, root, args.repeats, args.quick, args.only)
+    run_all(out, root, args.repeats, args.quick, args.only, args.paired, args.steps)
     results = {p.stem: json.loads(p.read_text()) for p in sorted(out.glob("*.json"))
                if "variants" in json.loads(p.read_text())}
-    command = (f"python -m seamlib.bench --repeats {args.repeats}" + " --quick" * args.quick
-               + " --only " * bool(args.only) + " ".join(args.only))
+    command = shlex.join(["python", "-m", "seamlib.bench", *(argv or sys.argv[1:])])
     note = (f"{args.note} Load average (1 min) at the start: {load:.1f}, at the end: "
             f"{os.getloadavg()[0]:.1f}.")
     atomic_write(out / "README.md", lambda t: t.write_text(table(results, command, note)))

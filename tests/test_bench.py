@@ -1,8 +1,10 @@
 """Benchmark bookkeeping: output differences, speedups and the README table."""
 
+import pytest
 import torch
 
 from seamlib.bench import (
+    compare_paired,
     cpu_model,
     cpu_ticks,
     difference,
@@ -73,3 +75,16 @@ def test_training_runs_more_steps_than_one_epoch_has_batches(tmp_path):
     run = train_run(root=root, width=0.125, crop=32, batch=2, method="baseline", steps=3,
                     variant="cached")
     assert len(run["seconds"]) == len(run["minor_faults"]) == 3 and len(run["loss"]) == 4
+
+
+def test_paired_runs_go_at_once_on_swapped_cores_with_a_speedup_per_round(tmp_path):
+    root = str(make_data(tmp_path / "bench", 4))
+    kw = dict(root=root, width=0.125, crop=32, batch=2, method="baseline", steps=1)
+    out = compare_paired("train", kw, ["cached", "cached_keep"], 1, 2, tmp_path)
+    assert out["repeats"] == 2 and len(out["round_speedups"]) == 2
+    assert list(out["variants"]) == ["cached", "cached_keep"]
+    assert out["variants"]["cached_keep"]["max_abs_diff"] == 0  # same bits
+    text = table({"train_proxy_baseline": out}, "python -m seamlib.bench --paired", "")
+    assert "(rounds " in text.splitlines()[-1] and "(rounds " not in text.splitlines()[-2]
+    with pytest.raises(ValueError, match="two variants"):
+        compare_paired("train", kw, ["reference", "cached", "cached_keep"], 1, 2, tmp_path)
