@@ -98,13 +98,11 @@ def train_run(root: str, width: float, crop: int, batch: int, method: str, varia
     """Time ``steps`` training steps (batch fetch + loss + backward + SGD step) after one
     warm-up step. Variants: reference (decode every image, no workers); cached (decoded-image
     cache); cached_wN (cache + N loader workers); cached_cl (cache + channels_last);
-    cached_keep (cache + ``keep_freed_memory``, as ``seam`` runs); cached_bf16 (cache + bf16
+    cached_keep (cache + ``keep_freed_memory``, set by ``main``); cached_bf16 (cache + bf16
     autocast: changes the numbers, so no profile uses it)."""
     from seamlib.data.datasets import ClassificationDataset
     from seamlib.data.lists import labels_for
 
-    if variant.endswith("_keep"):
-        keep_freed_memory()
     torch.manual_seed(0)
     cached = variant != "reference"
     workers = int(variant.split("_w")[1]) if "_w" in variant else 0
@@ -141,7 +139,7 @@ def train_run(root: str, width: float, crop: int, batch: int, method: str, varia
 def infer_run(root: str, width: float, images: int, variant: str, save: str) -> dict[str, Any]:
     """Multi-scale (0.5, 1, 1.5, 2) + flip CAM inference of ``images`` images: reference = one
     pass and one image at a time; batched = equal-size passes of 4 images per forward;
-    batched_keep = batched + ``keep_freed_memory``, as ``seam`` runs."""
+    batched_keep = batched + ``keep_freed_memory`` (set by ``main``)."""
     from seamlib.cams import multiscale_cams
     from seamlib.data.datasets import MultiScaleDataset
     from seamlib.data.lists import labels_for
@@ -151,8 +149,6 @@ def infer_run(root: str, width: float, images: int, variant: str, save: str) -> 
     data = MultiScaleDataset(root, "train", labels_for(root, "train"))
     samples = [data[i] for i in range(images)]
     per_batch, max_pixels = (1, 0) if variant == "reference" else (4, 2 * 1000 * 750)
-    if variant.endswith("_keep"):
-        keep_freed_memory()
     with torch.no_grad():
         net(torch.randn(2, 3, 64, 64))  # warm-up
     start, faults = time.perf_counter(), minor_faults()
@@ -217,9 +213,10 @@ def compare_paired(kind: str, common: dict[str, Any], variants: list[str], repea
     runs: dict[str, list[dict]] = {v: [] for v in variants}
     rounds = []
     for r in range(2 * repeats):
-        procs = {v: start_run(kind, run_kwargs(kind, common, v, r, scratch),
-                              core=cores[(i + r) % len(cores)]) for i, v in enumerate(variants)}
-        done = {v: finish_run(p, kind, common) for v, p in procs.items()}
+        kwargs = {v: run_kwargs(kind, common, v, r, scratch) for v in variants}
+        procs = {v: start_run(kind, kwargs[v], core=cores[(i + r) % len(cores)])
+                 for i, v in enumerate(variants)}
+        done = {v: finish_run(p, kind, kwargs[v]) for v, p in procs.items()}
         for v in variants:
             runs[v].append(done[v])
         a, b = (statistics.median(done[v]["seconds"]) for v in variants)
@@ -353,6 +350,8 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     if args.one:
         (kind, kwargs), = json.loads(args.one).items()
+        if kwargs["variant"].endswith("_keep"):  # cached_keep, batched_keep: as ``seam`` runs
+            keep_freed_memory()
         print(json.dumps((train_run if kind == "train" else infer_run)(**kwargs)))
         return
     root = make_data(Path(args.data), 48)

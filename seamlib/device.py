@@ -28,11 +28,12 @@ def keep_freed_memory(mmap_below: int = 32 << 20, trim_above: int = 1 << 30) -> 
     """Make glibc keep freed CPU memory for the next training step instead of returning it.
 
     By default glibc serves multi-MiB blocks (a step's activations) with fresh mmaps and trims
-    the freed heap top, so every step page-faults its activations in again: 58-104k faults and
-    0.08-0.16 s of system time per proxy SEAM step. Blocks below ``mmap_below`` bytes (32 MiB
-    is glibc's maximum) now come from the heap, which is trimmed only above ``trim_above``
-    bytes. The allocator does no arithmetic: every number is unchanged. Process-wide; returns
-    False (and changes nothing) where the C library has no ``mallopt``, as outside glibc."""
+    the freed heap top, so every step page-faults its activations in again (a median of 86k
+    minor faults per proxy SEAM step, 16k kept: results/benchmarks/xeon_one_thread). Blocks
+    below ``mmap_below`` bytes (32 MiB is glibc's maximum) now come from the heap, which is
+    trimmed only above ``trim_above`` bytes. The allocator does no arithmetic: every number
+    is unchanged. Process-wide; returns False (and changes nothing) where the C library has
+    no ``mallopt``, as outside glibc."""
     mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
     if mallopt is None:
         return False
