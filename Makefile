@@ -8,6 +8,8 @@ PROFILE ?= proxy
 WORKERS_proxy := 2
 WORKERS ?= $(or $(WORKERS_$(PROFILE)),1)
 SEEDS ?= 0 1 2
+LAB := $(BIN)/python -m experiments
+OUT := results/$(PROFILE)
 NOTEBOOKS := 01_data 02_train_seam 03_cams
 
 .PHONY: install test lint reproduce data pretrain pipeline notebooks clean
@@ -33,16 +35,17 @@ data: $(STAMP)
 
 # Retrain the committed proxy trunk (about 40 min on one CPU thread); pin the printed sha256.
 pretrain: $(STAMP)
-	$(BIN)/seam pretrain --profile $(PROFILE) --force
+	$(BIN)/python -m experiments pretrain --profile $(PROFILE) --force --out results/$(PROFILE)
 
 # The main job: data for the profile, the pretrained trunk's checksum checked (profiles that
 # pretrain), SEAM vs baseline over the seeds, the baseline's difficulty (the seed-0 baseline
 # run, reused), every notebook executed into results/<profile>/ (they reuse the runs), then
 # the whole pipeline of seed 0 for both methods.
 reproduce: data
-	if [ "$(PROFILE)" = proxy ]; then $(BIN)/seam pretrain --profile $(PROFILE) --verify; fi
-	$(BIN)/seam compare --profile $(PROFILE) --seeds $(SEEDS) --workers $(WORKERS)
-	$(BIN)/seam difficulty --profile $(PROFILE)
+	if [ "$(PROFILE)" = proxy ]; then $(LAB) pretrain --profile $(PROFILE) --verify; fi
+	$(LAB) compare --profile $(PROFILE) --seeds $(SEEDS) --workers $(WORKERS) --out $(OUT)
+	$(LAB) difficulty --profile $(PROFILE) --out $(OUT)
+	$(LAB) datasheet --profile $(PROFILE) --out $(OUT)
 	for nb in $(NOTEBOOKS); do \
 	  $(BIN)/seam notebook $$nb --profile $(PROFILE) || exit 1; \
 	done
@@ -62,7 +65,7 @@ pipeline: $(STAMP)
 	if [ "$(WORKERS)" -gt 1 ]; then \
 	  OMP_NUM_THREADS=1 $$seam_run & pid=$$!; OMP_NUM_THREADS=1 $$base_run; wait $$pid; \
 	else $$seam_run; $$base_run; fi; \
-	$(BIN)/seam pipeline-report seam=$(PIPE)/seam_seed0 baseline=$(PIPE)/baseline_seed0 \
+	$(LAB) pipeline-report seam=$(PIPE)/seam_seed0 baseline=$(PIPE)/baseline_seed0 \
 	  --out results/$(PROFILE)/pipeline \
 	  --setup "make pipeline PROFILE=$(PROFILE) WORKERS=$(WORKERS) (WORKERS > 1: both at once, one torch thread each)"
 

@@ -15,7 +15,8 @@ PROFILES_NAMES = ("smoke", "proxy", "voc")
 DEFAULT_PROFILE = "proxy"  # the main job: what load_config and every `seam` command use
 # The ResNet38 ImageNet model the reference (voc) training starts from; see models/weights.py.
 IMAGENET_WEIGHTS = "data/weights/ilsvrc-cls_rna-a1_cls1000_ep-0001.params"
-# Checksum of the committed proxy trunk (results/proxy/pretrain.json; `seam pretrain --verify`).
+# Checksum of the committed proxy trunk (results/proxy/pretrain.json;
+# `python -m experiments pretrain --verify`).
 PROXY_TRUNK_SHA256 = "098ae20ccf2ee56b5bcf512705b542d30f6d32f75b537b609aa7778bbd79ada6"
 
 
@@ -173,7 +174,7 @@ def _seg_train_defaults() -> TrainConfig:
 @dataclass
 class PretrainConfig:
     """The proxy "ImageNet" (data/pretrain_set.py) and the classification training of the
-    narrow trunk on it (seamlib/pretrain.py); ``trunk`` None: the profile starts from released
+    narrow trunk on it (experiments/pretrain.py); ``trunk`` None: the profile starts from released
     ImageNet weights and has nothing to pretrain."""
 
     seed: int = 0
@@ -187,7 +188,7 @@ class PretrainConfig:
     weight_decay: float = 5e-4
     decay_norm: bool = True  # weight decay on BN scales/shifts and biases too; False leaves
     # them undecayed, so the trunk's features keep the scale the frozen-BN fine-tuning reads
-    epochs: int = 15  # held-out top-1 still rose at 5 epochs (0.659); 15 reach 0.973
+    epochs: int = 15  # held-out top-1 still rose at 5 epochs (results/proxy/pretrain_log.jsonl)
     out_dir: str = "runs/pretrain"  # checkpoints and the running log
     threads: int | None = None  # torch CPU threads (None: torch's default); 1 is far faster
     # than 2 when other jobs share two cores. Does not change the result.
@@ -233,29 +234,28 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
                  "num_workers": 2,  # a 2-core CPU
                  "cache_images": True},  # ~150 MB decoded: one JPEG decode per image
         # Width 1/8 so it trains on a CPU; the proxy's counterpart of the ImageNet file.
-        "model": {"width": 0.125, "weights": "results/proxy/pretrain_trunk.pth"},
+        "model": {"width": 0.125, "weights": "assets/proxy/pretrain_trunk.pth"},
         # Momentum 0.9, not the momentum-slot quirk's 5e-4: under the quirk the plain-CAM
-        # baseline reached only 0.36-0.44 val mAP and 12-18 % CAM mIoU in its 3,000 steps at
-        # width 1/8, with either trunk; 0.9 gives 0.80 and 40.8 % (results/proxy/diagnostics/).
-        # Chosen on baseline runs only; SEAM and the baseline share it.
+        # baseline barely learns in the proxy's few steps at width 1/8 (results/proxy/README.md,
+        # diagnostics/difficulty_reference_momentum.json). Chosen on baseline runs only; SEAM
+        # and the baseline share it.
         "train": {"momentum": 0.9, "out_dir": "runs/proxy"},
         # No weight decay on BN scales/shifts and biases while pretraining: the trunk's
-        # features keep their scale (probe mAP 0.92 vs 0.87 with decay; diagnostics/).
-        "pretrain": {"trunk": "results/proxy/pretrain_trunk.pth", "threads": 1,
+        # features keep their scale (diagnostics/probe*.json).
+        "pretrain": {"trunk": "assets/proxy/pretrain_trunk.pth", "threads": 1,
                      "decay_norm": False, "trunk_sha256": PROXY_TRUNK_SHA256},
         # AffinityNet and the retraining crop at the benchmark's image size, hue as above.
         "affinity": {"crop_size": 128, "color_jitter": (0.3, 0.3, 0.3, 0.0)},
-        # AffinityNet 3 epochs (1,125 steps) and retraining 9 epochs (2,700 steps) instead of the
-        # reference 8 and 19: CPU budget (10-20 and 30-54 min on one Xeon core). Retraining 3 epochs
-        # under-activated: val mIoU 39.8 % vs 51.8 % for the baseline (diagnostics/).
+        # AffinityNet 3 epochs and retraining 9 epochs instead of the reference 8 and 19: the
+        # CPU budget; fewer retraining epochs under-activated (diagnostics/pipeline_seg3epochs*).
         "aff_train": {"epochs": 3, "out_dir": "runs/proxy/aff"},
         # Fewer, gentler walk steps: the proxy's stride-8 maps are 12-20 px a side, where the
         # reference's 2**6 steps at radius 5 spread every CAM over the whole image. Chosen on
         # the seed-0 baseline only (diagnostics/random_walk_sweep_baseline.json).
         "random_walk": {"logt": 1, "alpha": 3.0},
         # BN running statistics at the reference's horizon: its momentum 3e-4 over 20,000 steps
-        # scaled to our 2,700 (3e-4 x 20106 / 2700); at 3e-4 they move only 56 % of the way in
-        # 2,700 steps (24 % in 900, where the baseline's val mIoU was 27.4 % vs 39.8 %).
+        # scaled to our 2,700 (3e-4 x 20106 / 2700), so they move as far as the reference's
+        # (diagnostics/pipeline_seg3epochs_bn3e-4_baseline_metrics.json).
         "seg": {"crop_size": 128, "bn_momentum": 0.00223},
         "seg_train": {"epochs": 9, "out_dir": "runs/proxy/segment"},
     },
@@ -276,6 +276,32 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
                      "trunk": "runs/smoke/pretrain_trunk.pth"},
     },
 }
+
+
+# Named overlays of settings on a profile: the methods and ablations of the paper. A variant
+# is scored on the PCM output when its PCM was trained (ECR on), else on the fc8 CAM
+# (``uses_pcm``).
+VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
+    "seam": {},
+    # The plain CAM classifier: same data, model and optimiser, classification loss only.
+    "baseline": {"loss": {"use_er": False, "use_ecr": False, "use_rvmin": False}},
+}
+
+
+def uses_pcm(cfg: Config) -> bool:
+    """Whether a run's CAMs are the PCM output (its PCM was trained by ECR) or the fc8 CAM."""
+    return cfg.loss.use_ecr
+
+
+def variant_config(cfg: Config, variant: str, seed: int) -> Config:
+    """The config of one run: ``cfg`` with the variant's overlay, ``seed``, and its own folder
+    ``<train.out_dir>/compare/<variant>/seed<seed>``."""
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; expected one of {', '.join(VARIANTS)}")
+    run = apply_overrides(cfg, VARIANTS[variant])
+    run.train.seed = seed
+    run.train.out_dir = str(Path(cfg.train.out_dir) / "compare" / variant / f"seed{seed}")
+    return run
 
 
 BOOLS = {"true": True, "1": True, "false": False, "0": False}

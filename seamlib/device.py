@@ -1,9 +1,12 @@
-"""Where tensors live: one setting (``Config.device``) for every stage, and how the CPU
-allocator keeps the memory they leave."""
+"""Where tensors live: one setting (``Config.device``) for every stage, how the CPU allocator
+keeps the memory they leave, and the one-line description of the machine that runs records."""
 
 from __future__ import annotations
 
 import ctypes
+import os
+import platform
+from pathlib import Path
 
 import torch
 
@@ -39,3 +42,40 @@ def keep_freed_memory(mmap_below: int = 32 << 20, trim_above: int = 1 << 30) -> 
         return False
     return bool(mallopt(M_MMAP_THRESHOLD, mmap_below)) and bool(mallopt(M_TRIM_THRESHOLD,
                                                                         trim_above))
+
+
+def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """The CPU's model name (Linux /proc/cpuinfo; else the platform's), with AVX-512 named:
+    float kernels, hence trained weights, differ between CPU models."""
+    try:
+        info = cpuinfo.read_text()
+    except OSError:
+        return platform.processor() or platform.machine()
+    names = [line.split(":", 1)[1].strip() for line in info.splitlines()
+             if line.startswith("model name")]
+    name = names[0] if names else platform.machine()
+    return f"{name}, AVX-512" if " avx512f" in info else name
+
+
+def hardware() -> str:
+    """A one-line description of the machine a measurement ran on."""
+    return (f"{platform.machine()} CPU ({cpu_model()}; {os.cpu_count()} cores), "
+            f"{torch.get_num_threads()} torch threads, torch {torch.__version__}, "
+            f"{platform.platform(terse=True)}")
+
+
+def cpu_ticks(stat: Path = Path("/proc/stat")) -> tuple[int, int] | None:
+    """(stolen, all) CPU ticks of the machine since boot (Linux /proc/stat; None elsewhere).
+    Steal is time the hypervisor gave our cores to other guests: it stretches wall times."""
+    try:
+        fields = [int(v) for v in stat.read_text().split("\n", 1)[0].split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    return (fields[7], sum(fields)) if len(fields) == 8 else None
+
+
+def steal_percent(before: tuple[int, int] | None, after: tuple[int, int] | None) -> float | None:
+    """The share of the machine's CPU time stolen between two ``cpu_ticks`` readings, in %."""
+    if before is None or after is None or after[1] <= before[1]:
+        return None
+    return round(100 * (after[0] - before[0]) / (after[1] - before[1]), 1)

@@ -23,8 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from seamlib.bench import cpu_ticks, hardware, steal_percent
-from seamlib.config import Config
+from seamlib.config import Config, uses_pcm
 from seamlib.io import atomic_write
 
 DONE = "stage.json"  # in each stage folder: the key and wall seconds of its last run
@@ -48,8 +47,7 @@ def _data(cfg: Config, run: Path) -> None:
 
 def _weights(cfg: Config, run: Path) -> None:
     """The starting point: the ImageNet file (voc) or the committed proxy trunk, checked."""
-    from seamlib.models.weights import require_weights
-    from seamlib.pretrain import verify_trunk
+    from seamlib.models.weights import require_weights, verify_trunk
 
     require_weights(cfg.model)
     if cfg.pretrain.trunk is not None and cfg.model.weights == cfg.pretrain.trunk:
@@ -57,7 +55,7 @@ def _weights(cfg: Config, run: Path) -> None:
 
 
 def _train(cfg: Config, run: Path) -> None:
-    from seamlib.train import train
+    from seamlib.stages.train_cam import train
 
     cfg = copy.deepcopy(cfg)
     cfg.train.out_dir = str(run / "train")
@@ -68,41 +66,41 @@ def _cams(cfg: Config, run: Path) -> None:
     """CAMs of the training list (CRF, affinity and random walk read them; CAM quality is
     measured on its ``cam_list`` subset) and of ``val_list`` (to choose a threshold). The PCM
     output when the PCM was trained (ECR on), else the raw CAM."""
-    from seamlib.cams import cams_stage
+    from seamlib.stages.cams import cams_stage
 
     for name in dict.fromkeys((cfg.data.train_list, cfg.data.val_list)):
         cams_stage(cfg, run / "train" / "model.pth", name, run / "cams" / name,
-                   use_pcm=cfg.loss.use_ecr)
+                   use_pcm=uses_pcm(cfg))
 
 
 def _crf(cfg: Config, run: Path) -> None:
-    from seamlib.crf import crf_stage
+    from seamlib.stages.crf import crf_stage
 
     crf_stage(run / "cams" / cfg.data.train_list, cfg.data.root, cfg.data.train_list,
               run / "crf", cfg.crf, kind="affinity")
 
 
 def _affinity(cfg: Config, run: Path) -> None:
-    from seamlib.affinity import train_affinity
+    from seamlib.stages.train_affinity import train_affinity
 
     train_affinity(cfg, run / "crf", run / "affinity")
 
 
 def _random_walk(cfg: Config, run: Path) -> None:
-    from seamlib.random_walk import random_walk_stage
+    from seamlib.stages.random_walk import random_walk_stage
 
     random_walk_stage(run / "cams" / cfg.data.train_list, run / "affinity" / "model.pth",
                       cfg.data.root, cfg.data.train_list, run / "random_walk", cfg)
 
 
 def _retrain(cfg: Config, run: Path) -> None:
-    from seamlib.segment import retrain
+    from seamlib.stages.train_seg import retrain
 
     retrain(cfg, run / "random_walk", run / "retrain")
 
 
 def _segment(cfg: Config, run: Path) -> None:
-    from seamlib.segment import segment_stage
+    from seamlib.stages.segment import segment_stage
 
     for name in eval_lists(cfg):
         segment_stage(cfg, run / "retrain" / "model.pth", name, run / "segment" / name)
@@ -111,7 +109,7 @@ def _segment(cfg: Config, run: Path) -> None:
 def _evaluate(cfg: Config, run: Path) -> None:
     """Every stage's output against the masks: CAMs (best and val-chosen threshold) and
     random-walk pseudo labels on ``cam_list``, the segmentation on each evaluated list."""
-    from seamlib.evaluate import evaluate, json_safe
+    from seamlib.stages.evaluate import evaluate, json_safe
 
     root, data = cfg.data.root, cfg.data
     val = evaluate(run / "cams" / data.val_list, root, data.val_list, kind="cam")
@@ -199,6 +197,8 @@ def _run_stage(cfg: Config, run: Path, stage: Stage, key: str, adopt: Path | Non
     if state.get("key") not in (None, key):
         print(f"[{stage.name}] settings or inputs changed: clearing {folder}")
         shutil.rmtree(folder)
+    from seamlib.device import cpu_ticks, hardware, steal_percent
+
     _mark(marker, {"key": key, "complete": False})
     start, ticks = time.time(), cpu_ticks()
     extra = adopt_training(adopt, folder) if adopt is not None else {}
@@ -232,86 +232,3 @@ def adopt_training(source: Path, folder: Path) -> dict:
 
 def _mark(marker: Path, state: dict) -> None:
     atomic_write(marker, lambda t: t.write_text(json.dumps(state)))
-
-
-# ------------------------------------------------------------------------------ the report
-
-REPORT_METRICS = (("cams", "CAM, best thr"), ("cams_at_val_threshold", "CAM, val-chosen thr"),
-                  ("random_walk", "random walk"), ("segment_val", "segmentation val"),
-                  ("segment_test", "segmentation test"))
-REPORT_FIELDS = ("miou", "mfp", "mfn", "iou", "list", "images", "threshold")  # of each metric
-
-
-def pipeline_report(runs: dict[str, Path], command: str = "", setup: str = "") -> dict:
-    """Metrics and stage wall times of finished pipeline runs ({name: run folder}), with the
-    hardware the stages recorded when they ran (not that of the process writing the report)."""
-    out: dict = {"command": command, "setup": setup, "runs": {}}
-    for name, run in runs.items():
-        metrics_path, timings_path = run / "evaluate" / "metrics.json", run / TIMINGS
-        for path in (metrics_path, timings_path):
-            if not path.is_file():
-                raise FileNotFoundError(f"{path}: not a finished pipeline run (run `seam run "
-                                        f"--run-dir {run}` to the evaluate stage)")
-        metrics, timings = (json.loads(p.read_text()) for p in (metrics_path, timings_path))
-        if list(timings) != list(STAGE_NAMES):
-            raise ValueError(f"{timings_path}: the last `seam run` there stopped after "
-                             f"{list(timings)[-1]!r} (--until), so later stages may be stale; "
-                             "run it to the end first")
-        seconds = {stage: t.get("train_seconds", t["seconds"]) for stage, t in timings.items()}
-        out["runs"][name] = {
-            "run_dir": str(run), "seconds": seconds,
-            "adopted_training": timings["train"].get("adopted_from"),
-            "cpu_steal_percent": {stage: t.get("cpu_steal_percent") for stage, t in
-                                  timings.items() if t.get("cpu_steal_percent") is not None},
-            "hardware": sorted({t["hardware"] for t in timings.values() if "hardware" in t}),
-            "metrics": {key: {k: m[k] for k in REPORT_FIELDS if k in m}
-                        for key, m in metrics.items()},
-        }
-    machines = sorted({h for r in out["runs"].values() for h in r["hardware"]})
-    out["hardware"] = ("; ".join(machines) if machines else
-                       f"not recorded by the runs (the report was written on {hardware()})")
-    return out
-
-
-def format_report(report: dict) -> str:
-    """The pipeline report as markdown: mIoU / mFP / mFN per stage output, then wall times."""
-    runs = report["runs"]
-    lines = ["# The whole pipeline: every stage's output against the masks", "",
-             f"Command: `{report['command']}`  ", f"Hardware: {report['hardware']}  ",
-             f"Setup: {report['setup']}", "",
-             "mIoU / mFP / mFN in % over the classes present (`seamlib.evaluate.scores`). "
-             "CAMs and random-walk pseudo labels are scored on the CAM list, the retrained "
-             "segmentation (multi-scale + flip + CRF) on val and test.", "",
-             "| run | " + " | ".join(title for _, title in REPORT_METRICS) + " |",
-             "|---|" + "---|" * len(REPORT_METRICS)]
-    for name, r in runs.items():
-        cells = []
-        for key, _ in REPORT_METRICS:
-            m = r["metrics"].get(key)
-            cells.append("n/a" if m is None else f"{100 * m['miou']:.1f} / {100 * m['mfp']:.1f}"
-                         f" / {100 * m['mfn']:.1f}")
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    stages = list(next(iter(runs.values()))["seconds"]) if runs else []
-    lines += ["", "## Wall time per stage (minutes)", "",
-              "| run | " + " | ".join(stages) + " | total |", "|---|" + "---|" * (len(stages) + 1)]
-    for name, r in runs.items():
-        s = r["seconds"]
-        lines.append(f"| {name} | " + " | ".join(f"{s[k] / 60:.1f}" for k in stages)
-                     + f" | {sum(s.values()) / 60:.1f} |")
-    steal = [f"{n}: " + (", ".join(f"{k} {v:.1f}" for k, v in r["cpu_steal_percent"].items())
-                         or "unrecorded") for n, r in runs.items()]
-    lines += ["", "CPU time stolen by the host (`/proc/stat` steal, % of the machine's CPU time "
-              "while a stage ran; it stretches wall times): " + "; ".join(steal) + "."]
-    adopted = [f"{n}: `{r['adopted_training']}`" for n, r in runs.items() if r["adopted_training"]]
-    if adopted:
-        lines += ["", "Training adopted from an earlier run (`seam run --train-from`); its time "
-                  "is that run's own training time: " + "; ".join(adopted) + "."]
-    return "\n".join(lines) + "\n"
-
-
-def write_pipeline_report(report: dict, base: Path) -> Path:
-    """Write ``base``.json and ``base``.md; return the markdown's path."""
-    base = Path(base)
-    atomic_write(base.with_suffix(".json"), lambda t: t.write_text(json.dumps(report, indent=1)))
-    atomic_write(base.with_suffix(".md"), lambda t: t.write_text(format_report(report)))
-    return base.with_suffix(".md")

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 
-from seamlib.affinity import affinity_loss, affinity_loss_fn, train_affinity
 from seamlib.config import ModelConfig, load_config
 from seamlib.data.affinity_data import AffinityDataset
 from seamlib.data.lists import list_path
@@ -22,6 +21,7 @@ from seamlib.models.affinity import (
     pair_offsets,
 )
 from seamlib.models.weights import load_weights, save_released, to_released
+from seamlib.stages.train_affinity import affinity_loss, affinity_loss_fn, train_affinity
 
 WIDTH = 0.0625
 HEAD_KEYS = ("f8_3.weight", "f8_4.weight", "f8_5.weight", "f9.weight")

@@ -3,17 +3,8 @@
 import pytest
 import torch
 
-from seamlib.bench import (
-    compare_paired,
-    cpu_model,
-    cpu_ticks,
-    difference,
-    hardware,
-    make_data,
-    steal_percent,
-    table,
-    train_run,
-)
+from benchmarks.bench import compare_paired, difference, make_data, table, train_run
+from seamlib.device import cpu_model, cpu_ticks, hardware, steal_percent
 
 
 def test_difference_of_losses_and_cams(tmp_path):
@@ -30,7 +21,7 @@ def test_table_has_a_row_per_variant_with_speedup():
                                "peak_rss_gib": 1.0, "max_abs_diff": d}
                            for v, ips, s, sp, d in [("reference", 1.0, 2.0, 1.0, 0.0),
                                                     ("batched", 2.0, 1.0, 2.0, 1e-6)]}}
-    text = table({"infer_full": result}, "python -m seamlib.bench", "shared machine")
+    text = table({"infer_full": result}, "python -m benchmarks.bench", "shared machine")
     rows = [line for line in text.splitlines() if line.startswith("| infer_full")]
     assert len(rows) == 2 and "| batched |" in rows[1] and "2.0x" in rows[1]
     assert "root" not in text and "shared machine" in text and "Hardware" in text
@@ -84,7 +75,7 @@ def test_paired_runs_go_at_once_on_swapped_cores_with_a_speedup_per_round(tmp_pa
     assert out["repeats"] == 2 and len(out["round_speedups"]) == 2
     assert list(out["variants"]) == ["cached", "cached_keep"]
     assert out["variants"]["cached_keep"]["max_abs_diff"] == 0  # same bits
-    text = table({"train_proxy_baseline": out}, "python -m seamlib.bench --paired", "")
+    text = table({"train_proxy_baseline": out}, "python -m benchmarks.bench --paired", "")
     assert "(rounds " in text.splitlines()[-1] and "(rounds " not in text.splitlines()[-2]
     with pytest.raises(ValueError, match="two variants"):
         compare_paired("train", kw, ["reference", "cached", "cached_keep"], 1, 2, tmp_path)

@@ -5,9 +5,9 @@ import torch
 import torch.nn.functional as F
 
 from seamlib.cam_ops import EPS, normalise_maps
-from seamlib.cams import normalise_cam
 from seamlib.losses import max_norm
 from seamlib.pcm import pcm_input
+from seamlib.stages.cams import normalise_cam
 
 
 def old_max_norm(cam):

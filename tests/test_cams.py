@@ -9,7 +9,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from seamlib.cams import (
+from seamlib.config import ModelConfig
+from seamlib.models import build_model
+from seamlib.models.seam import SEAMOutput
+from seamlib.stages.cams import (
     MANIFEST,
     cam_seconds,
     infer_cams,
@@ -20,9 +23,6 @@ from seamlib.cams import (
     normalise_cam,
     save_cam,
 )
-from seamlib.config import ModelConfig
-from seamlib.models import build_model
-from seamlib.models.seam import SEAMOutput
 
 
 class RampNet(torch.nn.Module):
@@ -95,7 +95,8 @@ def test_infer_cams_writes_every_image_and_resumes(tmp_path):
 
 def test_inference_time_is_summed_over_resumes_and_kept_when_reused(tmp_path, monkeypatch):
     clock = iter([10.0, 12.5, 20.0, 21.0, 30.0])  # start, end; start, end; start (no images)
-    monkeypatch.setattr("seamlib.cams.time", SimpleNamespace(perf_counter=lambda: next(clock)))
+    monkeypatch.setattr("seamlib.stages.cams.time",
+                        SimpleNamespace(perf_counter=lambda: next(clock)))
     out = infer_cams(RampNet(), FakeData(), tmp_path / "cams", progress=False)
     assert cam_seconds(out) == 2.5
     (out / "y.npz").unlink()

@@ -3,12 +3,12 @@
 import numpy as np
 import pytest
 
-from seamlib.cams import cams_stage, iter_cams
 from seamlib.cli import main
 from seamlib.config import load_config
 from seamlib.data.voc import SEG_LISTS, write_list
 from seamlib.models import build_model
 from seamlib.models.weights import save_released
+from seamlib.stages.cams import cams_stage, iter_cams
 
 
 @pytest.fixture

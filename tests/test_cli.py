@@ -2,12 +2,20 @@
 
 import argparse
 import dataclasses
-import json
 
 import pytest
 
-from seamlib.cli import build_parser, config_from, parse_overrides
+from seamlib.cli import build_parser, config_from, main, parse_overrides
 from seamlib.config import DEFAULT_PROFILE, load_config
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str]:
+    """Exit status and stderr of ``seam ARGV`` (0 when it returns)."""
+    try:
+        main(list(argv))
+    except SystemExit as exit_:
+        return exit_.code, capsys.readouterr().err
+    return 0, capsys.readouterr().err
 
 
 def test_parse_overrides_keeps_text_for_the_config_to_type():
@@ -27,9 +35,10 @@ def test_set_false_turns_a_flag_off():
     assert cfg.loss.use_er is False and cfg.data.resize_long == (40, 56)
 
 
-def test_a_bad_setting_stops_the_command_with_its_name():
-    with pytest.raises(SystemExit, match=r"train\.epochs.*expected int"):
-        config_from(args_for("train", "--set", "train.epochs=2.5"))
+def test_a_bad_setting_stops_the_command_with_one_line_naming_it(capsys):
+    code, err = run_cli(capsys, "train", "--set", "train.epochs=2.5")
+    assert code == 2 and err.count("\n") == 1
+    assert err.startswith("seam train: setting train.epochs") and "expected int" in err
 
 
 def test_every_subcommand_has_a_one_line_help():
@@ -50,7 +59,7 @@ def test_every_config_subcommand_defaults_to_the_default_profile():
         assert not profile or profile[0].default == DEFAULT_PROFILE, name
 
 
-@pytest.mark.parametrize("command", ["train", "difficulty"])
+@pytest.mark.parametrize("command", ["train", "cams"])
 def test_device_flag_sets_the_config_device(command):
     assert config_from(args_for(command, "--device", "cpu")).device == "cpu"
     assert config_from(args_for(command)).device == "auto"
@@ -58,15 +67,35 @@ def test_device_flag_sets_the_config_device(command):
 
 def test_device_flag_is_checked_before_work_starts(monkeypatch):
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)
-    with pytest.raises(SystemExit, match="no CUDA device"):
+    with pytest.raises(ValueError, match="no CUDA device"):
         config_from(args_for("train", "--device", "cuda"))
-    with pytest.raises(SystemExit, match="cannot parse"):
+    with pytest.raises(ValueError, match="cannot parse"):
         config_from(args_for("train", "--device", "gpu0"))
 
 
 def test_parse_overrides_rejects_malformed():
-    with pytest.raises(SystemExit, match="STAGE.SETTING=VALUE"):
+    with pytest.raises(ValueError, match="STAGE.SETTING=VALUE"):
         parse_overrides(["epochs=2"])
+
+
+def test_debug_shows_the_traceback(capsys):
+    with pytest.raises(ValueError, match="train.epochs"):
+        main(["--debug", "train", "--set", "train.epochs=2.5"])
+
+
+def test_subcommands_are_listed_in_the_pipelines_order():
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    assert list(sub.choices) == ["data", "train", "cams", "crf", "affinity", "random-walk",
+                                 "retrain", "segment", "evaluate", "export", "run", "notebook"]
+
+
+def test_every_option_has_a_help_line():
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name, p in sub.choices.items():
+        for action in p._actions:
+            assert action.help and action.help.strip(), (name, action.dest)
 
 
 def test_config_errors_name_the_setting():
@@ -99,7 +128,7 @@ def record_calls(monkeypatch, target: str) -> list:
 
 
 def test_crf_command_calls_crf_stage(monkeypatch, capsys):
-    calls = record_calls(monkeypatch, "seamlib.crf.crf_stage")
+    calls = record_calls(monkeypatch, "seamlib.stages.crf.crf_stage")
     args = args_for("crf", "--profile", "smoke", "--cams", "C", "--out", "O",
                     "--set", "crf.workers=3")
     args.func(args)
@@ -116,7 +145,7 @@ def test_crf_command_calls_crf_stage(monkeypatch, capsys):
 
 
 def test_affinity_command_calls_train_affinity(monkeypatch):
-    calls = record_calls(monkeypatch, "seamlib.affinity.train_affinity")
+    calls = record_calls(monkeypatch, "seamlib.stages.train_affinity.train_affinity")
     args = args_for("affinity", "--profile", "smoke", "--labels", "L", "--device", "cpu")
     args.func(args)
     args = args_for("affinity", "--profile", "smoke", "--labels", "L", "--out", "A")
@@ -127,7 +156,7 @@ def test_affinity_command_calls_train_affinity(monkeypatch):
 
 
 def test_random_walk_command_calls_random_walk_stage(monkeypatch):
-    calls = record_calls(monkeypatch, "seamlib.random_walk.random_walk_stage")
+    calls = record_calls(monkeypatch, "seamlib.stages.random_walk.random_walk_stage")
     args = args_for("random-walk", "--profile", "smoke", "--cams", "C", "--weights", "W.pth",
                     "--list", "train", "--out", "O", "--set", "random_walk.beta=4")
     args.func(args)
@@ -136,51 +165,3 @@ def test_random_walk_command_calls_random_walk_stage(monkeypatch):
     assert cfg.random_walk.beta == 4 and args.command == "random-walk"
     with pytest.raises(SystemExit):
         args_for("random-walk", "--cams", "C", "--out", "O")  # --weights is required
-
-
-def test_random_walk_sweep_command_writes_the_grid(monkeypatch, tmp_path):
-    calls = []
-
-    def sweep(run_dir, cfg, logts, alphas, list_name):
-        calls.append((run_dir, cfg.random_walk.beta, logts, alphas, list_name))
-        row = {"logt": 1, "alpha": 3.0, "miou": 0.5, "mfp": 0.2, "mfn": 0.3}
-        return {"rows": [row], "best": row}
-
-    monkeypatch.setattr("seamlib.random_walk.random_walk_sweep", sweep)
-    out = tmp_path / "rw.json"
-    args = args_for("random-walk-sweep", "RUN", "--profile", "smoke", "--logt", "1", "2",
-                    "--alpha", "3", "--set", "random_walk.beta=4", "--out", str(out))
-    args.func(args)
-    assert calls == [("RUN", 4.0, [1, 2], [3.0], None)]
-    written = json.loads(out.read_text())
-    assert written["best"]["miou"] == 0.5 and "CPU" in written["hardware"]
-    assert written["command"].startswith("seam ")
-
-
-def test_difficulty_out_writes_a_diagnostic_and_leaves_the_datasheet(tmp_path, monkeypatch):
-    from seamlib import cli
-
-    calls = []
-    monkeypatch.setattr("seamlib.baseline.measure_difficulty",
-                        lambda cfg, command: {"val_map": 0.5, "command": command})
-    monkeypatch.setattr("seamlib.data.datasheet.write_datasheet",
-                        lambda *a: calls.append(a) or "datasheet")
-    out = tmp_path / "diag" / "difficulty.json"
-    cli.main(["difficulty", "--profile", "smoke", "--out", str(out)])
-    assert json.loads(out.read_text())["val_map"] == 0.5 and not calls
-    monkeypatch.setattr(cli, "RESULTS", tmp_path / "results")
-    cli.main(["difficulty", "--profile", "smoke"])
-    assert (tmp_path / "results" / "smoke" / "difficulty.json").exists() and len(calls) == 1
-
-
-def test_every_command_runs_with_freed_memory_kept(monkeypatch):
-    """``seam`` sets the allocator once, before the command (fewer page faults per step)."""
-    from seamlib import cli, device
-
-    calls = []
-    monkeypatch.setattr(device, "keep_freed_memory", lambda: calls.append("kept"))
-    command = argparse.Namespace(func=lambda args: calls.append("ran"))
-    monkeypatch.setattr(cli, "build_parser",
-                        lambda: argparse.Namespace(parse_args=lambda argv: command))
-    cli.main(["any"])
-    assert calls == ["kept", "ran"]

@@ -7,31 +7,29 @@ import os
 import numpy as np
 import pytest
 
-from seamlib.compare import (
+from experiments.compare import (
     aggregate,
     compare,
     findings,
     format_markdown,
     mean_std,
-    method_config,
-    sweep_metrics,
 )
-from seamlib.config import load_config
+from seamlib.config import load_config, variant_config
 from seamlib.data.synthetic import generate
-from seamlib.evaluate import THRESHOLDS
+from seamlib.stages.evaluate import THRESHOLDS, sweep_metrics
 
 SMALL = {"synthetic": {"n_train": 6, "n_val": 4, "n_test": 2, "n_extra": 4}}  # 2 steps, 10 CAMs
 
 
-def test_method_config_switches_terms_seed_and_folder_only():
+def test_variant_config_switches_terms_seed_and_folder_only():
     cfg = load_config("proxy")
-    base, seam = method_config(cfg, "baseline", 3), method_config(cfg, "seam", 3)
+    base, seam = variant_config(cfg, "baseline", 3), variant_config(cfg, "seam", 3)
     assert not (base.loss.use_er or base.loss.use_ecr or base.loss.use_rvmin)
     assert seam.loss == cfg.loss and seam.model == cfg.model and seam.data == cfg.data
     assert base.train.seed == seam.train.seed == 3 and cfg.train.seed == 0
     assert base.train.out_dir != seam.train.out_dir and seam.train.out_dir.endswith("seed3")
-    with pytest.raises(ValueError, match="unknown method"):
-        method_config(cfg, "affinity", 0)
+    with pytest.raises(ValueError, match="unknown variant"):
+        variant_config(cfg, "affinity", 0)
 
 
 def test_sweep_metrics_best_and_val_chosen_thresholds():
@@ -163,11 +161,10 @@ def test_extend_keeps_recorded_seeds_and_refuses_other_settings(report):
         compare(cfg, [2], "x", tmp / "nothing", progress=False, extend=True)
 
 
-def test_spawned_workers_take_their_threads_and_keep_freed_memory(monkeypatch):
-    import seamlib.compare as compare_module
+def test_spawned_workers_take_their_threads(monkeypatch):
+    import experiments.compare as compare_module
 
     calls = []
-    monkeypatch.setattr(compare_module, "keep_freed_memory", lambda: calls.append("kept"))
     monkeypatch.setattr(compare_module.torch, "set_num_threads", calls.append)
     compare_module.start_worker(3)
-    assert calls == [3, "kept"]
+    assert calls == [3]

@@ -1,4 +1,4 @@
-"""Dense CRF and the CRF label stage (seamlib/crf.py)."""
+"""Dense CRF and the CRF label stage (seamlib/stages/crf.py)."""
 
 from __future__ import annotations
 
@@ -8,18 +8,18 @@ import numpy as np
 import pytest
 import torch
 
-from seamlib.cams import save_cam
 from seamlib.config import CRFConfig
-from seamlib.crf import (
+from seamlib.data.lists import list_path
+from seamlib.data.voc import IGNORE, load_label_png, read_list
+from seamlib.manifest import MANIFEST
+from seamlib.stages.cams import save_cam
+from seamlib.stages.crf import (
     combine_affinity_labels,
     crf_stage,
     dense_crf,
     to_label,
     with_background,
 )
-from seamlib.data.lists import list_path
-from seamlib.data.voc import IGNORE, load_label_png, read_list
-from seamlib.manifest import MANIFEST
 
 
 def test_dense_crf_marginals_and_smoothing():

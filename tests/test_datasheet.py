@@ -6,8 +6,8 @@ from dataclasses import asdict
 import numpy as np
 import pytest
 
+from experiments.datasheet import dataset_statistics, targets_met, write_datasheet
 from seamlib.config import Config, load_config
-from seamlib.data.datasheet import dataset_statistics, targets_met, write_datasheet
 from seamlib.data.lists import labels_for
 from seamlib.data.synthetic import generate
 

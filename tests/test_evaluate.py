@@ -9,11 +9,11 @@ import pytest
 import torch
 from PIL import Image
 
-from seamlib.cams import load_cam, save_cam
 from seamlib.cli import main
 from seamlib.data.lists import DataError, list_path
 from seamlib.data.voc import SEG_CLASS, write_list
-from seamlib.evaluate import (
+from seamlib.stages.cams import load_cam, save_cam
+from seamlib.stages.evaluate import (
     THRESHOLDS,
     average_precision,
     cam_prediction,

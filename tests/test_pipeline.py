@@ -8,8 +8,8 @@ import shutil
 
 import pytest
 
-from seamlib.bench import hardware
 from seamlib.config import apply_overrides, load_config
+from seamlib.device import hardware
 from seamlib.pipeline import STAGE_NAMES, run_pipeline, stage_key
 
 
@@ -44,8 +44,20 @@ def test_a_second_run_skips_every_stage(smoke_run):
     assert not any(t["ran"] for t in again.values())
 
 
-def test_the_report_tabulates_every_stage_output_and_wall_time(smoke_run, tmp_path):
+def test_seam_run_ends_with_the_result_table(smoke_run, capsys):
     from seamlib.cli import main
+
+    cfg, run, _ = smoke_run
+    main(["run", "--profile", "smoke", "--data-root", cfg.data.root, "--run-dir", str(run)])
+    out = capsys.readouterr().out
+    assert "| run | CAM, best thr |" in out and "| smoke | " in out
+    main(["run", "--profile", "smoke", "--data-root", cfg.data.root, "--run-dir", str(run),
+          "--until", "random-walk"])
+    assert "stopped after random_walk" in capsys.readouterr().out
+
+
+def test_the_report_tabulates_every_stage_output_and_wall_time(smoke_run, tmp_path):
+    from experiments.__main__ import main
 
     cfg, run, _ = smoke_run
     run_pipeline(cfg, run)  # up to date (nothing runs) unless a test before changed it
@@ -123,14 +135,14 @@ def test_train_from_names_a_folder_that_is_not_a_finished_run(tmp_path):
 
 
 def test_the_report_names_a_run_that_did_not_finish(tmp_path):
-    from seamlib.pipeline import pipeline_report
+    from seamlib.report import pipeline_report
 
     with pytest.raises(FileNotFoundError, match="metrics.json"):
         pipeline_report({"x": tmp_path})
 
 
 def test_the_report_refuses_a_run_whose_last_call_stopped_early(smoke_run, tmp_path):
-    from seamlib.pipeline import pipeline_report
+    from seamlib.report import pipeline_report
 
     cfg, run, _ = smoke_run
     partial = tmp_path / "partial"

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
 
-from seamlib.cli import main
+from experiments.pretrain import TrunkClassifier, lr_at, parameter_groups, pretrain
 from seamlib.config import load_config
 from seamlib.io import sha256_file
 from seamlib.models import build_model
 from seamlib.models.seam import HEAD_NAMES
-from seamlib.models.weights import load_weights
-from seamlib.pretrain import TrunkClassifier, lr_at, parameter_groups, pretrain, verify_trunk
+from seamlib.models.weights import load_weights, verify_trunk
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +22,7 @@ def tiny(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("pretrain")
     cfg = load_config("smoke", {"pretrain": {"out_dir": str(tmp / "run"),
                                              "trunk": str(tmp / "out" / "trunk.pth")}})
-    return cfg, pretrain(cfg, "test", progress=False)
+    return cfg, pretrain(cfg, "test", tmp / "out", progress=False)
 
 
 def test_trunk_has_the_released_imagenet_layout_and_loads_like_it(tiny):
@@ -54,7 +54,7 @@ def test_rerun_resumes_to_the_same_bytes_and_other_settings_are_refused(tiny):
     cfg, path = tiny
     digest = sha256_file(path)
     path.unlink()
-    assert sha256_file(pretrain(cfg, "test", progress=False)) == digest
+    assert sha256_file(pretrain(cfg, "test", path.parent, progress=False)) == digest
     cfg.pretrain.lr = 0.5
     with pytest.raises(ValueError, match="other pretraining settings"):
         pretrain(cfg, "test", progress=False)
@@ -65,7 +65,7 @@ def test_verify_trunk(tmp_path, tiny):
     assert verify_trunk(path, sha256_file(path)) == path
     with pytest.raises(ValueError, match="does not match"):
         verify_trunk(path, "0" * 64)
-    with pytest.raises(FileNotFoundError, match="seam pretrain --force"):
+    with pytest.raises(FileNotFoundError, match="experiments pretrain --force"):
         verify_trunk(tmp_path / "none.pth", "0" * 64)
     with pytest.raises(ValueError, match="trunk_sha256"):
         verify_trunk(path, None)
@@ -94,15 +94,10 @@ def test_decay_norm_false_leaves_bn_and_biases_undecayed():
     assert len(decayed["params"]) + len(flat["params"]) == len(list(net.parameters()))
 
 
-def test_cli_refuses_a_profile_without_pretraining(capsys):
-    with pytest.raises(SystemExit, match="no pretraining stage"):
-        main(["pretrain", "--profile", "voc"])
-
-
 def test_committed_proxy_trunk_matches_its_checksum_and_loads_as_an_imagenet_trunk():
     cfg = load_config("proxy")
     path = verify_trunk(cfg.pretrain.trunk, cfg.pretrain.trunk_sha256)
-    summary = json.loads((path.parent / "pretrain.json").read_text())
+    summary = json.loads(Path("results/proxy/pretrain.json").read_text())
     assert summary["sha256"] == cfg.pretrain.trunk_sha256 and path.stat().st_size < 8 * 2**20
     report = load_weights(build_model(cfg.model), cfg.model.weights)
     assert report.kind == "imagenet" and not report.dropped

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from experiments.pretrain_set import class_designs, distractor_designs, make_split
 from seamlib.config import PretrainConfig
-from seamlib.data.pretrain_set import class_designs, distractor_designs, make_split
 from seamlib.data.shapes import DESIGNS
 
 TINY = PretrainConfig(n_distractors=20, n_train=2, n_heldout=1, image_size=32)

@@ -7,11 +7,11 @@ import json
 import pytest
 import torch
 
-from seamlib.cli import main
+from experiments.__main__ import main
+from experiments.probe import head_group, linear_probe, probe, reference_head
 from seamlib.config import ModelConfig, TrainConfig, load_config
 from seamlib.models.seam import build_model
 from seamlib.models.weights import save_released
-from seamlib.probe import head_group, linear_probe, probe, reference_head
 
 REFERENCE = TrainConfig(epochs=10, batch_size=8)  # the reference optimiser, 500 steps below
 HEAD = head_group(build_model(ModelConfig(width=0.0625)), REFERENCE)  # fc8: lr 0.1, wd 5e-4
@@ -50,7 +50,7 @@ def test_probe_runs_on_a_trunk_file_and_the_cli_writes_its_json(voc_root, tmp_pa
     weights = save_released(build_model(cfg.model), tmp_path / "trunk.pth")
     out = tmp_path / "probe.json"
     main(["probe", "--profile", "smoke", "--data-root", str(voc_root),
-          "--set", f"model.weights={weights}", "--out", str(out)])
+          "--set", f"model.weights={weights}", "--out", str(tmp_path)])
     result = json.loads(out.read_text())
     assert 0 <= result["probe_map"] <= 1 and 0 <= result["head_map"] <= 1
     assert result["feature_channels"] == build_model(cfg.model).backbone.channels["conv6"]

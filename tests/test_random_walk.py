@@ -1,4 +1,4 @@
-"""Random walk with AffinityNet affinities (seamlib/random_walk.py)."""
+"""Random walk with AffinityNet affinities (seamlib/stages/random_walk.py)."""
 
 from __future__ import annotations
 
@@ -9,22 +9,22 @@ import pytest
 import torch
 from torch import nn
 
-from seamlib.affinity import train_affinity
-from seamlib.cams import save_cam
+from experiments.random_walk_sweep import random_walk_sweep
 from seamlib.config import Config, ModelConfig, RandomWalkConfig, load_config
-from seamlib.crf import crf_stage, with_background
 from seamlib.data.lists import list_path
 from seamlib.data.voc import load_label_png, read_list
-from seamlib.evaluate import evaluate
 from seamlib.models.affinity import build_affinity_net
 from seamlib.models.weights import save_released
-from seamlib.random_walk import (
+from seamlib.stages.cams import save_cam
+from seamlib.stages.crf import crf_stage, with_background
+from seamlib.stages.evaluate import evaluate
+from seamlib.stages.random_walk import (
     propagate,
     random_walk_label,
     random_walk_stage,
-    random_walk_sweep,
     transition_matrix,
 )
+from seamlib.stages.train_affinity import train_affinity
 
 
 def test_transition_two_nodes_analytic():

@@ -17,16 +17,10 @@ from torch import nn
 from seamlib.config import SegmentationConfig, load_config
 from seamlib.data.segmentation_data import PseudoLabelDataset, augment_pair, hsv_shift
 from seamlib.data.voc import SEG_CLASS, SEG_CLASS_AUG, load_label_png, read_list, save_label_png
-from seamlib.evaluate import confusion, scores
 from seamlib.models.deeplab import build_deeplab
-from seamlib.segment import (
-    MANIFEST,
-    multiscale_probs,
-    retrain,
-    run_writes,
-    segment_stage,
-    segmentation_loss,
-)
+from seamlib.stages.evaluate import confusion, scores
+from seamlib.stages.segment import MANIFEST, multiscale_probs, run_writes, segment_stage
+from seamlib.stages.train_seg import retrain, segmentation_loss
 from seamlib.submission import SUBMISSION_DIR, export_submission
 
 # ---------------------------------------------------------------------------------------------
@@ -195,7 +189,7 @@ def test_segment_stage_writes_resumes_and_checks_weights(voc_root, tmp_path, mon
     kept = (out / f"{ids[0]}.png").stat().st_mtime_ns
     (out / f"{ids[1]}.png").unlink()
     calls = []
-    import seamlib.segment as segment
+    import seamlib.stages.segment as segment
 
     original = segment.multiscale_probs
     monkeypatch.setattr(segment, "multiscale_probs",

@@ -371,7 +371,7 @@ def test_report_is_printable():
 def test_voc_refuses_to_train_without_its_imagenet_weights(tmp_path, monkeypatch):
     from seamlib.config import IMAGENET_WEIGHTS, load_config
     from seamlib.models.weights import require_weights
-    from seamlib.train import train
+    from seamlib.stages.train_cam import train
 
     monkeypatch.chdir(tmp_path)  # no data/weights/ here
     cfg = load_config("voc", {"train": {"out_dir": str(tmp_path / "run")}})

@@ -2,7 +2,7 @@
 
 Augmentation as in the authors' train_aff: (optional long-side resize), horizontal flip and
 colour jitter, normalise, random crop with padding (image 0, label 255 = ignore). The label map
-(``seamlib.crf`` "affinity" PNGs: classes, 0 background, 255 unsure) is then sampled at the
+(``seamlib.stages.crf`` "affinity" PNGs: classes, 0 background, 255 unsure) is then sampled at the
 centre of every 8x8 block. The authors average-pool the two CRF score maps over the block and
 take the argmax; block-centre sampling of the combined map is the label-map equivalent.
 Randomness comes from torch's global RNG, as in ``seamlib.data.datasets``.

@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from seamlib.config import IMAGENET_WEIGHTS, ModelConfig
-from seamlib.io import atomic_write
+from seamlib.io import atomic_write, sha256_file
 
 # (our prefix, released prefix), most specific first; the last row is the catch-all for the
 # trunk. Head prefixes are the same in both namings except the PCM's f9.
@@ -476,3 +476,20 @@ def require_weights(model: ModelConfig) -> None:
         f".pth), published as {IMAGENET_SOURCE}; put it at {IMAGENET_WEIGHTS} (the voc "
         f"default) or set model.weights=PATH. To train from scratch instead, set "
         f"model.frozen_bn=false and model.frozen_stem=false.")
+
+
+def verify_trunk(path: str | Path, sha256: str | None) -> Path:
+    """Check that the trunk file exists and has the pinned sha256; return its path."""
+    path = Path(path)
+    if sha256 is None:
+        raise ValueError(f"no checksum pinned for {path}: set pretrain.trunk_sha256")
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: pretrained trunk not found; make it with "
+                                "`python -m experiments pretrain --force` (or `make pretrain`)")
+    actual = sha256_file(path)
+    if actual != sha256:
+        raise ValueError(f"{path}: sha256 {actual} does not match the pinned "
+                         f"pretrain.trunk_sha256 {sha256}; restore the committed file or "
+                         "regenerate it with `python -m experiments pretrain --force` and pin "
+                         "the new checksum")
+    return path

@@ -250,3 +250,11 @@ def cams_stage(cfg: Config, weights: str | Path | None = None, list_name: str | 
     dataset = MultiScaleDataset(cfg.data.root, list_name, labels)
     return infer_cams(net, dataset, out, use_pcm=use_pcm, progress=progress, weights=weights,
                       device=cfg.device, num_workers=cfg.data.num_workers)
+
+
+def run_cams(run: Config, weights: str | Path, use_pcm: bool, suffix: str = "",
+             progress: bool = True) -> dict[str, Path]:
+    """Multi-scale CAMs of the cam and val lists from ``weights``; {list: folder}."""
+    return {name: cams_stage(run, weights, name, Path(run.train.out_dir) / f"cams_{name}{suffix}",
+                             use_pcm=use_pcm, progress=progress)
+            for name in (run.data.cam_list, run.data.val_list)}

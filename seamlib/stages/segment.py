@@ -1,5 +1,5 @@
-"""Stages retrain and segment: DeepLab-LargeFOV trained on pseudo labels, then multi-scale +
-flip (+ dense CRF) inference writing label PNGs (authors' seamv1-pseudovoc experiment).
+"""Stage segment: the retrained DeepLab-LargeFOV (stages/train_seg.py) predicts a list with
+multi-scale + flip (+ dense CRF) inference, writing label PNGs (authors' seamv1-pseudovoc).
 
 Inference per image: the normalised image is resized (bicubic) to every test scale, run with
 its horizontal flip, each pass's logits are upsampled (bilinear, align_corners=True) to the
@@ -28,50 +28,20 @@ from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
 from seamlib.config import Config, CRFConfig
-from seamlib.crf import dense_crf
 from seamlib.data.lists import check_inputs
-from seamlib.data.segmentation_data import PseudoLabelDataset, RawImages
-from seamlib.data.voc import IGNORE, MEAN, STD, save_label_png
+from seamlib.data.segmentation_data import RawImages
+from seamlib.data.voc import MEAN, STD, save_label_png
 from seamlib.device import resolve_device
 from seamlib.io import atomic_write, sha256_file
 from seamlib.models.deeplab import DeepLabLargeFOV, build_deeplab
 from seamlib.models.weights import load_weights
-from seamlib.trainer import fit
+from seamlib.stages.crf import dense_crf
 
 MANIFEST = "manifest.json"
 AVERAGES = ("logits", "probs")
 # SegmentationConfig fields that only change inference (not the trained weights).
 TEST_SETTINGS = ("test_scales", "test_flip", "average", "crf", "crf_iterations")
 CRF_KERNELS = ("gaussian_", "bilateral_")  # CRFConfig fields the dense CRF's kernels read
-
-
-def segmentation_loss(net: nn.Module, batch: Sequence[torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Pixel-wise cross entropy of the logits against the labels, void (255) ignored."""
-    images, labels = batch
-    return {"loss": F.cross_entropy(net(images), labels, ignore_index=IGNORE)}
-
-
-def retrain(cfg: Config, pseudo_label_dir: str | Path, out_dir: str | Path | None = None,
-            progress: bool = True) -> Path:
-    """Train DeepLab-LargeFOV on the pseudo labels of ``cfg.seg.train_list``; return the path
-    of the trained weights (``<out_dir>/model.pth``, written by ``seamlib.trainer.fit``)."""
-    check_inputs(cfg.data.root, [cfg.seg.train_list],
-                 need_masks=str(Path(pseudo_label_dir).absolute()), progress=progress)
-    dataset = PseudoLabelDataset(cfg.data.root, cfg.seg.train_list, pseudo_label_dir, cfg.seg,
-                                 cfg.model.num_classes)
-    torch.manual_seed(cfg.seg_train.seed)  # the new layers' initialisation, as in train.train
-    net = build_deeplab(cfg.model, cfg.seg)
-    init = cfg.seg.init_weights or cfg.model.weights
-    if init:  # only the trunk: a SEAM head or ImageNet classifier in the file is ignored
-        print(load_weights(net, init, kind="imagenet"))
-    seg = {k: v for k, v in dataclasses.asdict(cfg.seg).items() if k not in TEST_SETTINGS}
-    settings = {"seg": {**seg, "init_weights": init},
-                "seg_train": dataclasses.asdict(cfg.seg_train),
-                "model": {k: getattr(cfg.model, k) for k in ("backbone", "width", "num_classes")},
-                "data": {"root": cfg.data.root, "pseudo_labels": str(pseudo_label_dir)}}
-    return fit(net, segmentation_loss, dataset, cfg.seg_train, out_dir or cfg.seg_train.out_dir,
-               device=resolve_device(cfg.device), num_workers=cfg.data.num_workers,
-               settings=settings, progress=progress)
 
 
 def normalise_image(image: np.ndarray, device: torch.device) -> torch.Tensor:

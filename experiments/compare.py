@@ -1,7 +1,7 @@
 """SEAM vs the plain-CAM baseline: the same stages (train, multi-scale CAMs, threshold sweeps)
 for both methods over several seeds, and a neutral report of what came out.
 
-The baseline is SEAM with ER, ECR and the PCM terms off (``BASELINE``); its CAMs are the raw
+The baseline is SEAM with ER, ECR and the PCM terms off (``config.VARIANTS``); its CAMs are the raw
 fc8 maps. SEAM's CAMs are the PCM output, as in the authors' infer_SEAM.
 Each run lives in ``<train.out_dir>/compare/<method>/seed<seed>`` so notebooks and the command
 line share (and resume) the same runs; ``seam difficulty`` measures the baseline's run of the
@@ -12,7 +12,6 @@ second than one two-thread run).
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 import multiprocessing
@@ -26,72 +25,29 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from seamlib.bench import hardware
-from seamlib.cams import cam_seconds, cams_stage
-from seamlib.config import TOP_LEVEL, Config, apply_overrides
+from seamlib.config import TOP_LEVEL, Config, uses_pcm, variant_config
 from seamlib.data.voc import CLASSES
-from seamlib.device import keep_freed_memory
-from seamlib.evaluate import THRESHOLDS, cam_confusions, json_safe, scores, sweep_table
+from seamlib.device import hardware
 from seamlib.io import atomic_write, save_figure
-from seamlib.train import train
+from seamlib.stages.cams import cam_seconds, run_cams
+from seamlib.stages.evaluate import THRESHOLDS, cam_confusions, json_safe, sweep_metrics
+from seamlib.stages.train_cam import train
 
-METHODS = ("baseline", "seam")
-# The plain CAM classifier: same data, model and optimiser as SEAM, classification loss only.
-BASELINE = {"loss": {"use_er": False, "use_ecr": False, "use_rvmin": False}}
-USE_PCM = {"baseline": False, "seam": True}  # which map each method's CAMs come from
+METHODS = ("baseline", "seam")  # variants of seamlib.config.VARIANTS
 # Scalars of one run, reported as mean +- std over seeds.
 METRICS = ("train_miou_best", "train_miou_at_val_threshold", "best_threshold", "val_threshold",
            "mfp_best", "mfn_best", "mfp_at_val_threshold", "mfn_at_val_threshold")
 REPORT = "seam_vs_baseline"
 
 
-def method_config(cfg: Config, method: str, seed: int) -> Config:
-    """The config of one run: ``cfg`` (SEAM) or its baseline, with ``seed`` and its own folder."""
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
-    run = apply_overrides(cfg, BASELINE) if method == "baseline" else copy.deepcopy(cfg)
-    run.train.seed = seed
-    run.train.out_dir = str(Path(cfg.train.out_dir) / "compare" / method / f"seed{seed}")
-    return run
-
-
-def run_cams(run: Config, weights: str | Path, use_pcm: bool, suffix: str = "",
-             progress: bool = True) -> dict[str, Path]:
-    """Multi-scale CAMs of the cam and val lists from ``weights``; {list: folder}."""
-    return {name: cams_stage(run, weights, name, Path(run.train.out_dir) / f"cams_{name}{suffix}",
-                             use_pcm=use_pcm, progress=progress)
-            for name in (run.data.cam_list, run.data.val_list)}
-
-
-def sweep_metrics(train_confs: np.ndarray, val_confs: np.ndarray) -> dict:
-    """Metrics of a method from the threshold sweeps of the cam list (``train``) and val:
-    the best threshold on train, the threshold chosen on val, and the train numbers at both."""
-    curve, val_curve = sweep_table(train_confs, THRESHOLDS), sweep_table(val_confs, THRESHOLDS)
-    best = int(np.nanargmax([r["miou"] for r in curve]))
-    chosen = int(np.nanargmax([r["miou"] for r in val_curve]))
-    at_best, at_chosen = scores(train_confs[best]), scores(train_confs[chosen])
-    return {
-        "train_miou_best": at_best["miou"], "best_threshold": float(THRESHOLDS[best]),
-        "train_miou_at_val_threshold": at_chosen["miou"],
-        "val_threshold": float(THRESHOLDS[chosen]),
-        "mfp_best": at_best["mfp"], "mfn_best": at_best["mfn"],
-        "mfp_at_val_threshold": at_chosen["mfp"], "mfn_at_val_threshold": at_chosen["mfn"],
-        "per_class_iou_best": at_best["iou"], "per_class_iou_at_val_threshold": at_chosen["iou"],
-        "classes_in_means": [CLASSES[c] for c, v in enumerate(at_best["iou"]) if np.isfinite(v)],
-        "classes_with_ground_truth": [CLASSES[c] for c in np.flatnonzero(train_confs[best].sum(1))],
-        "curve": {k: [r[k] for r in curve] for k in ("miou", "mfp", "mfn")},
-        "val_curve": {k: [r[k] for r in val_curve] for k in ("miou", "mfp", "mfn")},
-    }
-
-
 def run_method(cfg: Config, method: str, seed: int, progress: bool = True) -> dict:
     """Train one method with one seed, infer its CAMs, sweep the thresholds; the run's record."""
-    run = method_config(cfg, method, seed)
+    run = variant_config(cfg, method, seed)
     out = Path(run.train.out_dir)
     reused = (out / "model.pth").exists()
     weights = train(run, progress=progress)
     start = time.time()
-    dirs = run_cams(run, weights, USE_PCM[method], progress=progress)
+    dirs = run_cams(run, weights, uses_pcm(run), progress=progress)
     cams_now = time.time() - start
     recorded = [cam_seconds(d) for d in dirs.values()]
     start = time.time()
@@ -99,7 +55,7 @@ def run_method(cfg: Config, method: str, seed: int, progress: bool = True) -> di
               for name in (run.data.cam_list, run.data.val_list)]
     eval_seconds = time.time() - start
     summary = json.loads((out / "summary.json").read_text())
-    return {"method": method, "seed": seed, "out_dir": str(out), "use_pcm": USE_PCM[method],
+    return {"method": method, "seed": seed, "out_dir": str(out), "use_pcm": uses_pcm(run),
             "steps": summary["steps"], "reused_training": reused,
             "threads": torch.get_num_threads(), "hardware": hardware(),  # this process's threads
             "train_threads": summary.get("threads"),  # the training's own (None: not recorded)
@@ -111,10 +67,8 @@ def run_method(cfg: Config, method: str, seed: int, progress: bool = True) -> di
 
 
 def start_worker(threads: int) -> None:
-    """A spawned run's process: its share of the CPU threads, and freed memory kept as in
-    ``seam`` (spawned processes start from a fresh allocator)."""
+    """A spawned run's process: its share of the CPU threads."""
     torch.set_num_threads(threads)
-    keep_freed_memory()
 
 
 def run_methods(cfg: Config, jobs: list[tuple[str, int]], workers: int = 1,
@@ -274,7 +228,7 @@ def format_markdown(report: dict) -> str:
                                                       "classes_with_ground_truth"))
     absent = [c for c in means if c not in present]
     lines += [f"mIoU, mFP and mFN are means over the {len(means)} classes (background included) "
-              f"to which `seamlib.evaluate.scores` gives an IoU: {', '.join(means)}. "
+              f"to which `seamlib.stages.evaluate.scores` gives an IoU: {', '.join(means)}. "
               f"{len(present)} of them have ground-truth pixels in `{report['cam_list']}`"
               + (f"; the others ({', '.join(absent)}) enter the means with IoU 0." if absent
                  else "."), "",

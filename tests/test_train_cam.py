@@ -2,24 +2,25 @@
 run really optimises (each group steps by its lr x lr_mult x poly; the loss falls)."""
 
 import json
+import re
 import shutil
 
 import pytest
 import torch
 from torch.utils.data import DataLoader
 
-import seamlib.train
+import seamlib.stages.train_cam
 import seamlib.trainer
 from seamlib.cli import main
 from seamlib.config import apply_overrides, load_config
 from seamlib.data.datasets import ClassificationDataset
-from seamlib.data.lists import DataError, labels_for, list_path
+from seamlib.data.lists import labels_for, list_path
 from seamlib.data.synthetic import generate
 from seamlib.data.voc import IMAGES, read_list
 from seamlib.losses import classification_loss
 from seamlib.models import build_model
 from seamlib.models.weights import load_weights
-from seamlib.train import CHECKPOINT, build_optimizer, poly_factor, train
+from seamlib.stages.train_cam import CHECKPOINT, build_optimizer, poly_factor, train
 
 
 def test_poly_factor():
@@ -93,8 +94,8 @@ def test_training_labels_come_from_the_configured_source(tmp_path, monkeypatch):
         calls.append(source)
         raise KeyboardInterrupt  # stop before any work
 
-    monkeypatch.setattr(seamlib.train, "labels_for", record)
-    monkeypatch.setattr(seamlib.train, "check_inputs",
+    monkeypatch.setattr(seamlib.stages.train_cam, "labels_for", record)
+    monkeypatch.setattr(seamlib.stages.train_cam, "check_inputs",
                         lambda root, lists, **kw: checked.append((lists, kw["need_masks"],
                                                                   kw["need_xml"])))
     for source in ("xml", "mask"):
@@ -108,15 +109,19 @@ def test_training_labels_come_from_the_configured_source(tmp_path, monkeypatch):
 
 
 def test_seam_train_on_a_truncated_jpeg_fails_before_training_naming_it(smoke, tmp_path,
-                                                                         monkeypatch):
+                                                                         monkeypatch, capsys):
     root = shutil.copytree(smoke.data.root, tmp_path / "VOC2012")
     image_id = read_list(list_path(root, smoke.data.train_list))[3]
     jpeg = root / IMAGES / f"{image_id}.jpg"
     jpeg.write_bytes(jpeg.read_bytes()[: jpeg.stat().st_size // 2])
-    monkeypatch.setattr(seamlib.train, "build_model", lambda *a: pytest.fail("training began"))
-    with pytest.raises(DataError, match=rf"{IMAGES}/{image_id}\.jpg: truncated"):
+    monkeypatch.setattr(seamlib.stages.train_cam, "build_model",
+                        lambda *a: pytest.fail("training began"))
+    with pytest.raises(SystemExit) as exit_:
         main(["train", "--profile", "smoke", "--data-root", str(root),
               "--set", f"train.out_dir={tmp_path / 'run'}"])
+    err = capsys.readouterr().err.split("\r")[-1]  # after the validation's progress bar
+    assert exit_.value.code == 2 and err.count("\n") == 1 and err.startswith("seam train: ")
+    assert re.search(rf"{IMAGES}/{image_id}\.jpg: truncated", err)
     assert not (tmp_path / "run").exists()
 
 

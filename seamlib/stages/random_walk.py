@@ -21,16 +21,15 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from seamlib.config import Config
-from seamlib.crf import load_image_cams, to_label, with_background
 from seamlib.data.datasets import VOCImages, normalise
 from seamlib.data.lists import check_inputs
 from seamlib.data.voc import save_label_png
 from seamlib.device import resolve_device
-from seamlib.evaluate import evaluate
 from seamlib.io import sha256_file
 from seamlib.manifest import Manifest, cam_hashes
 from seamlib.models.affinity import STRIDE, AffinityNet, build_affinity_net
 from seamlib.models.weights import load_weights
+from seamlib.stages.crf import load_image_cams, to_label, with_background
 
 
 def transition_matrix(aff: torch.Tensor, beta: float, logt: int) -> torch.Tensor:
@@ -103,29 +102,3 @@ def random_walk_stage(cam_dir: str | Path, aff_weights: str | Path, root: str | 
         manifest.finished(image_id)
     manifest.save()
     return out
-
-
-def random_walk_sweep(run_dir: str | Path, cfg: Config, logts: list[int], alphas: list[float],
-                      list_name: str | None = None, progress: bool = True) -> dict:
-    """Score the random walk of a pipeline run over a grid of (logt, alpha) on a list.
-
-    Reuses the run's CAMs of data.train_list and its AffinityNet; each setting's labels go to
-    ``run_dir/random_walk_sweep/logt{L}_alpha{A}`` through ``random_walk_stage`` (so an
-    interrupted sweep resumes) and are scored by ``evaluate`` (default list: data.cam_list).
-    """
-    run, list_name = Path(run_dir), list_name or cfg.data.cam_list
-    weights = run / "affinity" / "model.pth"
-    rows = []
-    for logt in logts:
-        for alpha in alphas:
-            walk = dataclasses.replace(cfg.random_walk, logt=logt, alpha=alpha)
-            out = run / "random_walk_sweep" / f"logt{logt}_alpha{alpha:g}"
-            random_walk_stage(run / "cams" / cfg.data.train_list, weights, cfg.data.root,
-                              list_name, out, dataclasses.replace(cfg, random_walk=walk),
-                              progress)
-            result = evaluate(out, cfg.data.root, list_name, kind="png")
-            rows.append({"logt": logt, "alpha": alpha,
-                         **{k: result[k] for k in ("miou", "mfp", "mfn")}})
-    best = max(rows, key=lambda row: row["miou"])
-    return {"run": str(run), "list": list_name, "beta": cfg.random_walk.beta,
-            "radius": cfg.affinity.radius, "rows": rows, "best": best}

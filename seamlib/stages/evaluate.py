@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from seamlib.cams import iter_cams
 from seamlib.data.lists import check_inputs, list_path
 from seamlib.data.voc import CLASSES, IGNORE, NUM_CLASSES, SEG_CLASS, load_label_png, read_list
+from seamlib.stages.cams import iter_cams
 
 
 def confusion(pred: np.ndarray, gt: np.ndarray, n: int = NUM_CLASSES) -> np.ndarray:
@@ -191,7 +191,7 @@ def evaluate(pred_dir: str | Path, root: str | Path, list_name: str, kind: str =
     """Score any stage's output against the masks of a list: mIoU, per-class IoU, mFP/mFN and
     the confusion matrix (rows ground truth), as JSON-ready data (NaN -> None).
 
-    ``kind`` is "cam" (CAM npz files, ``seamlib.cams``), "png" (label maps: pseudo labels or
+    ``kind`` is "cam" (CAM npz files, ``seamlib.stages.cams``), "png" (label maps: pseudo labels or
     segmentation) or "auto" (from the files). CAMs are scored at ``threshold`` or, when it is
     None, at the best threshold of a sweep over ``THRESHOLDS`` (the curve is included)."""
     ids = read_list(list_path(root, list_name))
@@ -214,3 +214,24 @@ def evaluate(pred_dir: str | Path, root: str | Path, list_name: str, kind: str =
         raise ValueError(f"kind {kind!r}: expected 'auto', 'cam' or 'png'")
     result.update(scores(conf), classes=list(CLASSES), confusion=conf.tolist())
     return json_safe(result)
+
+
+def sweep_metrics(train_confs: np.ndarray, val_confs: np.ndarray) -> dict:
+    """Metrics of a method from the threshold sweeps of the cam list (``train``) and val:
+    the best threshold on train, the threshold chosen on val, and the train numbers at both."""
+    curve, val_curve = sweep_table(train_confs, THRESHOLDS), sweep_table(val_confs, THRESHOLDS)
+    best = int(np.nanargmax([r["miou"] for r in curve]))
+    chosen = int(np.nanargmax([r["miou"] for r in val_curve]))
+    at_best, at_chosen = scores(train_confs[best]), scores(train_confs[chosen])
+    return {
+        "train_miou_best": at_best["miou"], "best_threshold": float(THRESHOLDS[best]),
+        "train_miou_at_val_threshold": at_chosen["miou"],
+        "val_threshold": float(THRESHOLDS[chosen]),
+        "mfp_best": at_best["mfp"], "mfn_best": at_best["mfn"],
+        "mfp_at_val_threshold": at_chosen["mfp"], "mfn_at_val_threshold": at_chosen["mfn"],
+        "per_class_iou_best": at_best["iou"], "per_class_iou_at_val_threshold": at_chosen["iou"],
+        "classes_in_means": [CLASSES[c] for c, v in enumerate(at_best["iou"]) if np.isfinite(v)],
+        "classes_with_ground_truth": [CLASSES[c] for c in np.flatnonzero(train_confs[best].sum(1))],
+        "curve": {k: [r[k] for r in curve] for k in ("miou", "mfp", "mfn")},
+        "val_curve": {k: [r[k] for r in val_curve] for k in ("miou", "mfp", "mfn")},
+    }

@@ -23,10 +23,10 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from seamlib.bench import hardware
+from experiments.pretrain_set import PRETRAIN_VERSION, class_designs, datasheet, make_split
 from seamlib.config import Config, PretrainConfig
-from seamlib.data.pretrain_set import PRETRAIN_VERSION, class_designs, datasheet, make_split
 from seamlib.data.voc import MEAN, STD
+from seamlib.device import hardware
 from seamlib.io import atomic_write, sha256_file
 from seamlib.models.resnet38 import ResNet38
 
@@ -47,22 +47,6 @@ class TrunkClassifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.trunk(x)["conv6"].mean((2, 3)))
-
-
-def verify_trunk(path: str | Path, sha256: str | None) -> Path:
-    """Check that the trunk file exists and has the pinned sha256; return its path."""
-    path = Path(path)
-    if sha256 is None:
-        raise ValueError(f"no checksum pinned for {path}: set pretrain.trunk_sha256")
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: pretrained trunk not found; make it with "
-                                "`seam pretrain --force` (or `make pretrain`)")
-    actual = sha256_file(path)
-    if actual != sha256:
-        raise ValueError(f"{path}: sha256 {actual} does not match the pinned "
-                         f"pretrain.trunk_sha256 {sha256}; restore the committed file or "
-                         "regenerate it with `seam pretrain --force` and pin the new checksum")
-    return path
 
 
 def to_tensor(images: np.ndarray) -> torch.Tensor:
@@ -117,14 +101,17 @@ def trunk_state(net: TrunkClassifier) -> dict[str, torch.Tensor]:
             if not k.endswith("num_batches_tracked")}
 
 
-def pretrain(cfg: Config, command: str = "", progress: bool = True) -> Path:
-    """Train the proxy trunk the config describes; write the trunk, pretrain.json and the log
-    beside ``cfg.pretrain.trunk``; return the trunk's path."""
+def pretrain(cfg: Config, command: str = "", results: str | Path | None = None,
+             progress: bool = True) -> Path:
+    """Train the proxy trunk the config describes into ``cfg.pretrain.trunk``; write
+    pretrain.json, its log and datasheet to ``results`` (default runs/PROFILE); return the
+    trunk's path."""
     pc = cfg.pretrain
     if pc.trunk is None:
         raise ValueError(f"profile {cfg.profile!r} has no pretraining stage (pretrain.trunk is "
                          "unset): it starts from released ImageNet weights (model.weights)")
     out, trunk_path = Path(pc.out_dir), Path(pc.trunk)
+    report = Path(results or Path("runs") / cfg.profile)
     out.mkdir(parents=True, exist_ok=True)
     settings = {"pretrain_version": PRETRAIN_VERSION, "width": cfg.model.width,
                 **{k: v for k, v in dataclasses.asdict(pc).items()
@@ -180,7 +167,7 @@ def pretrain(cfg: Config, command: str = "", progress: bool = True) -> Path:
     atomic_write(trunk_path, lambda t: t.write_bytes(buffer.getvalue()))
     net.trunk.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
     accuracy = top1(net, held_x, held_y)  # of the fp16 trunk as written
-    atomic_write(trunk_path.parent / "pretrain_log.jsonl",
+    atomic_write(report / "pretrain_log.jsonl",
                  lambda t: shutil.copyfile(out / LOG, t))
     summary = {
         "command": command or " ".join(["seam", *sys.argv[1:]]), "trunk": str(trunk_path),
@@ -188,15 +175,15 @@ def pretrain(cfg: Config, command: str = "", progress: bool = True) -> Path:
         "heldout_top1": round(accuracy, 4), "classes": n_classes, "train_images": len(train_x),
         "heldout_images": len(held_x), "mean_object_share": round(float(shares.mean()), 4),
         "steps": max_step, "wall_minutes": round(seconds / 60, 2), "settings": settings,
-        "hardware": hardware(), "log": str(trunk_path.parent / "pretrain_log.jsonl"),
+        "hardware": hardware(), "log": str(report / "pretrain_log.jsonl"),
     }
-    atomic_write(trunk_path.parent / "pretrain.json",
+    atomic_write(report / "pretrain.json",
                  lambda t: t.write_text(json.dumps(summary, indent=1)))
     sheet = datasheet(pc, train_y, shares) + (
         f"\n## Pretraining result\n\nHeld-out top-1 of the fp16 trunk: {accuracy:.4f} "
         f"({len(held_x)} images) after {max_step} steps, {seconds / 60:.1f} min "
         f"(`{summary['command']}`; pretrain.json).\n")
-    atomic_write(trunk_path.parent / "pretrain_datasheet.md", lambda t: t.write_text(sheet))
+    atomic_write(report / "pretrain_datasheet.md", lambda t: t.write_text(sheet))
     return trunk_path
 
 

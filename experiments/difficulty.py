@@ -1,6 +1,6 @@
 """The difficulty measurement of a benchmark, on the plain-CAM baseline.
 
-The baseline is SEAM with ER, ECR and the PCM terms off (``seamlib.compare.BASELINE``); its
+The baseline is SEAM with ER, ECR and the PCM terms off (``seamlib.config.VARIANTS``); its
 CAMs come from fc8. The measurement is the baseline run of ``seam compare`` for the profile's
 seed (trained, or reused when it exists) plus the classification mAP on val. The synthetic
 benchmark's difficulty is set once on these numbers, never by looking at SEAM's results.
@@ -15,21 +15,21 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from seamlib.bench import hardware
-from seamlib.compare import method_config, run_method
-from seamlib.config import Config
+from experiments.compare import run_method
+from seamlib.config import Config, variant_config
 from seamlib.data.datasets import ClassificationDataset
 from seamlib.data.lists import labels_for
 from seamlib.data.voc import CLASSES
-from seamlib.evaluate import THRESHOLDS, average_precision, json_safe
+from seamlib.device import hardware
 from seamlib.models import SEAMNet, build_model
 from seamlib.models.weights import load_weights
+from seamlib.stages.evaluate import THRESHOLDS, average_precision, json_safe
 from seamlib.trainer import MODEL
 
 
 def baseline_config(cfg: Config) -> Config:
     """The plain CAM classifier of a profile for its seed: the compare run of the baseline."""
-    return method_config(cfg, "baseline", cfg.train.seed)
+    return variant_config(cfg, "baseline", cfg.train.seed)
 
 
 @torch.no_grad()

@@ -3,7 +3,7 @@ loop, on a small proxy-sized synthetic dataset.
 
 Every measurement runs in its own subprocess (its peak RSS is that configuration's memory),
 and reference and optimised runs alternate (A/B/A/B) so a shared machine's load hits both;
-results are medians. ``python -m seamlib.bench`` (or benchmarks/run.py) writes
+results are medians. ``python -m benchmarks.bench`` (or benchmarks/run.py) writes
 ``results/benchmarks/*.json`` and ``results/benchmarks/README.md``.
 """
 
@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import shlex
 import statistics
@@ -26,7 +25,7 @@ import torch
 from torch.utils.data import DataLoader, RandomSampler
 
 from seamlib.config import LossConfig, ModelConfig, SyntheticConfig
-from seamlib.device import keep_freed_memory
+from seamlib.device import hardware, keep_freed_memory
 from seamlib.io import atomic_write
 from seamlib.losses import seam_loss
 from seamlib.models import build_model
@@ -34,43 +33,6 @@ from seamlib.transforms import parse_transform
 
 OUT = Path("results/benchmarks")
 BASELINE = LossConfig(use_er=False, use_ecr=False, use_rvmin=False)
-
-
-def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
-    """The CPU's model name (Linux /proc/cpuinfo; else the platform's), with AVX-512 named:
-    float kernels, hence trained weights, differ between CPU models."""
-    try:
-        info = cpuinfo.read_text()
-    except OSError:
-        return platform.processor() or platform.machine()
-    names = [line.split(":", 1)[1].strip() for line in info.splitlines()
-             if line.startswith("model name")]
-    name = names[0] if names else platform.machine()
-    return f"{name}, AVX-512" if " avx512f" in info else name
-
-
-def hardware() -> str:
-    """A one-line description of the machine a measurement ran on."""
-    return (f"{platform.machine()} CPU ({cpu_model()}; {os.cpu_count()} cores), "
-            f"{torch.get_num_threads()} torch threads, torch {torch.__version__}, "
-            f"{platform.platform(terse=True)}")
-
-
-def cpu_ticks(stat: Path = Path("/proc/stat")) -> tuple[int, int] | None:
-    """(stolen, all) CPU ticks of the machine since boot (Linux /proc/stat; None elsewhere).
-    Steal is time the hypervisor gave our cores to other guests: it stretches wall times."""
-    try:
-        fields = [int(v) for v in stat.read_text().split("\n", 1)[0].split()[1:9]]
-    except (OSError, ValueError):
-        return None
-    return (fields[7], sum(fields)) if len(fields) == 8 else None
-
-
-def steal_percent(before: tuple[int, int] | None, after: tuple[int, int] | None) -> float | None:
-    """The share of the machine's CPU time stolen between two ``cpu_ticks`` readings, in %."""
-    if before is None or after is None or after[1] <= before[1]:
-        return None
-    return round(100 * (after[0] - before[0]) / (after[1] - before[1]), 1)
 
 
 def peak_rss_gib() -> float:
@@ -140,9 +102,9 @@ def infer_run(root: str, width: float, images: int, variant: str, save: str) -> 
     """Multi-scale (0.5, 1, 1.5, 2) + flip CAM inference of ``images`` images: reference = one
     pass and one image at a time; batched = equal-size passes of 4 images per forward;
     batched_keep = batched + ``keep_freed_memory`` (set by ``main``)."""
-    from seamlib.cams import multiscale_cams
     from seamlib.data.datasets import MultiScaleDataset
     from seamlib.data.lists import labels_for
+    from seamlib.stages.cams import multiscale_cams
 
     torch.manual_seed(0)
     net = build_model(ModelConfig(width=width)).eval()
@@ -172,7 +134,7 @@ def difference(a: dict[str, Any], b: dict[str, Any]) -> float:
 
 def start_run(kind: str, kwargs: dict[str, Any], core: int | None = None) -> subprocess.Popen:
     """Start one measurement in a fresh interpreter (own peak RSS), on ``core`` if given."""
-    cmd = [sys.executable, "-m", "seamlib.bench", "--one", json.dumps({kind: kwargs})]
+    cmd = [sys.executable, "-m", "benchmarks.bench", "--one", json.dumps({kind: kwargs})]
     pin = None if core is None else (lambda: os.sched_setaffinity(0, {core}))
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             preexec_fn=pin)
@@ -360,7 +322,7 @@ def main(argv: list[str] | None = None) -> None:
     run_all(out, root, args.repeats, args.quick, args.only, args.paired, args.steps)
     results = {p.stem: json.loads(p.read_text()) for p in sorted(out.glob("*.json"))
                if "variants" in json.loads(p.read_text())}
-    command = shlex.join(["python", "-m", "seamlib.bench", *(argv or sys.argv[1:])])
+    command = shlex.join(["python", "-m", "benchmarks.bench", *(argv or sys.argv[1:])])
     note = (f"{args.note} Load average (1 min) at the start: {load:.1f}, at the end: "
             f"{os.getloadavg()[0]:.1f}.")
     atomic_write(out / "README.md", lambda t: t.write_text(table(results, command, note)))

@@ -22,14 +22,14 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from seamlib.bench import hardware
+from experiments.pretrain import to_tensor
 from seamlib.config import Config, TrainConfig
 from seamlib.data.datasets import VOCImages
 from seamlib.data.lists import check_inputs, labels_for
-from seamlib.evaluate import mean_average_precision
+from seamlib.device import hardware
 from seamlib.models.seam import build_model
 from seamlib.models.weights import load_weights
-from seamlib.pretrain import to_tensor
+from seamlib.stages.evaluate import mean_average_precision
 
 PROBE_STEPS = 400  # full-batch Adam steps of the linear probe
 PROBE_WEIGHT_DECAYS = (1e-4, 1e-3, 1e-2)

@@ -5,11 +5,11 @@ from pathlib import Path
 
 import pytest
 
-from seamlib.baseline import baseline_config, measure_difficulty
+from experiments.difficulty import baseline_config, measure_difficulty
 from seamlib.config import load_config
 from seamlib.data.synthetic import generate
 from seamlib.data.voc import CLASSES
-from seamlib.evaluate import THRESHOLDS
+from seamlib.stages.evaluate import THRESHOLDS
 
 
 def test_baseline_config_is_the_compare_run_of_the_profile_seed():

@@ -25,12 +25,12 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from seamlib.cams import load_cam
 from seamlib.config import CRFConfig
 from seamlib.data.datasets import VOCImages
 from seamlib.data.lists import check_inputs
 from seamlib.data.voc import IGNORE, save_label_png
 from seamlib.manifest import Manifest, cam_hashes
+from seamlib.stages.cams import load_cam
 
 LABEL_KINDS = ("threshold", "affinity")
 

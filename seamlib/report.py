@@ -1,0 +1,91 @@
+"""Result tables of finished `seam run` folders: every stage's output against the masks
+(mIoU / mFP / mFN) and the stages' wall times, as JSON and Markdown."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from seamlib.device import hardware
+from seamlib.io import atomic_write
+from seamlib.pipeline import STAGE_NAMES, TIMINGS
+
+REPORT_METRICS = (("cams", "CAM, best thr"), ("cams_at_val_threshold", "CAM, val-chosen thr"),
+                  ("random_walk", "random walk"), ("segment_val", "segmentation val"),
+                  ("segment_test", "segmentation test"))
+REPORT_FIELDS = ("miou", "mfp", "mfn", "iou", "list", "images", "threshold")  # of each metric
+
+
+def pipeline_report(runs: dict[str, Path], command: str = "", setup: str = "") -> dict:
+    """Metrics and stage wall times of finished pipeline runs ({name: run folder}), with the
+    hardware the stages recorded when they ran (not that of the process writing the report)."""
+    out: dict = {"command": command, "setup": setup, "runs": {}}
+    for name, run in runs.items():
+        metrics_path, timings_path = run / "evaluate" / "metrics.json", run / TIMINGS
+        for path in (metrics_path, timings_path):
+            if not path.is_file():
+                raise FileNotFoundError(f"{path}: not a finished pipeline run (run `seam run "
+                                        f"--run-dir {run}` to the evaluate stage)")
+        metrics, timings = (json.loads(p.read_text()) for p in (metrics_path, timings_path))
+        if list(timings) != list(STAGE_NAMES):
+            raise ValueError(f"{timings_path}: the last `seam run` there stopped after "
+                             f"{list(timings)[-1]!r} (--until), so later stages may be stale; "
+                             "run it to the end first")
+        seconds = {stage: t.get("train_seconds", t["seconds"]) for stage, t in timings.items()}
+        out["runs"][name] = {
+            "run_dir": str(run), "seconds": seconds,
+            "adopted_training": timings["train"].get("adopted_from"),
+            "cpu_steal_percent": {stage: t.get("cpu_steal_percent") for stage, t in
+                                  timings.items() if t.get("cpu_steal_percent") is not None},
+            "hardware": sorted({t["hardware"] for t in timings.values() if "hardware" in t}),
+            "metrics": {key: {k: m[k] for k in REPORT_FIELDS if k in m}
+                        for key, m in metrics.items()},
+        }
+    machines = sorted({h for r in out["runs"].values() for h in r["hardware"]})
+    out["hardware"] = ("; ".join(machines) if machines else
+                       f"not recorded by the runs (the report was written on {hardware()})")
+    return out
+
+
+def format_report(report: dict) -> str:
+    """The pipeline report as markdown: mIoU / mFP / mFN per stage output, then wall times."""
+    runs = report["runs"]
+    lines = ["# The whole pipeline: every stage's output against the masks", "",
+             f"Command: `{report['command']}`  ", f"Hardware: {report['hardware']}  ",
+             f"Setup: {report['setup']}", "",
+             "mIoU / mFP / mFN in % over the classes present (`seamlib.stages.evaluate.scores`). "
+             "CAMs and random-walk pseudo labels are scored on the CAM list, the retrained "
+             "segmentation (multi-scale + flip + CRF) on val and test.", "",
+             "| run | " + " | ".join(title for _, title in REPORT_METRICS) + " |",
+             "|---|" + "---|" * len(REPORT_METRICS)]
+    for name, r in runs.items():
+        cells = []
+        for key, _ in REPORT_METRICS:
+            m = r["metrics"].get(key)
+            cells.append("n/a" if m is None else f"{100 * m['miou']:.1f} / {100 * m['mfp']:.1f}"
+                         f" / {100 * m['mfn']:.1f}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    stages = list(next(iter(runs.values()))["seconds"]) if runs else []
+    lines += ["", "## Wall time per stage (minutes)", "",
+              "| run | " + " | ".join(stages) + " | total |", "|---|" + "---|" * (len(stages) + 1)]
+    for name, r in runs.items():
+        s = r["seconds"]
+        lines.append(f"| {name} | " + " | ".join(f"{s[k] / 60:.1f}" for k in stages)
+                     + f" | {sum(s.values()) / 60:.1f} |")
+    steal = [f"{n}: " + (", ".join(f"{k} {v:.1f}" for k, v in r["cpu_steal_percent"].items())
+                         or "unrecorded") for n, r in runs.items()]
+    lines += ["", "CPU time stolen by the host (`/proc/stat` steal, % of the machine's CPU time "
+              "while a stage ran; it stretches wall times): " + "; ".join(steal) + "."]
+    adopted = [f"{n}: `{r['adopted_training']}`" for n, r in runs.items() if r["adopted_training"]]
+    if adopted:
+        lines += ["", "Training adopted from an earlier run (`seam run --train-from`); its time "
+                  "is that run's own training time: " + "; ".join(adopted) + "."]
+    return "\n".join(lines) + "\n"
+
+
+def write_pipeline_report(report: dict, base: Path) -> Path:
+    """Write ``base``.json and ``base``.md; return the markdown's path."""
+    base = Path(base)
+    atomic_write(base.with_suffix(".json"), lambda t: t.write_text(json.dumps(report, indent=1)))
+    atomic_write(base.with_suffix(".md"), lambda t: t.write_text(format_report(report)))
+    return base.with_suffix(".md")

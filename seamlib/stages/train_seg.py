@@ -1,0 +1,53 @@
+"""Stage train_seg: DeepLab-LargeFOV retrained on the pseudo labels (the authors'
+semantic-segmentation-codebase, experiment seamv1-pseudovoc), through the one training loop
+``seamlib.trainer.fit``. Output: ``<out_dir>/model.pth``; stages/segment.py predicts with it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from seamlib.config import Config
+from seamlib.data.lists import check_inputs
+from seamlib.data.segmentation_data import PseudoLabelDataset
+from seamlib.data.voc import IGNORE
+from seamlib.device import resolve_device
+from seamlib.models.deeplab import build_deeplab
+from seamlib.models.weights import load_weights
+from seamlib.stages.segment import TEST_SETTINGS
+from seamlib.trainer import fit
+
+
+def segmentation_loss(net: nn.Module, batch: Sequence[torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Pixel-wise cross entropy of the logits against the labels, void (255) ignored."""
+    images, labels = batch
+    return {"loss": F.cross_entropy(net(images), labels, ignore_index=IGNORE)}
+
+
+def retrain(cfg: Config, pseudo_label_dir: str | Path, out_dir: str | Path | None = None,
+            progress: bool = True) -> Path:
+    """Train DeepLab-LargeFOV on the pseudo labels of ``cfg.seg.train_list``; return the path
+    of the trained weights (``<out_dir>/model.pth``, written by ``seamlib.trainer.fit``)."""
+    check_inputs(cfg.data.root, [cfg.seg.train_list],
+                 need_masks=str(Path(pseudo_label_dir).absolute()), progress=progress)
+    dataset = PseudoLabelDataset(cfg.data.root, cfg.seg.train_list, pseudo_label_dir, cfg.seg,
+                                 cfg.model.num_classes)
+    torch.manual_seed(cfg.seg_train.seed)  # the new layers' initialisation, as in train.train
+    net = build_deeplab(cfg.model, cfg.seg)
+    init = cfg.seg.init_weights or cfg.model.weights
+    if init:  # only the trunk: a SEAM head or ImageNet classifier in the file is ignored
+        print(load_weights(net, init, kind="imagenet"))
+    seg = {k: v for k, v in dataclasses.asdict(cfg.seg).items() if k not in TEST_SETTINGS}
+    settings = {"seg": {**seg, "init_weights": init},
+                "seg_train": dataclasses.asdict(cfg.seg_train),
+                "model": {k: getattr(cfg.model, k) for k in ("backbone", "width", "num_classes")},
+                "data": {"root": cfg.data.root, "pseudo_labels": str(pseudo_label_dir)}}
+    return fit(net, segmentation_loss, dataset, cfg.seg_train, out_dir or cfg.seg_train.out_dir,
+               device=resolve_device(cfg.device), num_workers=cfg.data.num_workers,
+               settings=settings, progress=progress)
