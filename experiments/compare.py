@@ -25,10 +25,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from seamlib.config import TOP_LEVEL, Config, uses_pcm, variant_config
+from seamlib.config import Config, uses_pcm, variant_config
 from seamlib.data.voc import CLASSES
 from seamlib.device import hardware
 from seamlib.io import atomic_write, save_figure
+from seamlib.runs import require_same
 from seamlib.stages.cams import cam_seconds, run_cams
 from seamlib.stages.evaluate import THRESHOLDS, cam_confusions, json_safe, sweep_metrics
 from seamlib.stages.train_cam import train
@@ -123,13 +124,10 @@ def recorded_runs(cfg: Config, path: Path, seeds: list[int]) -> tuple[list[dict]
     if not path.exists():
         raise FileNotFoundError(f"{path}: no earlier comparison to extend; run without --extend")
     old = json.loads(path.read_text())
-    mine = json.loads(json.dumps(json_safe(dataclasses.asdict(cfg))))
-    differ = sorted(f"{stage}.{k}" for stage, v in mine.items() if isinstance(v, dict)
-                    for k in v if old["config"].get(stage, {}).get(k) != v[k])
-    differ += [k for k in TOP_LEVEL if old["config"].get(k) != mine[k]]
-    if differ:
-        raise ValueError(f"{path} was made with other settings ({', '.join(differ)}); "
-                         "rerun every seed instead of --extend")
+    try:
+        require_same(old["config"], json_safe(dataclasses.asdict(cfg)), path, "a comparison")
+    except ValueError as err:
+        raise ValueError(f"{err} (or rerun every seed instead of --extend)") from None
     runs = [{"hardware": old["hardware"], **r} for r in old["runs"] if r["seed"] not in seeds]
     return runs, old.get("commands", [old["command"]])
 

@@ -29,6 +29,7 @@ from seamlib.data.voc import MEAN, STD
 from seamlib.device import hardware
 from seamlib.io import atomic_write, sha256_file
 from seamlib.models.resnet38 import ResNet38
+from seamlib.runs import require_same
 
 CHECKPOINT = "checkpoint.pth"
 LOG = "log.jsonl"
@@ -201,9 +202,7 @@ def resume(path: Path, net: nn.Module, opt: torch.optim.Optimizer,
     if not path.exists():
         return 0, 0.0
     state = torch.load(path, map_location="cpu", weights_only=True)
-    if json.loads(state["settings"]) != json.loads(json.dumps(settings)):
-        raise ValueError(f"{path} was made with other pretraining settings "
-                         f"({state['settings']}); delete it or set pretrain.out_dir")
+    require_same(json.loads(state["settings"]), settings, path, "a pretraining checkpoint")
     net.load_state_dict(state["model"])
     opt.load_state_dict(state["optimizer"])
     torch.set_rng_state(state["rng"])

@@ -9,29 +9,25 @@ from pathlib import Path
 
 from seamlib.data.datasets import VOCImages
 from seamlib.io import atomic_write, sha256_file
+from seamlib.runs import as_json, require_same
 
 MANIFEST = "manifest.json"
 
 
 def load_manifest(path: Path, settings: dict) -> dict[str, str]:
-    """{id: input sha256} of the outputs recorded in ``path``; an error naming the differing
-    settings when the folder was made with others."""
+    """{id: input sha256} of the outputs recorded in ``path``; an error naming the first
+    differing setting when the folder was made with others."""
     if not path.exists():
         return {}
     saved = json.loads(path.read_text())
-    current = json.loads(json.dumps(settings))  # tuples as lists, like the file
-    if saved.get("settings") != current:
-        old = saved.get("settings", {})
-        changed = sorted(set(old) ^ set(current) | {k for k in current if old.get(k) != current[k]})
-        raise ValueError(f"{path.parent} holds outputs made with other settings "
-                         f"({', '.join(changed)}; see {path}); use another output folder or "
-                         "delete that one")
+    require_same(saved.get("settings", {}), settings, path.parent)
     return dict(saved["inputs"])
 
 
 def write_manifest(path: Path, settings: dict, done: dict[str, str]) -> None:
     """Record the settings and the input hash of every finished image, atomically."""
-    text = json.dumps({"settings": settings, "inputs": dict(sorted(done.items()))}, indent=1)
+    text = json.dumps({"settings": as_json(settings), "inputs": dict(sorted(done.items()))},
+                      indent=1)
     atomic_write(path, lambda tmp: tmp.write_text(text))
 
 

@@ -33,6 +33,7 @@ from tqdm import tqdm
 from seamlib.config import TrainConfig
 from seamlib.device import hardware, keep_freed_memory
 from seamlib.io import atomic_write
+from seamlib.runs import claim
 
 CHECKPOINT = "checkpoint.pth"
 MODEL = "model.pth"
@@ -215,32 +216,9 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
 
 def check_run_config(out: Path, settings: dict[str, Any], write: bool = True) -> None:
     """Record the run's settings in ``out``; refuse to resume or reuse a run made with others.
-
-    ``settings`` is ``{stage: {name: value}}`` (or ``{name: value}`` for run-wide ones such
-    as the device); names in ``UNCHECKED`` are not compared, stages not given are ignored."""
-    current = json.loads(json.dumps(settings))  # tuples as lists, like the file
-    path = out / CONFIG
-    if not path.exists():
-        if write:
-            atomic_write(path, lambda tmp: tmp.write_text(json.dumps(current, indent=1)))
-        return
-    saved, missing = flatten(json.loads(path.read_text())), object()
-    changed = [key for key, value in flatten(current).items()
-               if key.rsplit(".", 1)[-1] not in UNCHECKED and saved.get(key, missing) != value]
-    if changed:
-        raise ValueError(f"{out} holds a run made with other settings ({', '.join(changed)}; "
-                         f"see {path}); set another out_dir or delete that folder")
-
-
-def flatten(settings: dict[str, Any]) -> dict[str, Any]:
-    """``{stage: {name: value}, name: value}`` -> ``{"stage.name": value, "name": value}``."""
-    flat = {}
-    for stage, values in settings.items():
-        if isinstance(values, dict):
-            flat.update({f"{stage}.{name}": value for name, value in values.items()})
-        else:
-            flat[stage] = values
-    return flat
+    ``settings`` is ``{stage: {name: value}}`` (or ``{name: value}`` for run-wide ones such as
+    the device); names in ``UNCHECKED`` are not compared."""
+    claim(out / CONFIG, settings, "a training run", ignore=UNCHECKED, write=write)
 
 
 class Run:

@@ -68,6 +68,7 @@ def test_training_runs_more_steps_than_one_epoch_has_batches(tmp_path):
     assert len(run["seconds"]) == len(run["minor_faults"]) == 3 and len(run["loss"]) == 4
 
 
+@pytest.mark.slow
 def test_paired_runs_go_at_once_on_swapped_cores_with_a_speedup_per_round(tmp_path):
     root = str(make_data(tmp_path / "bench", 4))
     kw = dict(root=root, width=0.125, crop=32, batch=2, method="baseline", steps=1)

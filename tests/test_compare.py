@@ -84,6 +84,7 @@ def report(tmp_path_factory):
                    progress=False), tmp
 
 
+@pytest.mark.slow
 def test_compare_writes_complete_report(report):
     report, tmp = report
     saved = json.loads((tmp / "results" / "seam_vs_baseline.json").read_text())
@@ -104,6 +105,7 @@ def test_compare_writes_complete_report(report):
     assert seam_cfg["loss"]["use_er"] and not base_cfg["loss"]["use_er"]
 
 
+@pytest.mark.slow
 def test_compare_reuses_runs_and_reproduces_numbers(report):
     report, tmp = report
     cfg = load_config("smoke", SMALL | {"train": {"out_dir": str(tmp / "runs")}},
@@ -116,6 +118,7 @@ def test_compare_reuses_runs_and_reproduces_numbers(report):
     assert again["summary"] == json.loads(json.dumps(report["summary"]))
 
 
+@pytest.mark.slow
 def test_parallel_runs_give_the_serial_numbers(report):
     report, tmp = report
     cfg = load_config("smoke", SMALL | {"train": {"out_dir": str(tmp / "parallel")}},
@@ -136,6 +139,7 @@ def test_parallel_runs_give_the_serial_numbers(report):
         assert mine["curve"]["miou"] == pytest.approx(serial["curve"]["miou"], abs=1e-3)
 
 
+@pytest.mark.slow
 def test_extend_keeps_recorded_seeds_and_refuses_other_settings(report):
     report, tmp = report
     results = tmp / "extended"
@@ -155,7 +159,7 @@ def test_extend_keeps_recorded_seeds_and_refuses_other_settings(report):
     assert "seam compare --seeds 1 --extend" in (results / "seam_vs_baseline.md").read_text()
     other = load_config("smoke", SMALL | {"train": {"out_dir": str(tmp / "runs"), "lr": 0.5}},
                         data_root=tmp / "VOC")
-    with pytest.raises(ValueError, match=r"other settings \(train.lr\)"):
+    with pytest.raises(ValueError, match=r"other settings: train.lr was"):
         compare(other, [2], "x", results, progress=False, extend=True)
     with pytest.raises(FileNotFoundError, match="no earlier comparison"):
         compare(cfg, [2], "x", tmp / "nothing", progress=False, extend=True)

@@ -28,6 +28,7 @@ def result(tmp_path_factory):
     return measure_difficulty(cfg, "seam difficulty --profile smoke")
 
 
+@pytest.mark.slow
 def test_measurement_is_complete_and_in_range(result):
     assert 0 <= result["val_map"] <= 1
     assert 0 <= result["train_miou_best"] <= 1

@@ -12,6 +12,8 @@ from seamlib.config import apply_overrides, load_config
 from seamlib.device import hardware
 from seamlib.pipeline import STAGE_NAMES, run_pipeline, stage_key
 
+pytestmark = pytest.mark.slow  # the whole module: seconds, not milliseconds
+
 
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):

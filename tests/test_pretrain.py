@@ -56,7 +56,7 @@ def test_rerun_resumes_to_the_same_bytes_and_other_settings_are_refused(tiny):
     path.unlink()
     assert sha256_file(pretrain(cfg, "test", path.parent, progress=False)) == digest
     cfg.pretrain.lr = 0.5
-    with pytest.raises(ValueError, match="other pretraining settings"):
+    with pytest.raises(ValueError, match="pretraining checkpoint made with other settings: lr was"):
         pretrain(cfg, "test", progress=False)
 
 

@@ -173,7 +173,7 @@ def test_run_folder_checks_only_settings_that_change_the_weights(tmp_path):
     neutral = {"data": {"num_workers": 4, "crop_size": 32}, "train": {"out_dir": "b",
                "lr": 0.1, "log_every": 1, "checkpoint_every": 5}, "device": "cpu"}
     trainer.check_run_config(tmp_path, neutral)
-    with pytest.raises(ValueError, match=r"\(train\.lr, device;"):
+    with pytest.raises(ValueError, match=r"train\.lr was 0\.1, now 0\.2 and 1 more"):
         trainer.check_run_config(tmp_path, {**neutral, "train": {"lr": 0.2}, "device": "cuda"})
 
 

@@ -29,6 +29,8 @@ from seamlib.models import build_model
 from seamlib.stages.train_cam import build_optimizer, poly_factor
 from seamlib.transforms import parse_transform
 
+pytestmark = pytest.mark.slow  # the whole module: seconds, not milliseconds
+
 PIN = Path(__file__).parent / "data" / "voc_pin.json"
 STEPS = 2
 

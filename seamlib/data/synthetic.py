@@ -9,7 +9,6 @@ its own RNG seeded by (seed, generator version, split, index): same settings, sa
 
 from __future__ import annotations
 
-import json
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -33,6 +32,7 @@ from seamlib.data.shapes import (
     part_style,
 )
 from seamlib.io import atomic_write
+from seamlib.runs import claim
 
 GENERATOR_VERSION = 4
 SPLITS = ("train", "val", "test", "sbd")  # "sbd": extra images that only join train_aug
@@ -407,12 +407,7 @@ def generate(cfg: SyntheticConfig, root: Path, workers: int = 2) -> Path:
     silently mixed."""
     root = Path(root)
     manifest = {"generator_version": GENERATOR_VERSION, **asdict(cfg)}
-    mpath = root / MANIFEST
-    if mpath.exists() and json.loads(mpath.read_text()) != manifest:
-        raise ValueError(f"{root} holds synthetic data made with other settings "
-                         f"({json.loads(mpath.read_text())}), expected {manifest}: delete the "
-                         f"folder or set data.root to another folder")
-    atomic_write(mpath, lambda t: t.write_text(json.dumps(manifest, indent=1)))
+    claim(root / MANIFEST, manifest, "synthetic data")
     ids = split_ids(cfg)
     jobs = [(root, cfg.seed, s, i, cfg.min_size, cfg.max_size)
             for s, names in ids.items() for i in range(len(names))]

@@ -33,6 +33,7 @@ from seamlib.config import Config
 from seamlib.data.datasets import MultiScaleDataset, collate_list
 from seamlib.device import resolve_device
 from seamlib.io import atomic_write, sha256_file
+from seamlib.runs import require_same
 
 MANIFEST = "manifest.json"
 MAX_PIXELS = 2 * 1000 * 750  # pixels per forward: a flip pair of VOC's largest pass (scale 2)
@@ -144,25 +145,27 @@ def save_manifest(path: Path, manifest: dict[str, Any]) -> None:
     atomic_write(path, lambda tmp: tmp.write_text(json.dumps(manifest, indent=1)))
 
 
-CHECKED = ("model_sha256", "use_pcm", "scales")  # the manifest keys that change the maps
+# Recorded in the manifest, not compared: the same network may come from another file.
+RECORDED = ("weights", "weights_sha256", "seconds")
 
 
 def claim_folder(out: Path, manifest: dict[str, Any], overwrite: bool) -> None:
     """Tie ``out`` to ``manifest``: a folder made by another network or settings is an error,
     or with ``overwrite`` its CAMs are deleted so they are made again."""
-    path = out / MANIFEST
-    old = json.loads(path.read_text()) if path.exists() else None
-    stale = sorted(out.glob("*.npz"))
-    changed = ([k for k in CHECKED if old.get(k) != manifest[k]] if old is not None
-               else ["no manifest"] if stale else [])
-    if changed and not overwrite:
-        raise ValueError(f"{out}: its CAMs were made by another network or settings "
-                         f"({', '.join(changed)}; see {path}); rerun with overwrite=True "
-                         f"(seam cams --overwrite) or choose another output folder")
-    if changed:
+    path, stale = out / MANIFEST, sorted(out.glob("*.npz"))
+    try:
+        if path.exists():
+            require_same(json.loads(path.read_text()), manifest, out, "CAMs", ignore=RECORDED)
+        elif stale:
+            raise ValueError(f"{out} holds CAMs with no manifest (no record of the network "
+                             "that made them); use another folder or delete that one")
+    except ValueError as err:
+        if not overwrite:
+            raise ValueError(f"{err} (or rerun with overwrite=True)") from None
         for file in stale:
             file.unlink()
-    if changed or old is None:
+        path.unlink(missing_ok=True)
+    if not path.exists():
         save_manifest(path, manifest)
 
 

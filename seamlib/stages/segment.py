@@ -13,7 +13,6 @@ folder made with other weights or settings is refused.
 from __future__ import annotations
 
 import dataclasses
-import json
 import multiprocessing
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
@@ -32,9 +31,10 @@ from seamlib.data.lists import check_inputs
 from seamlib.data.segmentation_data import RawImages
 from seamlib.data.voc import MEAN, STD, save_label_png
 from seamlib.device import resolve_device
-from seamlib.io import atomic_write, sha256_file
+from seamlib.io import sha256_file
 from seamlib.models.deeplab import DeepLabLargeFOV, build_deeplab
 from seamlib.models.weights import load_weights
+from seamlib.runs import claim
 from seamlib.stages.crf import dense_crf
 
 MANIFEST = "manifest.json"
@@ -102,21 +102,7 @@ def inference_settings(cfg: Config) -> dict:
     if cfg.seg.crf:
         settings["crf_kernels"] = {k: v for k, v in dataclasses.asdict(cfg.crf).items()
                                    if k.startswith(CRF_KERNELS)}
-    return json.loads(json.dumps(settings))  # tuples as lists, as read back from the file
-
-
-def check_manifest(out: Path, manifest: dict) -> None:
-    """Record which weights and settings made the PNGs in ``out``; refuse a folder made with
-    other ones (its PNGs would silently mix two models)."""
-    path = out / MANIFEST
-    if path.exists():
-        saved = json.loads(path.read_text())
-        changed = sorted(k for k in manifest if saved.get(k) != manifest[k])
-        if changed:
-            raise ValueError(f"{out} holds predictions made with other {', '.join(changed)} "
-                             f"(see {path}); choose another output folder or delete that one")
-        return
-    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(manifest, indent=1)))
+    return settings
 
 
 def load_segmenter(cfg: Config, weights: str | Path, device: torch.device) -> DeepLabLargeFOV:
@@ -164,8 +150,8 @@ def segment_stage(cfg: Config, weights: str | Path, list_name: str, out_dir: str
     if not weights.is_file():
         raise FileNotFoundError(f"{weights}: segmentation weights not found; run retrain first")
     check_inputs(cfg.data.root, [list_name], progress=progress)
-    check_manifest(out, {"weights_sha256": sha256_file(weights),
-                         "settings": inference_settings(cfg)})
+    claim(out / MANIFEST, {"weights_sha256": sha256_file(weights),
+                           "settings": inference_settings(cfg)}, "predictions")
     crf = crf_settings(cfg)
     device = resolve_device(cfg.device)
     images = RawImages(cfg.data.root, list_name)
