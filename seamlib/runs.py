@@ -68,5 +68,5 @@ def claim(path: str | Path, settings: Mapping[str, Any], what: str = "outputs",
         saved = json.loads(path.read_text())
     except json.JSONDecodeError as err:
         raise ValueError(f"{path}: not a settings record ({err}); delete that folder") from err
-    require_same(saved, settings, path, what, ignore)
+    require_same(saved, settings, path.parent, what, ignore)
     return False

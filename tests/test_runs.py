@@ -1,0 +1,49 @@
+"""The one settings check: a folder records the settings that made it and refuses others,
+naming the first that differs."""
+
+import json
+
+import pytest
+
+from seamlib.runs import changed_settings, claim, flatten, require_same
+
+
+def test_flatten_names_nested_settings_with_dots():
+    assert flatten({"train": {"lr": 0.1, "amp": {"on": True}}, "device": "cpu"}) == {
+        "train.lr": 0.1, "train.amp.on": True, "device": "cpu"}
+
+
+def test_tuples_equal_lists_and_saved_only_settings_count():
+    saved = {"data": {"resize_long": [128, 224]}, "old": 1}
+    changed = changed_settings(saved, {"data": {"resize_long": (128, 224)}})
+    assert changed == [("old", 1, "(absent)")]
+
+
+def test_claim_records_then_accepts_the_same_and_refuses_others(tmp_path):
+    path = tmp_path / "run" / "settings.json"
+    settings = {"train": {"lr": 0.1, "out_dir": "a"}, "device": "cpu"}
+    assert claim(path, settings) is True
+    assert json.loads(path.read_text()) == settings
+    assert claim(path, settings) is False
+    assert claim(path, {**settings, "train": {"lr": 0.1, "out_dir": "b"}},
+                 ignore={"out_dir"}) is False
+    with pytest.raises(ValueError, match=r"run holds a training run made with other settings: "
+                                         r"train\.lr was 0\.1, now 0\.2 and 1 more"):
+        claim(path, {"train": {"lr": 0.2, "out_dir": "a"}, "device": "cuda"}, "a training run")
+
+
+def test_claim_without_write_leaves_no_record(tmp_path):
+    assert claim(tmp_path / "s.json", {"a": 1}, write=False) is True
+    assert not (tmp_path / "s.json").exists()
+
+
+def test_a_torn_record_is_an_error_naming_it(tmp_path):
+    (tmp_path / "s.json").write_text('{"a": ')
+    with pytest.raises(ValueError, match="s.json: not a settings record"):
+        claim(tmp_path / "s.json", {"a": 1})
+
+
+def test_require_same_names_where_the_settings_were_recorded():
+    with pytest.raises(ValueError, match=r"^report\.json holds a comparison made with other "
+                                         r"settings: seed was 0, now 1;"):
+        require_same({"seed": 0}, {"seed": 1}, "report.json", "a comparison")
