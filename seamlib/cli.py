@@ -24,8 +24,10 @@ from __future__ import annotations
 import argparse
 import json
 import pickle
+import shlex
 import sys
 from collections.abc import Callable
+from itertools import pairwise
 from pathlib import Path
 
 from seamlib.config import DEFAULT_PROFILE, PROFILES_NAMES, Config, load_config
@@ -37,6 +39,8 @@ CHECK_MARK = "# NBVAL_CHECK_OUTPUT"
 # What a stage raises on bad input or settings: shown as one line unless --debug.
 USER_ERRORS = (ValueError, OSError, RuntimeError, KeyError, EOFError, FloatingPointError,
                pickle.UnpicklingError)
+# Commands that make data.root themselves (or do not read it): no dataset check first.
+MAKES_DATA = ("data", "run", "notebook")
 
 
 def parse_overrides(items: list[str]) -> dict[str, dict[str, str]]:
@@ -306,6 +310,8 @@ def main(argv: list[str] | None = None) -> None:
     """Run one ``seam`` command; a bad input ends with one line and exit status 2."""
     args = build_parser().parse_args(argv)
     try:
+        if args.command not in MAKES_DATA:
+            require_dataset(args)
         args.func(args)
     except USER_ERRORS as err:
         if args.debug:
@@ -315,11 +321,34 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def error_line(err: BaseException) -> str:
-    """One line for an error; an OS error names its file."""
+    """One line for an error: an OS error names its file; a message's lines are joined with
+    "; " (after a line ending in ":", with a space)."""
     if isinstance(err, OSError) and err.filename:
         return f"{err.filename}: {err.strerror or type(err).__name__}"
-    text = str(err).strip() or type(err).__name__
-    return " ".join(text.split())
+    lines = [" ".join(line.split()) for line in str(err).splitlines() if line.strip()]
+    if not lines:
+        return type(err).__name__
+    text = lines[0]
+    for before, line in pairwise(lines):  # "found:" + items -> "found: a; b; c"
+        text += (" " if before.endswith(":") else "; ") + line
+    return text
+
+
+def require_dataset(args: argparse.Namespace) -> None:
+    """Refuse a stage whose data.root does not exist yet, naming the ``seam data`` command
+    that makes it (a stage would otherwise fail deep inside with a missing file)."""
+    cfg = config_from(args)
+    root = Path(cfg.data.root)
+    if root.is_dir():
+        return
+    if cfg.data.prepare == "validate":
+        raise ValueError(f"data.root {root} does not exist; point --data-root at your "
+                         f"VOC-format folder (JPEGImages/, ImageSets/Segmentation/)")
+    command = ["seam", "data", "--profile", args.profile]
+    command += ["--data-root", args.data_root] if args.data_root else []
+    command += [word for item in args.set for word in ("--set", item)]
+    raise ValueError(f"data.root {root} does not exist; make it first with "
+                     f"`{shlex.join(command)}`")
 
 
 if __name__ == "__main__":

@@ -304,6 +304,13 @@ def variant_config(cfg: Config, variant: str, seed: int) -> Config:
     return run
 
 
+# Settings with a range, checked on every config built: setting -> (low, high), inclusive;
+# high None: no upper bound. Zero epochs would "train" nothing; a threshold above 1 never fires.
+BOUNDS: dict[str, tuple[float, float | None]] = {
+    "crf.bg_threshold": (0, 1), "loss.ecr_topk_ratio": (0, 1), "seg.flip_prob": (0, 1),
+    **{f"{stage}.{key}": (1, None) for stage in ("train", "aff_train", "seg_train", "pretrain")
+       for key in ("epochs", "batch_size")},
+}
 BOOLS = {"true": True, "1": True, "false": False, "0": False}
 NONES = ("none", "null")
 TOP_LEVEL = ("profile", "device")  # Config fields that are not stages
@@ -399,7 +406,20 @@ def apply_overrides(cfg: Config, overrides: dict[str, dict[str, Any]]) -> Config
             if key not in hints:
                 raise ValueError(f"unknown setting {stage}.{key}; expected one of {sorted(hints)}")
             setattr(section, key, parse_setting(f"{stage}.{key}", value, hints[key]))
+    check_bounds(cfg)
     return cfg
+
+
+def check_bounds(cfg: Config) -> None:
+    """Raise ValueError naming the first setting outside its range (``BOUNDS``), so a bad
+    value stops the command before any work."""
+    for setting, (low, high) in BOUNDS.items():
+        stage, key = setting.split(".")
+        value = getattr(getattr(cfg, stage), key)
+        if not (low <= value and (high is None or value <= high)):  # NaN fails too
+            expected = f"a value in [{low}, {high}]" if high is not None else f"at least {low}"
+            raise ValueError(f"setting {setting}: cannot use {value!r}; expected {expected} "
+                             f"(--set {setting}=VALUE)")
 
 
 def load_config(profile: str = DEFAULT_PROFILE, overrides: dict[str, dict[str, Any]] | None = None,

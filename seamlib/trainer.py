@@ -393,7 +393,8 @@ def loop(run: Run, loss_fn: LossFn, dataset: Dataset, num_workers: int,
                 elapsed = max(time.time() - window[0], 1e-6)
                 rate = (run.step - window[1]) * train.batch_size / elapsed
                 bar.update()
-                bar.set_postfix({k: f"{v:.3f}" for k, v in values.items()} | {"img/s": int(rate)})
+                bar.set_postfix({k: f"{v:.3f}" for k, v in values.items()}
+                                | {"img/s": f"{rate:.1f}"})
                 if log and (run.step % train.log_every == 0 or run.step == run.max_step):
                     log.write(json.dumps({"step": run.step, "epoch": epoch, **values, "lr": lr,
                                           "images_per_s": round(rate, 1),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 from pathlib import Path
 
@@ -301,3 +302,9 @@ def test_to_device_moves_nested_tensors_and_keeps_the_rest():
     moved = trainer.to_device(batch, torch.device("cpu"), channels_last=True)
     assert moved[0]["image"].is_contiguous(memory_format=torch.channels_last)
     assert moved[0]["mask"].is_contiguous() and moved[1] == ["a", "b"]
+
+
+def test_the_progress_bar_shows_images_per_second_with_one_decimal(tmp_path, capsys):
+    torch.manual_seed(0)
+    fit(Toy(), toy_loss, Noisy(), toy_train(epochs=1), tmp_path, device="cpu", progress=True)
+    assert re.search(r"img/s=\d+\.\d\]", capsys.readouterr().err)

@@ -97,10 +97,13 @@ def md5sum(path: Path) -> str:
     return digest.hexdigest()
 
 
-def fetch(resource: Resource, downloads_dir: Path, timeout: float = DEFAULT_TIMEOUT) -> Path:
+def fetch(resource: Resource, downloads_dir: Path, timeout: float = DEFAULT_TIMEOUT,
+          also: tuple[Resource, ...] = ()) -> Path:
     """Return ``downloads_dir/<filename>`` with a verified md5, downloading (or resuming) it first.
 
-    Data goes to ``<filename>.part`` and is renamed only after the md5 matches.
+    Data goes to ``<filename>.part`` and is renamed only after the md5 matches. ``also``: the
+    archives the caller needs next; a failed download names them too, so that an offline user
+    fetches every archive by hand at once.
     """
     final = Path(downloads_dir) / resource.filename
     if final.exists():
@@ -117,9 +120,9 @@ def fetch(resource: Resource, downloads_dir: Path, timeout: float = DEFAULT_TIME
     except urllib.error.HTTPError as err:
         err.close()
         if err.code != 416 or not part.exists():  # 416: .part holds the whole file already
-            raise _fetch_error(resource, final, err) from err
+            raise _fetch_error(resource, final, err, also) from err
     except (OSError, http.client.HTTPException) as err:  # URLError and timeouts are OSErrors
-        raise _fetch_error(resource, final, err) from err
+        raise _fetch_error(resource, final, err, also) from err
     _commit(resource, part, final)
     return final
 
@@ -159,11 +162,14 @@ def _check_range_start(content_range: str, offset: int, part: Path) -> None:
                                         "run again to download from scratch")
 
 
-def _fetch_error(resource: Resource, final: Path, err: BaseException) -> DownloadError:
-    """An error saying which URL failed and where to put the file by hand."""
+def _fetch_error(resource: Resource, final: Path, err: BaseException,
+                 also: tuple[Resource, ...] = ()) -> DownloadError:
+    """An error saying which URL failed and where to put it (and ``also``) by hand."""
     reason = getattr(err, "reason", None) or err
-    return DownloadError(f"could not fetch {resource.url}: {reason}. Download it by hand "
-                         f"(md5 {resource.md5}) and put it at {final.resolve()}, then run again.")
+    steps = " and ".join(f"{r.url} (md5 {r.md5}) to {(final.parent / r.filename).resolve()}"
+                         for r in (resource, *also))
+    return DownloadError(f"could not fetch {resource.url}: {reason}; without internet, "
+                         f"download {steps}, then run again")
 
 
 def _commit(resource: Resource, part: Path, final: Path) -> None:
@@ -297,10 +303,10 @@ def copy_voc_masks(seg_class_dir: Path, out_dir: Path) -> list[str]:
 
 
 def _fetch_and_extract(resource: Resource, dest_dir: Path, downloads_dir: Path,
-                       timeout: float) -> None:
+                       timeout: float, also: tuple[Resource, ...] = ()) -> None:
     """Extract ``resource`` into ``dest_dir``, downloading it only if that is not done yet."""
     if not _extract_marker(dest_dir, resource.filename).exists():
-        extract(fetch(resource, downloads_dir, timeout=timeout), dest_dir)
+        extract(fetch(resource, downloads_dir, timeout=timeout, also=also), dest_dir)
 
 
 def _place_voc_root(data_dir: Path) -> Path:
@@ -331,7 +337,8 @@ def prepare_voc(data_dir: Path, downloads_dir: Path | None = None,
     voc_root = data_dir / "VOC2012"
     if (voc_root / PREPARED_MARKER).exists():
         return voc_root
-    _fetch_and_extract(voc, data_dir, downloads_dir, timeout)
+    sbd_needed = not _extract_marker(data_dir / "SBD", sbd.filename).exists()
+    _fetch_and_extract(voc, data_dir, downloads_dir, timeout, also=(sbd,) if sbd_needed else ())
     voc_root = _place_voc_root(data_dir)
     _fetch_and_extract(sbd, data_dir / "SBD", downloads_dir, timeout)
     sbd_dir = data_dir / "SBD" / SBD_DATASET

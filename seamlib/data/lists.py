@@ -23,7 +23,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 from PIL import Image
@@ -57,6 +57,10 @@ Disagreement = tuple[str, tuple[str, ...], tuple[str, ...]]  # (id, only_in_mask
 
 class DataError(ValueError):
     """A dataset problem found before a stage runs; the message lists every problem found."""
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems or []  # one line per bad file, where a validation listed them
 
 
 def list_path(root: str | Path, name: str) -> Path:
@@ -293,8 +297,11 @@ def _check_mask(root: Path, mask_dir: str, image_id: str,
 
 def _check_xml(root: Path, image_id: str) -> str | None:
     """Check one annotation exists, parses and names only VOC classes."""
+    rel = f"{ANNOTATIONS}/{image_id}.xml"
+    if not (root / rel).is_file():
+        return f"{rel}: missing (the id is listed but has no annotation XML)"
     try:
-        xml_classes(root / ANNOTATIONS / f"{image_id}.xml")
+        xml_classes(root / rel)
     except (OSError, ValueError) as err:
         return str(err)
     return None
@@ -365,7 +372,7 @@ def validate(root: str | Path, list_names: list[str], need_masks: bool | str = F
                                  disable=not progress, leave=False):
                 problems += _check_sample(root, image_id, need_images, mask_dir, xml)
     if problems:
-        raise DataError(_report(root, problems))
+        raise DataError(_report(root, problems), problems)
 
 
 # ------------------------------------------------------------------- cached validation
@@ -447,3 +454,19 @@ def check_inputs(root: str | Path, list_names: list[str], need_masks: bool | str
         atomic_write(path, lambda tmp: tmp.write_text(json.dumps(kept, indent=1)))
     except OSError as err:
         warnings.warn(f"{path}: could not record the validation pass ({err})", stacklevel=2)
+
+
+def check_all(root: str | Path, groups: Iterable[tuple[list[str], dict[str, Any]]]) -> None:
+    """``check_inputs`` of several groups of lists, each with its own checks (keyword arguments),
+    raising one DataError with the problems of every group: one pass reports every bad file."""
+    problems: list[str] = []
+    for list_names, checks in groups:
+        try:
+            check_inputs(root, list_names, **checks)
+        except DataError as err:
+            if not err.problems:  # no file list (the root itself is missing): nothing to add
+                raise
+            problems += err.problems
+    if problems:
+        problems = list(dict.fromkeys(problems))  # a file of two lists is reported once
+        raise DataError(_report(Path(root), problems), problems)

@@ -17,7 +17,7 @@ from seamlib.data import voc
 from seamlib.data.download import prepare_voc
 from seamlib.data.lists import (
     LABEL_SOURCES,
-    check_inputs,
+    check_all,
     check_label_source,
     check_real_sizes,
     cross_check,
@@ -50,9 +50,9 @@ def prepare_data(cfg: Config, workers: int = 2) -> Path:
                          f"got {cfg.data.prepare!r}")
     have = {s: cfg.data.prepare != "validate" or s == source or _complete(root, train_list, s)
             for s in LABEL_SOURCES}
-    check_inputs(root, [train_list], need_masks=have["mask"], need_xml=have["xml"])
-    check_inputs(root, [cfg.data.cam_list, cfg.data.val_list], need_masks=voc.SEG_CLASS,
-                 need_xml=source == "xml")
+    check_all(root, [([train_list], {"need_masks": have["mask"], "need_xml": have["xml"]}),
+                     ([cfg.data.cam_list, cfg.data.val_list],
+                      {"need_masks": voc.SEG_CLASS, "need_xml": source == "xml"})])
     labels = {s: labels_for(root, train_list, s) for s in LABEL_SOURCES if have[s]}
     if all(have.values()):
         disagreements = cross_check(labels["mask"], labels["xml"])

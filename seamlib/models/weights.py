@@ -52,6 +52,8 @@ CLASSIFIER_PREFIXES = ("backbone.linear1000.", "backbone.fc.", "fc8.")
 KINDS = ("auto", "seam", "full", "imagenet")
 KIND_TITLES = {"seam": "SEAM checkpoint", "full": "full checkpoint",
                "imagenet": "ImageNet backbone weights"}
+# What a weights file must be, for the errors of files that are not.
+WEIGHTS_KINDS = "PyTorch state dict (.pth, as seam train writes) or an MXNet .params file"
 
 
 def _is_bookkeeping(key: str) -> bool:
@@ -285,6 +287,9 @@ def _read_state(path: Path) -> tuple[dict[str, torch.Tensor], str, list[str]]:
     """Read a weights file -> (tensors, naming "mxnet"/"released"/"seamlib", dropped names)."""
     if not path.is_file():
         raise FileNotFoundError(f"{path}: weights file not found")
+    if path.stat().st_size == 0:
+        raise ValueError(f"{path}: empty file (0 bytes), perhaps from an interrupted save; "
+                         f"expected a {WEIGHTS_KINDS}: rerun the stage that wrote it")
     with path.open("rb") as f:
         header = f.read(len(MX_HEADER))
     if path.suffix == ".params" or header == MX_HEADER:
@@ -297,9 +302,9 @@ def _read_state(path: Path) -> tuple[dict[str, torch.Tensor], str, list[str]]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # pickle, zip and weights_only errors all mean "not a weights file"
-        reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
-        raise ValueError(f"{path}: not a PyTorch weights file or MXNet .params file "
-                         f"({type(e).__name__}: {reason})") from e
+        first = (str(e).strip().splitlines() or [""])[0].split(". ")[0][:200]
+        why = f"{type(e).__name__}: {first}" if first else type(e).__name__
+        raise ValueError(f"{path}: unreadable ({why}); expected a {WEIGHTS_KINDS}") from e
     if isinstance(obj, Mapping):
         for entry in ("state_dict", "model"):
             if isinstance(obj.get(entry), Mapping):
@@ -474,8 +479,8 @@ def require_weights(model: ModelConfig) -> None:
         f"model.weights {found}{why}. The reference initialisation is the MXNet file "
         f"{Path(IMAGENET_WEIGHTS).name} (or its PyTorch conversion with the released names, "
         f".pth), published as {IMAGENET_SOURCE}; put it at {IMAGENET_WEIGHTS} (the voc "
-        f"default) or set model.weights=PATH. To train from scratch instead, set "
-        f"model.frozen_bn=false and model.frozen_stem=false.")
+        f"default) or give its path with --set model.weights=PATH. To train from scratch "
+        f"instead: --set model.frozen_bn=false --set model.frozen_stem=false.")
 
 
 def verify_trunk(path: str | Path, sha256: str | None) -> Path:

@@ -194,6 +194,9 @@ def evaluate(pred_dir: str | Path, root: str | Path, list_name: str, kind: str =
     ``kind`` is "cam" (CAM npz files, ``seamlib.stages.cams``), "png" (label maps: pseudo labels or
     segmentation) or "auto" (from the files). CAMs are scored at ``threshold`` or, when it is
     None, at the best threshold of a sweep over ``THRESHOLDS`` (the curve is included)."""
+    if threshold is not None and not 0 <= threshold <= 1:
+        raise ValueError(f"threshold {threshold}: expected a CAM background threshold in "
+                         f"[0, 1], or none for the best of a sweep")
     ids = read_list(list_path(root, list_name))
     if not ids:
         raise ValueError(f"{list_path(root, list_name)}: empty list, nothing to evaluate")

@@ -1,0 +1,163 @@
+"""The command line tried as a new user would: each bad input ends with one line,
+``seam <command>: <what is wrong and what to do>``, and exit status 2 (no traceback)."""
+
+from __future__ import annotations
+
+import io
+import socket
+import subprocess
+import sys
+import urllib.error
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import seamlib
+import seamlib.stages.train_cam
+from seamlib.cli import main
+from seamlib.data.voc import ANNOTATIONS, IMAGES, SEG_CLASS
+
+REPO = Path(seamlib.__file__).resolve().parents[1]
+
+
+def fails(capsys, command: str, *argv: str) -> str:
+    """Run ``seam COMMAND ARGV``; check it exits 2 with one line on stderr (after any progress
+    bar) starting ``seam COMMAND: ``, and return that line."""
+    with pytest.raises(SystemExit) as exit_:
+        main([command, *argv])
+    err = capsys.readouterr().err.split("\r")[-1]
+    assert exit_.value.code == 2
+    assert err.startswith(f"seam {command}: ") and err.count("\n") == 1, err
+    return err
+
+
+@pytest.fixture
+def no_training(monkeypatch) -> None:
+    """Fail the test if ``seam train`` gets as far as building its network."""
+    monkeypatch.setattr(seamlib.stages.train_cam, "build_model",
+                        lambda *a: pytest.fail("training began"))
+
+
+def test_train_with_a_missing_annotation_names_it(voc_root, tmp_path, capsys, no_training):
+    (voc_root / ANNOTATIONS / "2007_000002.xml").unlink()
+    for command, *argv in (("train", "--set", f"train.out_dir={tmp_path / 'run'}"),
+                           ("data", "--set", "data.prepare=validate")):
+        err = fails(capsys, command, "--profile", "smoke", "--data-root", str(voc_root), *argv)
+        assert f"{ANNOTATIONS}/2007_000002.xml: missing" in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_train_before_data_says_to_run_seam_data(tmp_path, monkeypatch, capsys, no_training):
+    monkeypatch.chdir(tmp_path)
+    err = fails(capsys, "train", "--profile", "smoke")
+    assert "data/smoke/VOC2012 does not exist" in err and "`seam data --profile smoke`" in err
+    err = fails(capsys, "cams", "--profile", "smoke", "--data-root", "elsewhere")
+    assert "`seam data --profile smoke --data-root elsewhere`" in err
+    err = fails(capsys, "train", "--profile", "smoke", "--set", "data.prepare=validate")
+    assert "point --data-root at your VOC-format folder" in err
+
+
+def test_data_offline_names_both_archives_and_where_to_put_them(tmp_path, monkeypatch, capsys):
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError(socket.gaierror(-3, "Temporary failure in name resolution"))
+
+    monkeypatch.setattr("urllib.request.urlopen", offline)
+    err = fails(capsys, "data", "--profile", "voc", "--data-root", str(tmp_path / "voc/VOC2012"))
+    downloads = (tmp_path / "voc" / "downloads").resolve()
+    assert "name resolution" in err
+    for archive in ("VOCtrainval_11-May-2012.tar", "benchmark.tgz"):
+        assert f"{archive} (md5 " in err and str(downloads / archive) in err
+
+
+def test_voc_without_imagenet_weights_names_the_path_and_the_setting(voc_root, tmp_path,
+                                                                      monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # no data/weights/ here
+    err = fails(capsys, "train", "--profile", "voc", "--data-root", str(voc_root))
+    assert "data/weights/ilsvrc-cls_rna-a1_cls1000_ep-0001.params" in err
+    assert "--set model.weights=PATH" in err
+
+
+def truncated_checkpoint() -> bytes:
+    """The first half of a real torch.save file."""
+    buffer = io.BytesIO()
+    torch.save({"w": torch.zeros(64)}, buffer)
+    return buffer.getvalue()[: len(buffer.getvalue()) // 2]
+
+
+@pytest.mark.parametrize("content", ["random", "empty", "truncated"])
+def test_cams_with_a_bad_checkpoint_names_the_file(voc_root, tmp_path, capsys, content):
+    data = {"random": np.random.default_rng(0).bytes(4096), "empty": b"",
+            "truncated": truncated_checkpoint()}[content]
+    weights = tmp_path / "model.pth"
+    weights.write_bytes(data)
+    err = fails(capsys, "cams", "--profile", "smoke", "--data-root", str(voc_root),
+                "--weights", str(weights), "--out", str(tmp_path / "cams"))
+    assert f"seam cams: {weights}: " in err and "expected a PyTorch state dict" in err
+
+
+def test_run_until_an_unknown_stage_lists_the_stages(tmp_path, capsys):
+    err = fails(capsys, "run", "--profile", "smoke", "--until", "foo",
+                "--run-dir", str(tmp_path / "run"))
+    assert "until='foo': expected one of data," in err and "random_walk" in err
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("until", ["random-walk", "random_walk"])
+def test_run_until_takes_either_spelling(until, monkeypatch, capsys):
+    calls = []
+    monkeypatch.setattr("seamlib.pipeline.run_pipeline",
+                        lambda cfg, run, stop, train_from: calls.append(stop) or {stop: 0.0})
+    main(["run", "--profile", "smoke", "--until", until])
+    assert calls == ["random_walk"] and "stopped after random_walk" in capsys.readouterr().out
+
+
+def test_evaluate_refuses_a_threshold_outside_0_1(voc_root, tmp_path, capsys):
+    err = fails(capsys, "evaluate", str(tmp_path), "--profile", "smoke",
+                "--data-root", str(voc_root), "--threshold", "1.5")
+    assert "threshold 1.5: expected a CAM background threshold in [0, 1]" in err
+
+
+@pytest.mark.parametrize("setting", ["train.epochs=0", "aff_train.epochs=0",
+                                     "seg_train.epochs=-1", "train.batch_size=0",
+                                     "crf.bg_threshold=1.5", "crf.bg_threshold=nan"])
+def test_settings_out_of_range_are_refused_naming_them(setting, capsys, no_training):
+    name, value = setting.split("=")
+    err = fails(capsys, "train", "--profile", "smoke", "--set", setting)
+    assert err.startswith(f"seam train: setting {name}: cannot use ")
+    assert ("[0, 1]" if name.startswith("crf") else "at least 1") in err
+
+
+def test_validation_reports_the_bad_files_of_every_list_at_once(voc_root, capsys):
+    jpeg = voc_root / IMAGES / "2007_000006.jpg"  # in train_aug only (and test)
+    jpeg.write_bytes(jpeg.read_bytes()[: jpeg.stat().st_size // 2])
+    (voc_root / SEG_CLASS / "2007_000004.png").unlink()  # in val only
+    err = fails(capsys, "data", "--profile", "smoke", "--data-root", str(voc_root),
+                "--set", "data.prepare=validate")
+    assert "2 data problem(s) found; fix them first: " in err
+    assert f"{IMAGES}/2007_000006.jpg: truncated" in err
+    assert f"; {SEG_CLASS}/2007_000004.png: missing" in err
+
+
+def test_notebook_runs_from_any_directory(tmp_path, monkeypatch, capsys):
+    calls = []
+    monkeypatch.setattr("papermill.execute_notebook",
+                        lambda source, target, **kw: calls.append((source, target, kw)))
+    monkeypatch.chdir(tmp_path)
+    main(["notebook", "01_data", "--profile", "smoke"])
+    (source, target, kw), = calls
+    assert source == str(REPO / "notebooks" / "01_data.ipynb")
+    assert target == str(REPO / "results" / "smoke" / "01_data.ipynb")
+    assert kw["cwd"] == str(REPO / "notebooks") and kw["parameters"] == {"profile": "smoke"}
+    assert not any(tmp_path.iterdir())
+    capsys.readouterr()
+    assert "no such notebook; expected one of 01_data" in fails(capsys, "notebook", "00_nope")
+
+
+def test_help_does_not_import_torch():
+    code = ("import sys, seamlib.cli; seamlib.cli.build_parser().format_help(); "
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "False"
