@@ -97,6 +97,18 @@ def cmd_probe(args: argparse.Namespace) -> None:
     print(path)
 
 
+def cmd_geometry(args: argparse.Namespace) -> None:
+    """the geometry diagnosis (larger second branches, no ER, ...) -> OUT/geometry.*"""
+    from experiments.geometry import DIAGNOSTICS, run_diagnostics
+
+    cfg = config_from(args)
+    out = out_dir(args, cfg)
+    runs = Path(args.runs or Path("runs") / cfg.profile / "geometry")
+    report = run_diagnostics(cfg, args.names or list(DIAGNOSTICS), out, runs,
+                             command_line(args), args.workers)
+    print(f"{len(report['records'])} models -> {out / 'geometry.md'}")
+
+
 def cmd_random_walk_sweep(args: argparse.Namespace) -> None:
     """score a run's random walk over a grid of logt and alpha (its CAMs and AffinityNet)"""
     from experiments.random_walk_sweep import random_walk_sweep
@@ -158,6 +170,12 @@ def build_parser() -> argparse.ArgumentParser:
         ("--force", {"action": "store_true", "help": "train even if the trunk exists"}),
         ("--verify", {"action": "store_true", "help": "only check the trunk's sha256"}))
     add(cmd_probe, False, OUT)
+    add(cmd_geometry, True, OUT,
+        ("--names", {"nargs": "+", "default": None,
+                     "help": "diagnostics to run (default: all of experiments.geometry)"}),
+        ("--workers", {"type": int, "default": 2,
+                       "help": "models trained at once, one torch thread each (default 2)"}),
+        ("--runs", {"default": None, "help": "training folders (default: runs/PROFILE/geometry)"}))
     add(cmd_random_walk_sweep, True,
         ("run_dir", {"help": "a `seam run` folder with cams/ and affinity/model.pth"}),
         ("--logt", {"type": int, "nargs": "+", "default": [0, 1, 2, 3, 6],

@@ -77,6 +77,9 @@ class LossConfig:
     use_ecr: bool = True  # equivariant cross regularisation L_ECR (trains the PCM)
     use_rvmin: bool = True  # adaptive min-pooling on the PCM output (authors' code)
     ecr_topk_ratio: float = 0.2  # online hard pixel mining in L_ECR
+    # Run the transformed branch (its classification loss) even with ER and ECR off: a
+    # diagnostic between the one-branch baseline and SEAM, not a setting of the paper.
+    two_branches: bool = False
 
 
 @dataclass
@@ -97,6 +100,13 @@ class TrainConfig:
     log_every: int = 20  # optimiser steps between rows of <out_dir>/log.jsonl (and the last)
     amp: str = "auto"  # mixed precision: "auto" (bf16 on CUDA, off on CPU), "off", "bf16", "fp16"
     channels_last: str = "auto"  # channels_last memory format: "auto" (CUDA only), "on", "off"
+
+
+@dataclass
+class CAMConfig:
+    """Multi-scale CAM inference (authors' infer_SEAM): every scale with its horizontal flip."""
+
+    scales: tuple[float, ...] = (0.5, 1.0, 1.5, 2.0)
 
 
 @dataclass
@@ -208,6 +218,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    cams: CAMConfig = field(default_factory=CAMConfig)
     crf: CRFConfig = field(default_factory=CRFConfig)
     affinity: AffinityConfig = field(default_factory=AffinityConfig)
     # AffinityNet training: the SEAM code's train_aff settings (lr 0.01; PSA's default is 0.1).

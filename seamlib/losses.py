@@ -74,9 +74,10 @@ def seam_loss(net: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
 
     ``labels`` is (N, 20). Branch o sees the images, branch t sees A(images); their CAMs are
     max-normalised, masked by [1, labels] and compared after applying A to branch o's. With ER
-    and ECR both off this is the plain CAM baseline (one branch, classification only).
+    and ECR both off this is the plain CAM baseline (one branch, classification only), or with
+    ``two_branches`` both branches' classification alone.
     """
-    siamese = cfg.use_er or cfg.use_ecr
+    siamese = cfg.use_er or cfg.use_ecr or cfg.two_branches
     with_pcm = cfg.use_ecr or cfg.use_rvmin
     fg_mask = labels[..., None, None]
     cam_o, rv_o = net(images, with_pcm=with_pcm)

@@ -144,7 +144,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("data", ("data", "synthetic"), _data),
     Stage("weights", ("model", "pretrain"), _weights),
     Stage("train", ("model", "loss", "train"), _train),
-    Stage("cams", (), _cams),
+    Stage("cams", ("cams",), _cams),
     Stage("crf", ("crf",), _crf),
     Stage("affinity", ("affinity", "aff_train"), _affinity),
     Stage("random_walk", ("random_walk",), _random_walk),

@@ -123,6 +123,20 @@ def test_baseline_classification_matches_direct_computation(net):
     torch.testing.assert_close(out["cls"], expected)
 
 
+def test_two_branches_average_both_branches_classification(net):
+    torch.manual_seed(3)
+    images = torch.randn(2, 3, 32, 32)
+    labels = torch.zeros(2, 20)
+    labels[:, 7] = 1
+    net.eval()
+    cfg = LossConfig(use_er=False, use_ecr=False, use_rvmin=False, two_branches=True)
+    out = seam_loss(net, images, labels, Rescale(0.5), cfg)
+    assert set(out) == {"cls", "loss"}
+    cams = [net(x, with_pcm=False).cam for x in (images, Rescale(0.5)(images))]
+    expected = sum(F.multilabel_soft_margin_loss(c[:, 1:].mean((2, 3)), labels) for c in cams)
+    torch.testing.assert_close(out["cls"], expected / 2)
+
+
 # --------------------------------------------- seam_loss against the reference composition
 
 class TinyNet(torch.nn.Module):

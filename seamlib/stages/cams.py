@@ -250,7 +250,7 @@ def cams_stage(cfg: Config, weights: str | Path | None = None, list_name: str | 
     net = build_model(cfg.model)
     load_weights(net, weights, kind="seam")
     labels = labels_for(cfg.data.root, list_name, cfg.data.label_source)
-    dataset = MultiScaleDataset(cfg.data.root, list_name, labels)
+    dataset = MultiScaleDataset(cfg.data.root, list_name, labels, cfg.cams.scales)
     return infer_cams(net, dataset, out, use_pcm=use_pcm, progress=progress, weights=weights,
                       device=cfg.device, num_workers=cfg.data.num_workers)
 

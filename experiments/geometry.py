@@ -1,0 +1,160 @@
+"""The geometry diagnosis on the CPU proxy (issue #29 §3): does SEAM lose to the plain-CAM
+baseline because ER compares CAMs on a 5x5 map at the proxy's crop 128?
+
+Each diagnostic is a named overlay of the profile's settings (``DIAGNOSTICS``): SEAM with a
+larger second branch (rescale 0.5, 0.7), SEAM without ER, and both branches' classification
+alone. Every model is trained once (seed of the profile), then scored on its fc8 CAM and, when
+it trained a PCM, on the PCM output: best-threshold and val-chosen-threshold CAM mIoU with mFP
+and mFN on the cam list, and classification mAP on val. The baseline and SEAM are also scored
+single-scale at input scales 0.5 to 2 (inference only). These are diagnostics: they never
+change a profile's settings. Each finished model's record is written at once (resumable).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import multiprocessing
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from experiments.difficulty import classification_ap, load_seam
+from seamlib.config import VARIANTS, Config, apply_overrides
+from seamlib.device import hardware
+from seamlib.io import atomic_write
+from seamlib.stages.cams import run_cams
+from seamlib.stages.evaluate import THRESHOLDS, cam_confusions, json_safe, sweep_metrics
+from seamlib.stages.train_cam import train
+
+DIAGNOSTICS: dict[str, dict] = {
+    "seam_rescale0.5": {"loss": {"transform": "rescale:0.5"}},
+    "seam_rescale0.7": {"loss": {"transform": "rescale:0.7"}},
+    "baseline": VARIANTS["baseline"],
+    "seam": VARIANTS["seam"],
+    "seam_no_er": {"loss": {"use_er": False}},
+    "two_branch_cls": {"loss": {"use_er": False, "use_ecr": False, "use_rvmin": False,
+                                "two_branches": True}},
+}
+SCALED = ("baseline", "seam")  # scored single-scale at every input scale below
+INPUT_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0)
+KEPT = ("train_miou_best", "train_miou_at_val_threshold", "best_threshold", "val_threshold",
+        "mfp_best", "mfn_best", "mfp_at_val_threshold", "mfn_at_val_threshold")
+
+
+def diagnostic_config(cfg: Config, name: str, root: Path) -> Config:
+    """The profile's config with the diagnostic's overlay, training into ``root/name``."""
+    run = apply_overrides(cfg, DIAGNOSTICS[name])
+    run.train.out_dir = str(root / name)
+    return run
+
+
+def score(run: Config, weights: Path, use_pcm: bool, suffix: str) -> dict:
+    """CAM mIoU / mFP / mFN on the cam list at the best and the val-chosen threshold."""
+    dirs = run_cams(run, weights, use_pcm, suffix, progress=False)
+    sweeps = [cam_confusions(dirs[n], run.data.root, n, THRESHOLDS)
+              for n in (run.data.cam_list, run.data.val_list)]
+    metrics = sweep_metrics(*sweeps)
+    return {k: metrics[k] for k in KEPT}
+
+
+def scale_consistency(run: Config, weights: Path) -> dict[str, dict]:
+    """Single-scale (with flip) fc8 CAM scores at each input scale: {scale: metrics}."""
+    out = {}
+    for scale in INPUT_SCALES:
+        single = dataclasses.replace(run, cams=dataclasses.replace(run.cams, scales=(scale,)))
+        out[f"{scale:g}"] = score(single, weights, False, f"_fc8_scale{scale:g}")
+    return out
+
+
+def diagnose(cfg: Config, name: str, root: Path) -> dict:
+    """Train one diagnostic (or reuse it), then score it; its record."""
+    run = diagnostic_config(cfg, name, root)
+    start = time.time()
+    weights = train(run, progress=False)
+    summary = json.loads((weights.parent / "summary.json").read_text())
+    record = {"name": name, "overrides": DIAGNOSTICS[name], "out_dir": run.train.out_dir,
+              "train_seconds": summary["seconds"], "hardware": hardware(),
+              "fc8": score(run, weights, False, "_fc8")}
+    if run.loss.use_ecr:
+        record["pcm"] = score(run, weights, True, "_pcm")
+    ap = classification_ap(load_seam(run, weights), run, run.data.val_list)
+    record["val_map"] = float(np.nanmean(ap))
+    if name in SCALED:
+        record["input_scales"] = scale_consistency(run, weights)
+    record["seconds"] = round(time.time() - start, 1)
+    return json_safe(record)
+
+
+def one_thread_diagnose(cfg: Config, name: str, root: Path) -> dict:
+    """``diagnose`` in a spawned worker at one torch thread (two runs share two cores)."""
+    torch.set_num_threads(1)
+    return diagnose(cfg, name, root)
+
+
+def run_diagnostics(cfg: Config, names: list[str], out: Path, root: Path, command: str,
+                    workers: int = 2) -> dict:
+    """Run the named diagnostics (``workers`` at once), adding each record to
+    ``out``/geometry.json as it finishes; records already there are kept, not rerun."""
+    path = out / "geometry.json"
+    report = json.loads(path.read_text()) if path.exists() else {"records": {}}
+    report.update(command=command, profile=cfg.profile, seed=cfg.train.seed)
+    todo = [n for n in names if n not in report["records"]]
+    unknown = [n for n in todo if n not in DIAGNOSTICS]
+    if unknown:
+        raise ValueError(f"unknown diagnostics {unknown}; expected some of {list(DIAGNOSTICS)}")
+    if workers <= 1:
+        for name in todo:
+            report["records"][name] = diagnose(cfg, name, root)
+            write_report(report, out)
+        write_report(report, out)
+        return report
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+        futures = {pool.submit(one_thread_diagnose, cfg, n, root): n for n in todo}
+        for future in as_completed(futures):
+            report["records"][futures[future]] = future.result()
+            write_report(report, out)
+            print(f"{futures[future]} done -> {path}", flush=True)
+    write_report(report, out)
+    return report
+
+
+def pct(metrics: dict | None, key: str) -> str:
+    return "-" if metrics is None else f"{100 * metrics[key]:.1f}"
+
+
+def format_markdown(report: dict) -> str:
+    """The records as tables: every model on fc8 and PCM, then the input-scale sweep."""
+    lines = ["# Geometry diagnosis on the CPU proxy (#29 §3)", "",
+             f"Command: `{report['command']}`; profile `{report['profile']}`, seed "
+             f"{report['seed']}; one torch thread per run. CAM mIoU / mFP / mFN in % on the cam "
+             "list (`train`); best threshold, and the threshold chosen on `val`.", "",
+             "| model | CAM | mIoU best | mIoU at val thr | mFP best | mFN best | val mAP | "
+             "hardware |", "|---|---|---|---|---|---|---|---|"]
+    for name, r in report["records"].items():
+        for cam in ("fc8", "pcm"):
+            if cam in r:
+                m = r[cam]
+                lines.append(f"| {name} | {cam} | {pct(m, 'train_miou_best')} | "
+                             f"{pct(m, 'train_miou_at_val_threshold')} | {pct(m, 'mfp_best')} | "
+                             f"{pct(m, 'mfn_best')} | {r['val_map']:.3f} | {r['hardware']} |")
+    scaled = {n: r["input_scales"] for n, r in report["records"].items() if "input_scales" in r}
+    if scaled:
+        lines += ["", "## Single-scale fc8 CAMs at each input scale (mIoU / mFP / mFN, best "
+                  "threshold)", "", "| model | " + " | ".join(f"x{s:g}" for s in INPUT_SCALES)
+                  + " |", "|---|" + "---|" * len(INPUT_SCALES)]
+        for name, sweep in scaled.items():
+            cells = [f"{pct(m, 'train_miou_best')} / {pct(m, 'mfp_best')} / {pct(m, 'mfn_best')}"
+                     for m in sweep.values()]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_report(report: dict, out: Path) -> None:
+    """``out``/geometry.json and geometry.md, atomically."""
+    atomic_write(out / "geometry.json", lambda t: t.write_text(json.dumps(report, indent=1)))
+    atomic_write(out / "geometry.md", lambda t: t.write_text(format_markdown(report)))
