@@ -92,6 +92,10 @@ class TrainConfig:
     # so the effective momentum is 5e-4. Set 0.9 for standard SGD with momentum.
     momentum: float = 5e-4
     poly_power: float = 0.9
+    # Learning-rate schedule: "poly" (the reference) or "cosine" (after a linear warm-up over
+    # the ``warmup`` share of the steps; the proxy trunk's pretraining).
+    schedule: str = "poly"
+    warmup: float = 0.0
     batch_size: int = 8
     epochs: int = 8
     seed: int = 0

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import random
 import time
@@ -53,6 +54,19 @@ SaveFn = Callable[[nn.Module, Path], object]
 def poly_factor(step: int, max_step: int, power: float) -> float:
     """Poly learning-rate decay (1 - step / max_step) ** power."""
     return (1 - step / max_step) ** power
+
+
+def lr_factor(step: int, max_step: int, train: TrainConfig) -> float:
+    """The learning rate's factor at ``step``: poly decay (``train.schedule`` "poly"), or a
+    linear warm-up over ``train.warmup`` of the steps then cosine decay to zero ("cosine")."""
+    if train.schedule == "poly":
+        return poly_factor(step, max_step, train.poly_power)
+    if train.schedule != "cosine":
+        raise ValueError(f"train.schedule: expected poly or cosine; got {train.schedule!r}")
+    warm = max(1, round(train.warmup * max_step))
+    if step < warm:
+        return (step + 1) / warm
+    return 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, max_step - warm)))
 
 
 def build_optimizer(net: nn.Module, train: TrainConfig) -> torch.optim.SGD:
@@ -234,6 +248,7 @@ class Run:
                              f"{train.checkpoint_every}")
         self.sampler = EpochBatches(size, train.batch_size, train.seed, self.rank, self.world)
         self.max_step = train.epochs * self.sampler.steps
+        lr_factor(0, self.max_step, train)  # an unknown schedule fails before any step
         self.dtype = autocast_dtype(train.amp, self.device)
         self.channels_last = use_channels_last(train.channels_last, self.device)
         self.net = net.to(self.device)
@@ -248,8 +263,8 @@ class Run:
         self.step, self.seconds, self.saved_step = 0, 0.0, None
 
     def set_lr(self) -> float:
-        """Poly learning rate of the current step on every group; return the base lr."""
-        lr = self.train.lr * poly_factor(self.step, self.max_step, self.train.poly_power)
+        """The scheduled learning rate of the current step on every group; return the base."""
+        lr = self.train.lr * lr_factor(self.step, self.max_step, self.train)
         for group in self.opt.param_groups:
             group["lr"] = lr * group["lr_mult"]
         return lr
