@@ -25,9 +25,11 @@ from pathlib import Path
 
 from seamlib.config import Config, uses_pcm
 from seamlib.io import atomic_write
+from seamlib.runs import as_json, changed_settings
 
 DONE = "stage.json"  # in each stage folder: the key and wall seconds of its last run
 TIMINGS = "timings.json"
+RECORD = ("key", "settings", "complete")  # in stage.json, not in the stage's timings
 
 
 @dataclass(frozen=True)
@@ -155,9 +157,14 @@ STAGES: tuple[Stage, ...] = (
 STAGE_NAMES = tuple(s.name for s in STAGES)
 
 
+def stage_settings(cfg: Config, stage: Stage) -> dict:
+    """The config sections a stage depends on, as they read back from JSON."""
+    return as_json({name: dataclasses.asdict(getattr(cfg, name)) for name in stage.sections})
+
+
 def stage_key(cfg: Config, stage: Stage, previous: str) -> str:
     """Hash of the stage's settings, chained with the previous stage's key."""
-    settings = {name: dataclasses.asdict(getattr(cfg, name)) for name in stage.sections}
+    settings = stage_settings(cfg, stage)
     text = json.dumps({"previous": previous, "stage": stage.name, "settings": settings},
                       sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -192,21 +199,24 @@ def _run_stage(cfg: Config, run: Path, stage: Stage, key: str, adopt: Path | Non
     state = json.loads(marker.read_text()) if marker.is_file() else {}
     if state.get("key") == key and state.get("complete"):
         print(f"[{stage.name}] up to date ({marker})")
-        return {**{k: v for k, v in state.items() if k not in ("key", "complete")},
-                "ran": False}
+        return {**{k: v for k, v in state.items() if k not in RECORD}, "ran": False}
+    settings = stage_settings(cfg, stage)
     if state.get("key") not in (None, key):
-        print(f"[{stage.name}] settings or inputs changed: clearing {folder}")
+        changed = changed_settings(state.get("settings", {}), settings)
+        why = (f"{changed[0][0]} was {changed[0][1]!r}, now {changed[0][2]!r}" if changed
+               else "an earlier stage changed")
+        print(f"[{stage.name}] {why}: clearing {folder}")
         shutil.rmtree(folder)
     from seamlib.device import cpu_ticks, hardware, steal_percent
 
-    _mark(marker, {"key": key, "complete": False})
+    _mark(marker, {"key": key, "settings": settings, "complete": False})
     start, ticks = time.time(), cpu_ticks()
     extra = adopt_training(adopt, folder) if adopt is not None else {}
     stage.run(cfg, run)
     seconds = round(time.time() - start, 1)
     done = {"seconds": seconds, "hardware": hardware(),
             "cpu_steal_percent": steal_percent(ticks, cpu_ticks()), **extra}
-    _mark(marker, {"key": key, "complete": True, **done})
+    _mark(marker, {"key": key, "settings": settings, "complete": True, **done})
     print(f"[{stage.name}] done in {seconds} s")
     return {**done, "ran": True}
 

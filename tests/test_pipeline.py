@@ -82,13 +82,16 @@ def test_the_report_tabulates_every_stage_output_and_wall_time(smoke_run, tmp_pa
     assert f"train {steal['train']:.1f}, cams {steal['cams']:.1f}" in md
 
 
-def test_a_changed_setting_reruns_its_stage_and_everything_after(smoke_run):
+def test_a_changed_setting_reruns_its_stage_and_everything_after(smoke_run, capsys):
     cfg, run, _ = smoke_run
     changed = apply_overrides(cfg, {"random_walk": {"beta": 4.0}})
     timings = run_pipeline(changed, run, until="retrain")
     ran = [name for name, t in timings.items() if t["ran"]]
     assert ran == ["random_walk", "retrain"]
     assert list(timings)[-1] == "retrain"
+    out = capsys.readouterr().out
+    assert "[random_walk] random_walk.beta was 8.0, now 4.0: clearing" in out
+    assert "[retrain] an earlier stage changed: clearing" in out
 
 
 def test_keys_chain_so_an_early_change_moves_every_later_key():
