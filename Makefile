@@ -52,20 +52,18 @@ reproduce: data
 	$(MAKE) pipeline PROFILE=$(PROFILE)
 
 # The whole pipeline (CAMs ... retrained segmentation) for SEAM and the baseline of seed 0,
-# training adopted from seam compare's runs; WORKERS > 1 runs the two at once, one torch
-# thread each. Their table: results/<profile>/pipeline.{json,md}.
-PIPE := runs/$(PROFILE)/pipeline
-BASELINE_SET := --set loss.use_er=false --set loss.use_ecr=false --set loss.use_rvmin=false
+# continuing the comparison's runs (one run layout: runs/<profile>/<variant>/seed<k>);
+# WORKERS > 1 runs the two at once, one torch thread each. Their table:
+# results/<profile>/pipeline.{json,md}.
+RUNS := runs/$(PROFILE)
 pipeline: $(STAMP)
 	set -e; \
-	seam_run="$(BIN)/seam run --profile $(PROFILE) --run-dir $(PIPE)/seam_seed0 \
-	  --train-from runs/$(PROFILE)/compare/seam/seed0"; \
-	base_run="$(BIN)/seam run --profile $(PROFILE) --run-dir $(PIPE)/baseline_seed0 \
-	  $(BASELINE_SET) --train-from runs/$(PROFILE)/compare/baseline/seed0"; \
+	seam_run="$(BIN)/seam run --profile $(PROFILE) --variant seam --seed 0"; \
+	base_run="$(BIN)/seam run --profile $(PROFILE) --variant baseline --seed 0"; \
 	if [ "$(WORKERS)" -gt 1 ]; then \
 	  OMP_NUM_THREADS=1 $$seam_run & pid=$$!; OMP_NUM_THREADS=1 $$base_run; wait $$pid; \
 	else $$seam_run; $$base_run; fi; \
-	$(LAB) pipeline-report seam=$(PIPE)/seam_seed0 baseline=$(PIPE)/baseline_seed0 \
+	$(LAB) pipeline-report seam=$(RUNS)/seam/seed0 baseline=$(RUNS)/baseline/seed0 \
 	  --out results/$(PROFILE)/pipeline \
 	  --setup "make pipeline PROFILE=$(PROFILE) WORKERS=$(WORKERS) (WORKERS > 1: both at once, one torch thread each)"
 

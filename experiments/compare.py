@@ -1,13 +1,13 @@
-"""SEAM vs the plain-CAM baseline: the same stages (train, multi-scale CAMs, threshold sweeps)
-for both methods over several seeds, and a neutral report of what came out.
+"""SEAM vs the plain-CAM baseline: the pipeline up to the CAM evaluation (train, multi-scale
+CAMs, threshold sweeps) for both variants over several seeds, and a neutral report of it.
 
-The baseline is SEAM with ER, ECR and the PCM terms off (``config.VARIANTS``); its CAMs are the raw
-fc8 maps. SEAM's CAMs are the PCM output, as in the authors' infer_SEAM.
-Each run lives in ``<train.out_dir>/compare/<method>/seed<seed>`` so notebooks and the command
-line share (and resume) the same runs; ``seam difficulty`` measures the baseline's run of the
-profile's seed. ``workers`` > 1 trains and infers that many runs at once, each in its own
-process with an equal share of the CPU threads (on a CPU, two one-thread runs do more work per
-second than one two-thread run).
+The baseline is SEAM with ER, ECR and the PCM terms off (``config.VARIANTS``); its CAMs are the
+raw fc8 maps. SEAM's CAMs are the PCM output, as in the authors' infer_SEAM (``uses_pcm``).
+Each run lives in ``pipeline.run_folder`` (``runs/<profile>/<variant>/seed<k>``), so ``seam
+run``, the notebooks and this report share (and resume) the same runs; the difficulty
+measurement reads the baseline's run of the profile's seed. ``workers`` > 1 runs that many at
+once, each in its own process with an equal share of the CPU threads (on a CPU, two one-thread
+runs do more work per second than one two-thread run).
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import dataclasses
 import json
 import multiprocessing
 import os
-import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -25,14 +24,15 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from seamlib.config import Config, uses_pcm, variant_config
+from seamlib.config import Config, variant_config
 from seamlib.data.voc import CLASSES
 from seamlib.device import hardware
 from seamlib.io import atomic_write, save_figure
+from seamlib.pipeline import METRICS as METRICS_FILE
+from seamlib.pipeline import run_folder, run_pipeline
 from seamlib.runs import require_same
-from seamlib.stages.cams import cam_seconds, run_cams
-from seamlib.stages.evaluate import THRESHOLDS, cam_confusions, json_safe, sweep_metrics
-from seamlib.stages.train_cam import train
+from seamlib.stages.evaluate import THRESHOLDS, json_safe
+from seamlib.trainer import SUMMARY
 
 METHODS = ("baseline", "seam")  # variants of seamlib.config.VARIANTS
 # Scalars of one run, reported as mean +- std over seeds.
@@ -42,29 +42,19 @@ REPORT = "seam_vs_baseline"
 
 
 def run_method(cfg: Config, method: str, seed: int, progress: bool = True) -> dict:
-    """Train one method with one seed, infer its CAMs, sweep the thresholds; the run's record."""
-    run = variant_config(cfg, method, seed)
-    out = Path(run.train.out_dir)
-    reused = (out / "model.pth").exists()
-    weights = train(run, progress=progress)
-    start = time.time()
-    dirs = run_cams(run, weights, uses_pcm(run), progress=progress)
-    cams_now = time.time() - start
-    recorded = [cam_seconds(d) for d in dirs.values()]
-    start = time.time()
-    sweeps = [cam_confusions(dirs[name], run.data.root, name, THRESHOLDS)
-              for name in (run.data.cam_list, run.data.val_list)]
-    eval_seconds = time.time() - start
-    summary = json.loads((out / "summary.json").read_text())
-    return {"method": method, "seed": seed, "out_dir": str(out), "use_pcm": uses_pcm(run),
-            "steps": summary["steps"], "reused_training": reused,
+    """The pipeline of one (variant, seed) up to the CAM evaluation (each stage reused when
+    it is up to date in ``pipeline.run_folder``); the run's record."""
+    run, folder = variant_config(cfg, method, seed), run_folder(cfg.profile, method, seed)
+    timings = run_pipeline(run, folder, until="cam_eval")
+    metrics = json.loads((folder / "cam_eval" / METRICS_FILE).read_text())
+    summary = json.loads((folder / "train" / SUMMARY).read_text())
+    return {"method": method, "seed": seed, "out_dir": str(folder), "steps": summary["steps"],
+            "reused_training": not timings["train"]["ran"],
             "threads": torch.get_num_threads(), "hardware": hardware(),  # this process's threads
-            "train_threads": summary.get("threads"),  # the training's own (None: not recorded)
-            "seconds": {"train": summary["seconds"],
-                        "cams": None if None in recorded else round(sum(recorded), 1),
-                        "cams_this_command": round(cams_now, 1),
-                        "evaluate": round(eval_seconds, 1)},
-            **sweep_metrics(*sweeps)}
+            "train_threads": summary.get("threads"),  # the training's own
+            "seconds": {"train": summary["seconds"], "cams": timings["cams"]["seconds"],
+                        "evaluate": timings["cam_eval"]["seconds"]},
+            **metrics}
 
 
 def start_worker(threads: int) -> None:
@@ -256,15 +246,12 @@ def format_markdown(report: dict) -> str:
     for r in report["runs"]:
         t = r["seconds"]
         note = " (reused)" if r["reused_training"] else ""
-        cams = "not recorded" if t.get("cams") is None else t["cams"]
         lines.append(f"| {r['method']} | {r['seed']} | {r['steps']} | {t['train']}{note} | "
-                     f"{cams} ({t.get('cams_this_command', t['cams'])} now) | {t['evaluate']} "
-                     f"| `{r['out_dir']}` |")
+                     f"{t['cams']} | {t['evaluate']} | `{r['out_dir']}` |")
     train_threads = sorted({str(r.get("train_threads") or "unrecorded") for r in report["runs"]})
-    lines += ["", "Training time comes from the run's summary.json and CAM time from the CAM "
-              "folders' manifests: what making them cost, even when this command reused them "
-              "(\"now\": this command's share; CAM files already on disk are not recomputed). "
-              f"Evaluation time is this command's. Runs at a time: {report['workers']}, "
+    lines += ["", "Times are what each stage cost when it ran (the run's summary.json and the "
+              "stages' stage.json), also when this command reused it; CAMs cover the training "
+              f"list and val. Runs at a time: {report['workers']}, "
               f"torch threads per run: {sorted({r['threads'] for r in report['runs']})} "
               f"(training: {', '.join(train_threads)}).",
               "",

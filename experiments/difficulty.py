@@ -20,7 +20,7 @@ from seamlib.config import Config, variant_config
 from seamlib.data.datasets import ClassificationDataset
 from seamlib.data.lists import labels_for
 from seamlib.data.voc import CLASSES
-from seamlib.device import hardware
+from seamlib.device import hardware, resolve_device
 from seamlib.models import SEAMNet, build_model
 from seamlib.models.weights import load_weights
 from seamlib.stages.evaluate import THRESHOLDS, average_precision, json_safe
@@ -37,11 +37,12 @@ def classification_ap(net: SEAMNet, cfg: Config, list_name: str) -> np.ndarray:
     """Per-class AP (20 foreground classes, NaN where absent) of image-level scores (pooled fc8
     CAMs) on whole images at the training scale (long side = crop size, padded square)."""
     net.eval()
+    device = next(net.parameters()).device
     labels = labels_for(cfg.data.root, list_name, cfg.data.label_source)
     data = ClassificationDataset.from_config(cfg.data, labels, list_name, train=False)
     out, targets = [], []
     for images, target, _ in DataLoader(data, batch_size=32):
-        out.append(net(images, with_pcm=False).cam[:, 1:].mean((2, 3)))
+        out.append(net(images.to(device), with_pcm=False).cam[:, 1:].mean((2, 3)).float().cpu())
         targets.append(target)
     return average_precision(torch.cat(out).numpy(), torch.cat(targets).numpy())
 
@@ -58,10 +59,11 @@ def measure_difficulty(cfg: Config, command: str, progress: bool = True) -> dict
     class) and CAM mIoU on the cam list (best threshold, and the threshold chosen on val)."""
     base = baseline_config(cfg)
     run = run_method(cfg, "baseline", base.train.seed, progress)
-    weights = Path(base.train.out_dir) / MODEL
+    weights = Path(run["out_dir"]) / "train" / MODEL
     curve = [{"threshold": float(t), **{k: run["curve"][k][i] for k in ("miou", "mfp", "mfn")}}
              for i, t in enumerate(THRESHOLDS)]
-    aps = classification_ap(load_seam(base, weights), base, base.data.val_list)
+    net = load_seam(base, weights).to(resolve_device(base.device))
+    aps = classification_ap(net, base, base.data.val_list)
     result = {
         "val_map": float(np.nanmean(aps)),
         "val_ap_per_class": dict(zip(CLASSES[1:], aps.tolist(), strict=True)),

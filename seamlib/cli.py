@@ -3,7 +3,7 @@
     seam data --profile proxy          # generate, download or only check the dataset
     seam train --profile proxy         # the CAM network (SEAM, or the baseline with ER/ECR off)
     seam cams --profile proxy          # multi-scale CAMs of a list from the trained weights
-    seam crf --cams DIR --out DIR      # dense-CRF labels for AffinityNet
+    seam crf --cams DIR --out DIR      # dense-CRF score maps for AffinityNet
     seam affinity --labels DIR         # train AffinityNet
     seam random-walk --cams DIR --weights FILE --out DIR   # pseudo labels
     seam retrain --labels DIR          # DeepLab-LargeFOV on the pseudo labels
@@ -30,8 +30,15 @@ from collections.abc import Callable
 from itertools import pairwise
 from pathlib import Path
 
-from seamlib.config import DEFAULT_PROFILE, PROFILES_NAMES, Config, load_config
-from seamlib.pipeline import STAGE_NAMES
+from seamlib.config import (
+    DEFAULT_PROFILE,
+    PROFILES_NAMES,
+    VARIANTS,
+    Config,
+    load_config,
+    variant_config,
+)
+from seamlib.pipeline import STAGE_NAMES, run_folder
 
 RESULTS = Path("results")
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
@@ -90,7 +97,7 @@ def cmd_cams(args: argparse.Namespace) -> None:
 
 
 def cmd_crf(args: argparse.Namespace) -> None:
-    """dense-CRF label PNGs of a list from its CAMs (AffinityNet's labels, or --kind)"""
+    """dense-CRF outputs of a list from its CAMs (AffinityNet's score maps, or --kind)"""
     from seamlib.stages.crf import crf_stage
 
     cfg = config_from(args)
@@ -99,7 +106,7 @@ def cmd_crf(args: argparse.Namespace) -> None:
 
 
 def cmd_affinity(args: argparse.Namespace) -> None:
-    """train AffinityNet on data.train_list and the CRF label PNGs of --labels"""
+    """train AffinityNet on data.train_list and the CRF score maps of --labels"""
     from seamlib.stages.train_affinity import train_affinity
 
     cfg = config_from(args)
@@ -159,12 +166,15 @@ def cmd_run(args: argparse.Namespace) -> None:
     from seamlib.pipeline import run_pipeline
     from seamlib.report import format_report, pipeline_report
 
-    cfg = config_from(args)
-    run = Path(args.run_dir or Path("runs") / cfg.profile)
+    base = config_from(args)
+    seed = base.train.seed if args.seed is None else args.seed
+    cfg = variant_config(base, args.variant, seed)
+    run = Path(args.run_dir or run_folder(cfg.profile, args.variant, seed))
     until = args.until.replace("-", "_") if args.until else None
-    timings = run_pipeline(cfg, run, until, args.train_from)
+    timings = run_pipeline(cfg, run, until)
     if "evaluate" in timings:
-        print(format_report(pipeline_report({cfg.profile: run}, " ".join(["seam", *sys.argv[1:]]))))
+        name = f"{cfg.profile} {args.variant} seed{seed}"
+        print(format_report(pipeline_report({name: run}, " ".join(["seam", *sys.argv[1:]]))))
     else:
         print(f"stopped after {list(timings)[-1]} (--until); stage times: {run / 'timings.json'}")
 
@@ -234,12 +244,13 @@ COMMANDS: list[tuple[Callable, bool, Options]] = [
                                             "cams_raw_LIST with --raw-cam)"}),
         ("--raw-cam", {"action": "store_true",
                        "help": "the classifier's fc8 CAM instead of the PCM-refined one"})]),
-    (cmd_crf, False, [CAMS, TRAIN_LIST, PNG_OUT,
+    (cmd_crf, False, [CAMS, TRAIN_LIST, ("--out", {"required": True, "help": "output folder"}),
                       ("--kind", {"choices": ("affinity", "threshold"), "default": "affinity",
-                                  "help": "AffinityNet's two-threshold labels (default) or "
-                                          "one background threshold"})]),
+                                  "help": "AffinityNet's two-alpha score maps, npz "
+                                          "(default), or label PNGs of one background "
+                                          "threshold"})]),
     (cmd_affinity, True, [
-        ("--labels", {"required": True, "help": "CRF label PNG folder"}),
+        ("--labels", {"required": True, "help": "CRF score-map folder (seam crf)"}),
         ("--out", {"default": None, "help": "output folder (default: aff_train.out_dir)"})]),
     (cmd_random_walk, True, [CAMS, ("--weights", {"required": True,
                                                   "help": "AffinityNet model.pth"}),
@@ -271,10 +282,12 @@ COMMANDS: list[tuple[Callable, bool, Options]] = [
         ("--until", {"default": None, "metavar": "STAGE",
                      "help": "last stage to run (default: evaluate): "
                              + ", ".join(STAGE_NAMES)}),
-        ("--run-dir", {"default": None, "help": "run folder (default: runs/PROFILE)"}),
-        ("--train-from", {"default": None, "metavar": "DIR",
-                          "help": "adopt a finished training run as the train stage "
-                                  "(its settings must equal this config's)"})]),
+        ("--variant", {"default": "seam", "choices": tuple(VARIANTS),
+                       "help": "named settings overlay (default: seam; baseline: plain CAM)"}),
+        ("--seed", {"type": int, "default": None,
+                    "help": "training seed (default: the profile's train.seed)"}),
+        ("--run-dir", {"default": None,
+                       "help": "run folder (default: runs/PROFILE/VARIANT/seedSEED)"})]),
 ]
 
 

@@ -137,7 +137,7 @@ class AffinityConfig:
     radius: int = 5  # pairs within this distance on the stride-8 feature map
     crop_size: int = 448  # training crop; a multiple of 8 (labels are taken at stride 8)
     # Reference: no resize before the crop (train_aff's joint transforms are None); a (low,
-    # high) long-side range here resizes image and label map like DataConfig.resize_long.
+    # high) long-side range here resizes image and score maps like DataConfig.resize_long.
     resize_long: tuple[int, int] | None = None
     color_jitter: tuple[float, float, float, float] = (0.3, 0.3, 0.3, 0.1)
 
@@ -309,13 +309,12 @@ def uses_pcm(cfg: Config) -> bool:
 
 
 def variant_config(cfg: Config, variant: str, seed: int) -> Config:
-    """The config of one run: ``cfg`` with the variant's overlay, ``seed``, and its own folder
-    ``<train.out_dir>/compare/<variant>/seed<seed>``."""
+    """The config of one run: ``cfg`` with the variant's overlay and training ``seed`` (its
+    stages live in ``pipeline.run_folder``)."""
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; expected one of {', '.join(VARIANTS)}")
     run = apply_overrides(cfg, VARIANTS[variant])
     run.train.seed = seed
-    run.train.out_dir = str(Path(cfg.train.out_dir) / "compare" / variant / f"seed{seed}")
     return run
 
 

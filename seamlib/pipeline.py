@@ -1,14 +1,16 @@
 """``seam run``: the whole SEAM pipeline, stages in order, in one run folder.
 
-    data -> train -> cams -> crf -> affinity -> random_walk -> retrain -> segment -> evaluate
+    data -> weights -> train -> cams -> cam_eval -> crf -> affinity -> random_walk -> retrain
+    -> segment -> evaluate
 
-Each stage is a function of the config and the run folder that reads what earlier stages wrote
-there and writes ``<run>/<stage>/``. A stage records a key: the hash of the settings it depends
-on chained with the key of the stage before it. A stage whose key is unchanged is skipped; one
-whose settings (or any earlier stage's) changed is cleared and rerun, and so is everything
-after it, because their keys change too. The per-stage wall times land in ``<run>/timings.json``.
-``train_from`` starts the train stage from a finished run of ``seam train`` or ``seam compare``
-(its files are copied in; the trainer refuses them unless their settings equal this config's).
+Every run of a (variant, seed) lives in ``runs/<profile>/<variant>/seed<k>/<stage>/``
+(``run_folder``): ``seam run``, the comparisons, the ablations and the notebooks read and write
+that one layout. Each stage is a function of the config and the run folder that reads what
+earlier stages wrote there and writes ``<run>/<stage>/``. A stage records a key: the hash of the
+settings it depends on chained with the key of the stage before it. A stage whose key is
+unchanged is skipped; one whose settings (or any earlier stage's) changed is cleared and rerun,
+and so is everything after it, because their keys change too. The per-stage wall times land in
+``<run>/timings.json``.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from seamlib.runs import as_json, changed_settings
 
 DONE = "stage.json"  # in each stage folder: the key and wall seconds of its last run
 TIMINGS = "timings.json"
+METRICS = "metrics.json"  # of the cam_eval and evaluate stages
 RECORD = ("key", "settings", "complete")  # in stage.json, not in the stage's timings
 
 
@@ -73,6 +76,19 @@ def _cams(cfg: Config, run: Path) -> None:
     for name in dict.fromkeys((cfg.data.train_list, cfg.data.val_list)):
         cams_stage(cfg, run / "train" / "model.pth", name, run / "cams" / name,
                    use_pcm=uses_pcm(cfg))
+
+
+def _cam_eval(cfg: Config, run: Path) -> None:
+    """CAM quality on ``cam_list`` from the threshold sweeps of it and of ``val_list``: the
+    best threshold, the one chosen on val, mIoU / mFP / mFN and per-class IoU at both."""
+    from seamlib.stages.evaluate import THRESHOLDS, cam_confusions, json_safe, sweep_metrics
+
+    cams, data = run / "cams", cfg.data
+    sweeps = [cam_confusions(cams / data.train_list, data.root, data.cam_list, THRESHOLDS),
+              cam_confusions(cams / data.val_list, data.root, data.val_list, THRESHOLDS)]
+    metrics = {"use_pcm": uses_pcm(cfg), **sweep_metrics(*sweeps)}
+    atomic_write(run / "cam_eval" / METRICS,
+                 lambda t: t.write_text(json.dumps(json_safe(metrics), indent=1)))
 
 
 def _crf(cfg: Config, run: Path) -> None:
@@ -124,7 +140,7 @@ def _evaluate(cfg: Config, run: Path) -> None:
         **{f"segment_{name}": evaluate(run / "segment" / name, root, name, kind="png")
            for name in eval_lists(cfg)},
     }
-    atomic_write(run / "evaluate" / "metrics.json",
+    atomic_write(run / "evaluate" / METRICS,
                  lambda t: t.write_text(json.dumps(json_safe(metrics), indent=1)))
 
 
@@ -147,6 +163,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("weights", ("model", "pretrain"), _weights),
     Stage("train", ("model", "loss", "train"), _train),
     Stage("cams", ("cams",), _cams),
+    Stage("cam_eval", (), _cam_eval),
     Stage("crf", ("crf",), _crf),
     Stage("affinity", ("affinity", "aff_train"), _affinity),
     Stage("random_walk", ("random_walk",), _random_walk),
@@ -170,30 +187,32 @@ def stage_key(cfg: Config, stage: Stage, previous: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def run_pipeline(cfg: Config, run_dir: str | Path | None = None, until: str | None = None,
-                 train_from: str | Path | None = None) -> dict[str, dict]:
-    """Run the stages up to ``until`` (all by default) in ``run_dir`` (``runs/<profile>``);
-    return, per stage, its wall seconds and whether it ran now or was up to date.
-    ``train_from``: a finished training run folder to adopt as the train stage."""
+def run_folder(profile: str, variant: str, seed: int) -> Path:
+    """Where the stages of one (variant, seed) run live: ``runs/<profile>/<variant>/seed<k>``."""
+    return Path("runs") / profile / variant / f"seed{seed}"
+
+
+def run_pipeline(cfg: Config, run_dir: str | Path, until: str | None = None) -> dict[str, dict]:
+    """Run the stages up to ``until`` (all by default) in ``run_dir``; return, per stage, its
+    wall seconds and whether it ran now or was up to date."""
     if until is not None and until not in STAGE_NAMES:
         raise ValueError(f"until={until!r}: expected one of {', '.join(STAGE_NAMES)}")
-    run = Path(run_dir or Path("runs") / cfg.profile)
+    run = Path(run_dir)
     timings: dict[str, dict] = {}
     key = ""
     for stage in STAGES:
         key = stage_key(cfg, stage, key)
-        adopt = Path(train_from) if train_from is not None and stage.name == "train" else None
-        timings[stage.name] = _run_stage(cfg, run, stage, key, adopt)
+        timings[stage.name] = _run_stage(cfg, run, stage, key)
         if stage.name == until:
             break
     atomic_write(run / TIMINGS, lambda t: t.write_text(json.dumps(timings, indent=1)))
     return timings
 
 
-def _run_stage(cfg: Config, run: Path, stage: Stage, key: str, adopt: Path | None = None) -> dict:
+def _run_stage(cfg: Config, run: Path, stage: Stage, key: str) -> dict:
     """Run one stage unless its marker says it completed with ``key``. A folder made with
     another key is cleared first; one interrupted with the same key is resumed (the stage's
-    own files say how far it got). ``adopt``: a finished training run copied in first."""
+    own files say how far it got)."""
     folder = run / stage.name
     marker = folder / DONE
     state = json.loads(marker.read_text()) if marker.is_file() else {}
@@ -211,33 +230,13 @@ def _run_stage(cfg: Config, run: Path, stage: Stage, key: str, adopt: Path | Non
 
     _mark(marker, {"key": key, "settings": settings, "complete": False})
     start, ticks = time.time(), cpu_ticks()
-    extra = adopt_training(adopt, folder) if adopt is not None else {}
     stage.run(cfg, run)
     seconds = round(time.time() - start, 1)
     done = {"seconds": seconds, "hardware": hardware(),
-            "cpu_steal_percent": steal_percent(ticks, cpu_ticks()), **extra}
+            "cpu_steal_percent": steal_percent(ticks, cpu_ticks())}
     _mark(marker, {"key": key, "settings": settings, "complete": True, **done})
     print(f"[{stage.name}] done in {seconds} s")
     return {**done, "ran": True}
-
-
-def adopt_training(source: Path, folder: Path) -> dict:
-    """Copy a finished training run (model, settings, summary, log) into ``folder``, the model
-    last so an interrupted copy is never taken for a finished run; return where it came from
-    and how long that training took."""
-    from seamlib.trainer import CONFIG, LOG, MODEL, SUMMARY
-
-    missing = [n for n in (MODEL, CONFIG, SUMMARY) if not (source / n).is_file()]
-    if missing:
-        raise FileNotFoundError(f"train_from={source}: not a finished training run (no "
-                                f"{', '.join(missing)}); expected the out_dir of `seam train` "
-                                "or a run of `seam compare`")
-    folder.mkdir(parents=True, exist_ok=True)
-    for name in (CONFIG, SUMMARY, LOG, MODEL):
-        if (source / name).is_file():
-            atomic_write(folder / name, lambda t, n=name: shutil.copyfile(source / n, t))
-    summary = json.loads((source / SUMMARY).read_text())
-    return {"adopted_from": str(source), "train_seconds": summary["seconds"]}
 
 
 def _mark(marker: Path, state: dict) -> None:

@@ -31,10 +31,9 @@ def pipeline_report(runs: dict[str, Path], command: str = "", setup: str = "") -
             raise ValueError(f"{timings_path}: the last `seam run` there stopped after "
                              f"{list(timings)[-1]!r} (--until), so later stages may be stale; "
                              "run it to the end first")
-        seconds = {stage: t.get("train_seconds", t["seconds"]) for stage, t in timings.items()}
+        seconds = {stage: t["seconds"] for stage, t in timings.items()}
         out["runs"][name] = {
             "run_dir": str(run), "seconds": seconds,
-            "adopted_training": timings["train"].get("adopted_from"),
             "cpu_steal_percent": {stage: t.get("cpu_steal_percent") for stage, t in
                                   timings.items() if t.get("cpu_steal_percent") is not None},
             "hardware": sorted({t["hardware"] for t in timings.values() if "hardware" in t}),
@@ -76,10 +75,6 @@ def format_report(report: dict) -> str:
                          or "unrecorded") for n, r in runs.items()]
     lines += ["", "CPU time stolen by the host (`/proc/stat` steal, % of the machine's CPU time "
               "while a stage ran; it stretches wall times): " + "; ".join(steal) + "."]
-    adopted = [f"{n}: `{r['adopted_training']}`" for n, r in runs.items() if r["adopted_training"]]
-    if adopted:
-        lines += ["", "Training adopted from an earlier run (`seam run --train-from`); its time "
-                  "is that run's own training time: " + "; ".join(adopted) + "."]
     return "\n".join(lines) + "\n"
 
 

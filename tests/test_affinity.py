@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from seamlib.config import ModelConfig, load_config
-from seamlib.data.affinity_data import AffinityDataset
+from seamlib.data.affinity_data import AffinityDataset, affinity_labels
 from seamlib.data.lists import list_path
-from seamlib.data.voc import IGNORE, read_list, save_label_png
+from seamlib.data.voc import IGNORE, read_list
 from seamlib.models import build_model
 from seamlib.models.affinity import (
     KEY_TABLE,
@@ -21,6 +21,7 @@ from seamlib.models.affinity import (
     pair_offsets,
 )
 from seamlib.models.weights import load_weights, save_released, to_released
+from seamlib.stages.crf import save_score_maps
 from seamlib.stages.train_affinity import affinity_loss, affinity_loss_fn, train_affinity
 
 WIDTH = 0.0625
@@ -164,18 +165,38 @@ def test_trunk_from_a_seam_checkpoint(tmp_path):
 # ----------------------------------------------------------------------------------- data
 
 
-def write_labels(root, label_dir, images, list_name="train_aug"):
-    """A label map per image: left half its first class, right half background, 255 band."""
+def write_scores(root, score_dir, images, list_name="train_aug"):
+    """CRF score maps [background, first class] per image: la and ha say the class on the left
+    half and background on the right; on the top row la says background, ha the class."""
     for image_id in read_list(list_path(root, list_name)):
         height, width, classes = images[image_id]
-        label = np.zeros((height, width), np.uint8)
-        label[:, : width // 2] = classes[0]
-        label[0] = IGNORE
-        save_label_png(label_dir / f"{image_id}.png", label)
+        la = np.zeros((2, height, width), np.float32)
+        la[0], la[1] = 0.9, 0.1
+        la[0, :, : width // 2], la[1, :, : width // 2] = 0.1, 0.9
+        ha = la.copy()
+        la[0, 0], la[1, 0], ha[0, 0], ha[1, 0] = 0.9, 0.1, 0.1, 0.9
+        save_score_maps(score_dir / f"{image_id}.npz", la, ha, np.array(classes[:1]))
+
+
+def test_affinity_labels_by_hand():
+    """Average pooling to stride 8, then the argmax (the authors'), not the block's centre
+    pixel: on a 16 x 16 map over [background, class 3, class 15]."""
+    la = np.zeros((3, 16, 16), np.float32)
+    la[2, :8, :3] = 1.0  # block (0, 0): class 15 on its 3 left columns...
+    la[1, :8, 3:8], la[2, :8, 3:8] = 0.6, 0.4  # ...class 3 on the others (centre (4, 4))
+    ha = la.copy()
+    # block (0, 1): no score at all (crop padding)
+    la[0, 8:, :8] = ha[0, 8:, :8] = 1.0  # block (1, 0): background in both
+    la[0, 8:, 8:], la[1, 8:, 8:] = 0.7, 0.3  # block (1, 1): la background, ha class 3:
+    ha[0, 8:, 8:], ha[1, 8:, 8:] = 0.2, 0.8  # unsure
+    scores = torch.from_numpy(np.concatenate([la, ha]))
+    # Pooled block (0, 0): class 15 (3 + 5 x 0.4) / 8 = 0.625 > class 3 5 x 0.6 / 8 = 0.375;
+    # its centre pixel said class 3.
+    assert affinity_labels(scores, np.array([3, 15])).tolist() == [[15, IGNORE], [0, IGNORE]]
 
 
 def test_affinity_dataset(voc_root, tiny, tmp_path):
-    write_labels(voc_root, tmp_path / "labels", tiny.images)
+    write_scores(voc_root, tmp_path / "labels", tiny.images)
     data = AffinityDataset(voc_root, "train_aug", tmp_path / "labels", crop_size=48,
                            resize_long=(40, 56))
     torch.manual_seed(0)
@@ -190,12 +211,12 @@ def test_affinity_dataset(voc_root, tiny, tmp_path):
 
 
 def test_affinity_dataset_alignment(tmp_path, tiny):
-    """A 48 x 48 image, crop 48: no crop offset, so the stride-8 label is the block centres,
+    """A 48 x 48 image, crop 48: no crop offset, so the stride-8 labels are the blocks',
     flipped together with the image."""
     root = tiny.build(tmp_path / "VOC2012", {"img": (48, 48, (5,))}, {"train_aug": ["img"]})
-    label = np.zeros((48, 48), np.uint8)
-    label[:, :24] = 5
-    save_label_png(tmp_path / "labels" / "img.png", label)
+    scores = np.zeros((2, 48, 48), np.float32)
+    scores[1, :, :24] = scores[0, :, 24:] = 1
+    save_score_maps(tmp_path / "labels" / "img.npz", scores, scores, np.array([5]))
     data = AffinityDataset(root, "train_aug", tmp_path / "labels", 48, color_jitter=(0,) * 4)
     seen = set()
     for seed in range(8):
@@ -207,17 +228,38 @@ def test_affinity_dataset_alignment(tmp_path, tiny):
     assert len(seen) == 2  # both flips happen
 
 
+def test_affinity_dataset_padding_has_no_score(tmp_path, tiny):
+    """A 24 x 24 background image in a 48 crop: the blocks it touches (3 or 4 a side) are
+    background, the blocks of padding alone have no score and are ignored."""
+    root = tiny.build(tmp_path / "VOC2012", {"img": (24, 24, (5,))}, {"train_aug": ["img"]})
+    scores = np.zeros((2, 24, 24), np.float32)
+    scores[0] = 1
+    save_score_maps(tmp_path / "labels" / "img.npz", scores, scores, np.array([5]))
+    data = AffinityDataset(root, "train_aug", tmp_path / "labels", 48)
+    for seed in range(4):
+        torch.manual_seed(seed)
+        label = data[0][1]
+        rows, cols = (label == 0).any(1).nonzero(), (label == 0).any(0).nonzero()
+        assert len(rows) in (3, 4) and len(cols) in (3, 4)
+        inside = label[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+        assert (inside == 0).all() and (label == IGNORE).sum() == 36 - inside.numel()
+
+
 def test_affinity_dataset_errors(voc_root, tiny, tmp_path):
-    write_labels(voc_root, tmp_path / "labels", tiny.images)
+    write_scores(voc_root, tmp_path / "labels", tiny.images)
     with pytest.raises(ValueError, match="multiple of 8"):
         AffinityDataset(voc_root, "train_aug", tmp_path / "labels", crop_size=44)
-    (tmp_path / "labels" / "2007_000002.png").unlink()
+    small = np.ones((2, 8, 8), np.float32)
+    save_score_maps(tmp_path / "labels" / "2007_000001.npz", small, small, np.array([15]))
+    with pytest.raises(ValueError, match="score maps are 8x8 but its image is 40x30"):
+        AffinityDataset(voc_root, "train_aug", tmp_path / "labels", crop_size=48)[0]
+    (tmp_path / "labels" / "2007_000002.npz").unlink()
     with pytest.raises(FileNotFoundError, match="2007_000002"):
         AffinityDataset(voc_root, "train_aug", tmp_path / "labels", crop_size=48)
 
 
 def test_loss_fn_trains_on_a_batch(voc_root, tiny, tmp_path):
-    write_labels(voc_root, tmp_path / "labels", tiny.images)
+    write_scores(voc_root, tmp_path / "labels", tiny.images)
     data = AffinityDataset(voc_root, "train_aug", tmp_path / "labels", crop_size=48)
     torch.manual_seed(0)
     batch = torch.utils.data.default_collate([data[i] for i in range(len(data))])
@@ -230,7 +272,7 @@ def test_loss_fn_trains_on_a_batch(voc_root, tiny, tmp_path):
 
 
 def test_train_affinity_smoke(voc_root, tiny, tmp_path):
-    write_labels(voc_root, tmp_path / "labels", tiny.images)
+    write_scores(voc_root, tmp_path / "labels", tiny.images)
     cfg = load_config("smoke", data_root=voc_root)
     cfg.device = "cpu"
     path = train_affinity(cfg, tmp_path / "labels", tmp_path / "aff", progress=False)
@@ -243,7 +285,7 @@ def test_train_affinity_smoke(voc_root, tiny, tmp_path):
 def test_train_affinity_is_reproducible(voc_root, tiny, tmp_path):
     """Two runs of one config give the same weights: the new layers' initialisation is seeded
     (it came from whatever state the global RNG was left in, so reruns differed)."""
-    write_labels(voc_root, tmp_path / "labels", tiny.images)
+    write_scores(voc_root, tmp_path / "labels", tiny.images)
     cfg = load_config("smoke", data_root=voc_root)
     cfg.device = "cpu"
     first, second = (torch.load(train_affinity(cfg, tmp_path / "labels", tmp_path / name,

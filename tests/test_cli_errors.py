@@ -108,7 +108,7 @@ def test_run_until_an_unknown_stage_lists_the_stages(tmp_path, capsys):
 def test_run_until_takes_either_spelling(until, monkeypatch, capsys):
     calls = []
     monkeypatch.setattr("seamlib.pipeline.run_pipeline",
-                        lambda cfg, run, stop, train_from: calls.append(stop) or {stop: 0.0})
+                        lambda cfg, run, stop: calls.append(stop) or {stop: 0.0})
     main(["run", "--profile", "smoke", "--until", until])
     assert calls == ["random_walk"] and "stopped after random_walk" in capsys.readouterr().out
 

@@ -8,15 +8,18 @@ import numpy as np
 import pytest
 import torch
 
-from seamlib.config import CRFConfig
+from seamlib.config import CRFConfig, load_config
+from seamlib.data.affinity_data import AffinityDataset
 from seamlib.data.lists import list_path
 from seamlib.data.voc import IGNORE, load_label_png, read_list
 from seamlib.manifest import MANIFEST
 from seamlib.stages.cams import save_cam
 from seamlib.stages.crf import (
-    combine_affinity_labels,
+    SUFFIXES,
     crf_stage,
     dense_crf,
+    load_score_maps,
+    save_score_maps,
     to_label,
     with_background,
 )
@@ -60,10 +63,19 @@ def test_background_scores_and_labels():
     assert to_label(with_background(cams, 0.6, False), np.array([3, 15])).tolist() == [[0, 15]]
 
 
-def test_combine_affinity_labels():
-    low = np.array([[0, 0, 5, 5]], np.uint8)  # alpha 4: foreground where confident
-    high = np.array([[0, 5, 0, 5]], np.uint8)  # alpha 24: background where confident
-    assert combine_affinity_labels(low, high).tolist() == [[0, IGNORE, 0, 5]]
+def test_score_maps_round_trip_and_errors(tmp_path):
+    rng = np.random.default_rng(0)
+    la, ha = rng.random((2, 3, 4, 5), dtype=np.float32)  # background + 2 classes
+    save_score_maps(tmp_path / "a.npz", la, ha, np.array([3, 15]))
+    got_la, got_ha, classes = load_score_maps(tmp_path / "a.npz")
+    assert got_la.dtype == got_ha.dtype == np.float32 and classes.tolist() == [3, 15]
+    np.testing.assert_allclose(got_la, la, atol=1e-3)  # stored as float16
+    np.testing.assert_allclose(got_ha, ha, atol=1e-3)
+    with pytest.raises(ValueError, match="2 classes"):
+        save_score_maps(tmp_path / "b.npz", la[:2], ha[:2], np.array([3, 15]))
+    (tmp_path / "c.npz").write_bytes(b"not an npz")
+    with pytest.raises(OSError, match="c.npz"):
+        load_score_maps(tmp_path / "c.npz")
 
 
 def write_cams(root, cam_dir, images, list_name="train", seed=0):
@@ -83,24 +95,32 @@ def test_crf_stage_writes_resumes_and_checks(voc_root, tiny, tmp_path, kind):
     write_cams(voc_root, cam_dir, tiny.images)
     cfg = CRFConfig(workers=0)
     crf_stage(cam_dir, voc_root, "train", out, cfg, kind=kind, progress=False)
+    suffix = SUFFIXES[kind]
     for image_id in read_list(list_path(voc_root, "train")):
         height, width, classes = tiny.images[image_id]
-        label = load_label_png(out / f"{image_id}.png")
-        assert label.shape == (height, width)
-        allowed = {0, *classes} | ({IGNORE} if kind == "affinity" else set())
-        assert set(np.unique(label).tolist()) <= allowed
+        if kind == "threshold":
+            label = load_label_png(out / f"{image_id}.png")
+            assert label.shape == (height, width)
+            assert set(np.unique(label).tolist()) <= {0, *classes}
+            continue
+        la, ha, got = load_score_maps(out / f"{image_id}.npz")
+        assert got.tolist() == sorted(classes)
+        assert la.shape == ha.shape == (len(classes) + 1, height, width)
+        np.testing.assert_allclose(la.sum(0), 1, atol=5e-3)  # CRF marginals (float16)
+        assert ha[0].mean() < la[0].mean()  # background (1 - max)^24 below (1 - max)^4
     assert (out / MANIFEST).is_file()
     # Resume: nothing to redo; a changed CAM file redoes only its image.
-    stamps = {p.name: p.stat().st_mtime_ns for p in out.glob("*.png")}
+    stamps = {p.name: p.stat().st_mtime_ns for p in out.glob(f"*{suffix}")}
+    assert len(stamps) == 3
     crf_stage(cam_dir, voc_root, "train", out, cfg, kind=kind, progress=False)
-    assert stamps == {p.name: p.stat().st_mtime_ns for p in out.glob("*.png")}
+    assert stamps == {p.name: p.stat().st_mtime_ns for p in out.glob(f"*{suffix}")}
     first = "2007_000001"
     label = torch.zeros(20)
     label[14] = 1
     save_cam(cam_dir / f"{first}.npz", torch.zeros(20, 30, 40), label)
     crf_stage(cam_dir, voc_root, "train", out, cfg, kind=kind, progress=False)
-    after = {p.name: p.stat().st_mtime_ns for p in out.glob("*.png")}
-    assert [n for n in stamps if stamps[n] != after[n]] == [f"{first}.png"]
+    after = {p.name: p.stat().st_mtime_ns for p in out.glob(f"*{suffix}")}
+    assert [n for n in stamps if stamps[n] != after[n]] == [f"{first}{suffix}"]
     # Other settings in the same folder are refused, naming the setting.
     with pytest.raises(ValueError, match="bilateral_srgb"):
         crf_stage(cam_dir, voc_root, "train", out, CRFConfig(bilateral_srgb=5), kind=kind,
@@ -114,8 +134,29 @@ def test_crf_stage_pool_matches_serial(voc_root, tiny, tmp_path):
                        progress=False)
     pooled = crf_stage(cam_dir, voc_root, "train", tmp_path / "b", CRFConfig(workers=2),
                        progress=False)
-    for path in serial.glob("*.png"):
-        np.testing.assert_array_equal(load_label_png(path), load_label_png(pooled / path.name))
+    assert len(list(serial.glob("*.npz"))) == 3
+    for path in serial.glob("*.npz"):
+        for a, b in zip(load_score_maps(path), load_score_maps(pooled / path.name), strict=True):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_crf_score_maps_feed_the_affinity_dataset(voc_root, tiny, tmp_path):
+    """End to end on the smoke profile: the crf stage's score maps are what the affinity
+    dataset reads; its labels are the image's classes, background or ignored."""
+    cfg = load_config("smoke", data_root=voc_root)
+    write_cams(voc_root, tmp_path / "cams", tiny.images)
+    out = crf_stage(tmp_path / "cams", voc_root, "train", tmp_path / "crf", cfg.crf,
+                    progress=False)
+    data = AffinityDataset(voc_root, "train", out, cfg.affinity.crop_size, cfg.affinity.resize_long,
+                           cfg.affinity.color_jitter)
+    torch.manual_seed(0)
+    side = cfg.affinity.crop_size // 8
+    for index, image_id in enumerate(data.ids):
+        image, label, _ = data[index]
+        assert image.shape == (3, side * 8, side * 8) and label.shape == (side, side)
+        assert set(label.unique().tolist()) <= {0, *tiny.images[image_id][2], IGNORE}
+        if min(tiny.images[image_id][:2]) <= 33:  # 5 blocks at most: a padding row or column
+            assert (label == IGNORE).any()
 
 
 def test_crf_stage_missing_cam_names_the_folder(voc_root, tiny, tmp_path):

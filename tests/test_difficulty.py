@@ -1,7 +1,6 @@
 """The plain-CAM baseline and the difficulty measurement, end to end on the smoke profile."""
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -12,20 +11,22 @@ from seamlib.data.voc import CLASSES
 from seamlib.stages.evaluate import THRESHOLDS
 
 
-def test_baseline_config_is_the_compare_run_of_the_profile_seed():
+def test_baseline_config_is_the_baseline_variant_at_the_profile_seed():
     cfg = load_config("proxy", {"train": {"seed": 4}})
     base = baseline_config(cfg)
     assert not (base.loss.use_er or base.loss.use_ecr or base.loss.use_rvmin)
-    assert base.train.out_dir == str(Path(cfg.train.out_dir) / "compare" / "baseline" / "seed4")
+    assert base.train.seed == 4
     assert cfg.loss.use_er  # input left untouched
 
 
 @pytest.fixture(scope="module")
 def result(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("difficulty")
-    cfg = load_config("smoke", {"train": {"out_dir": str(tmp / "run")}}, data_root=tmp / "VOC")
+    cfg = load_config("smoke", data_root=tmp / "VOC")
     generate(cfg.synthetic, tmp / "VOC", workers=1)
-    return measure_difficulty(cfg, "seam difficulty --profile smoke")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(tmp)  # the run goes to tmp/runs/smoke/baseline/seed0
+        return measure_difficulty(cfg, "seam difficulty --profile smoke")
 
 
 @pytest.mark.slow
@@ -39,7 +40,7 @@ def test_measurement_is_complete_and_in_range(result):
     assert result["best_threshold"] in THRESHOLDS and result["train_minutes"] >= 0
     assert result["config"]["loss"]["use_er"] is False
     json.dumps(result, allow_nan=False)  # valid JSON: classes absent from smoke's lists are null
-    assert result["run_dir"].endswith("compare/baseline/seed0") and result["steps"] > 0
+    assert result["run_dir"] == "runs/smoke/baseline/seed0" and result["steps"] > 0
 
 
 def test_val_map_is_the_mean_of_the_per_class_aps(result):

@@ -40,6 +40,24 @@ def test_every_stage_runs_in_order_and_writes_its_outputs(smoke_run):
     assert json.loads((run / "timings.json").read_text()) == timings
 
 
+def test_cam_eval_scores_the_cams_at_the_best_and_the_val_chosen_threshold(smoke_run):
+    _, run, _ = smoke_run
+    metrics = json.loads((run / "cam_eval" / "metrics.json").read_text())
+    assert metrics["use_pcm"] is True  # SEAM's CAMs are the PCM output
+    assert 0 <= metrics["train_miou_at_val_threshold"] <= metrics["train_miou_best"] <= 1
+
+
+def test_a_variant_and_seed_run_in_their_own_folder(smoke_run, tmp_path, monkeypatch):
+    from seamlib.cli import main
+
+    cfg, _, _ = smoke_run
+    monkeypatch.chdir(tmp_path)
+    main(["run", "--profile", "smoke", "--data-root", cfg.data.root, "--variant", "baseline",
+          "--seed", "3", "--until", "train"])
+    saved = json.loads((tmp_path / "runs/smoke/baseline/seed3/train/config.json").read_text())
+    assert saved["train"]["seed"] == 3 and saved["loss"]["use_er"] is False
+
+
 def test_a_second_run_skips_every_stage(smoke_run):
     cfg, run, _ = smoke_run
     again = run_pipeline(cfg, run)
@@ -52,7 +70,7 @@ def test_seam_run_ends_with_the_result_table(smoke_run, capsys):
     cfg, run, _ = smoke_run
     main(["run", "--profile", "smoke", "--data-root", cfg.data.root, "--run-dir", str(run)])
     out = capsys.readouterr().out
-    assert "| run | CAM, best thr |" in out and "| smoke | " in out
+    assert "| run | CAM, best thr |" in out and "| smoke seam seed0 | " in out
     main(["run", "--profile", "smoke", "--data-root", cfg.data.root, "--run-dir", str(run),
           "--until", "random-walk"])
     assert "stopped after random_walk" in capsys.readouterr().out
@@ -111,32 +129,6 @@ def test_keys_chain_so_an_early_change_moves_every_later_key():
 def test_unknown_until_is_an_error_naming_the_stages():
     with pytest.raises(ValueError, match="random_walk"):
         run_pipeline(load_config("smoke"), "unused", until="crff")
-
-
-def test_train_from_adopts_a_finished_run_and_reports_its_training_time(smoke_run, tmp_path):
-    cfg, run, _ = smoke_run
-    timings = run_pipeline(cfg, tmp_path / "adopted", until="train", train_from=run / "train")
-    adopted = tmp_path / "adopted" / "train" / "model.pth"
-    assert adopted.read_bytes() == (run / "train" / "model.pth").read_bytes()
-    summary = json.loads((run / "train" / "summary.json").read_text())
-    assert timings["train"]["adopted_from"] == str(run / "train")
-    assert timings["train"]["train_seconds"] == summary["seconds"]
-    again = run_pipeline(cfg, tmp_path / "adopted", until="train")
-    assert not again["train"]["ran"] and again["train"]["train_seconds"] == summary["seconds"]
-
-
-def test_train_from_refuses_a_run_of_other_settings(smoke_run, tmp_path):
-    cfg, run, _ = smoke_run
-    other = apply_overrides(cfg, {"train": {"seed": 7}})
-    with pytest.raises(ValueError, match="seed"):
-        run_pipeline(other, tmp_path / "other", until="train", train_from=run / "train")
-
-
-def test_train_from_names_a_folder_that_is_not_a_finished_run(tmp_path):
-    cfg = load_config("smoke", data_root=tmp_path / "VOC2012")
-    (tmp_path / "half").mkdir()
-    with pytest.raises(FileNotFoundError, match="half.*model.pth"):
-        run_pipeline(cfg, tmp_path / "run", until="train", train_from=tmp_path / "half")
 
 
 def test_the_report_names_a_run_that_did_not_finish(tmp_path):

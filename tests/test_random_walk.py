@@ -138,7 +138,7 @@ def test_random_walk_stage(voc_root, tiny, tmp_path):
 
 
 def test_crf_affinity_random_walk_chain(voc_root, tiny, tmp_path):
-    """The three stages fit together on smoke settings: CAMs -> CRF affinity labels ->
+    """The three stages fit together on smoke settings: CAMs -> CRF score maps ->
     AffinityNet training -> random-walk pseudo labels."""
     cfg = load_config("smoke", data_root=voc_root)
     cfg.device, cfg.data.train_list = "cpu", "train"

@@ -1,15 +1,14 @@
-"""Stage crf: dense CRF (pydensecrf) over CAM files -> pseudo-label PNGs.
+"""Stage crf: dense CRF (pydensecrf) over CAM files -> pseudo labels or CRF score maps.
 
-Two kinds of label map, both over the scores [background, present-class CAMs]:
+Two kinds of output, both from the scores [background, present-class CAMs]:
 
 * ``threshold``: background = the constant ``CRFConfig.bg_threshold``; the CRF's argmax is a
-  segmentation pseudo label.
-* ``affinity``: the labels AffinityNet trains on. Background (1 - max cam)^alpha with the low
-  alpha (4: confident foreground) and the high alpha (24: confident background), one CRF each;
-  combined as in the authors' AffinityNet data code: the low-alpha foreground classes, 0 where
-  the high-alpha map says background, 255 (ignored) elsewhere. The authors keep both CRF score
-  maps and combine them after cropping and 8x average pooling; here the combination is done
-  at full resolution and stored as one PNG (the affinity dataset takes labels at stride 8).
+  segmentation pseudo label, written as a PNG.
+* ``affinity``: what AffinityNet trains on. Background (1 - max cam)^alpha with the low alpha
+  (4: confident foreground, "la") and the high alpha (24: confident background, "ha"), one CRF
+  each; both CRF score maps are kept, as the authors do (one npz per image, see
+  :func:`save_score_maps`). ``seamlib.data.affinity_data`` augments them with the image,
+  average-pools them to stride 8 and only then derives the labels.
 
 The unary is -log of the scores as given (clipped at 1e-5, pydensecrf's
 ``unary_from_softmax``), as in the authors' ``crf_inference``: the scores are not softmaxed.
@@ -28,11 +27,13 @@ from tqdm import tqdm
 from seamlib.config import CRFConfig
 from seamlib.data.datasets import VOCImages
 from seamlib.data.lists import check_inputs
-from seamlib.data.voc import IGNORE, save_label_png
+from seamlib.data.voc import save_label_png
+from seamlib.io import atomic_write
 from seamlib.manifest import Manifest, cam_hashes
 from seamlib.stages.cams import load_cam
 
 LABEL_KINDS = ("threshold", "affinity")
+SUFFIXES = {"threshold": ".png", "affinity": ".npz"}  # the output file of each kind
 
 
 def _pydensecrf():
@@ -88,28 +89,41 @@ def crf_label(image: np.ndarray, cams: np.ndarray, classes: np.ndarray, bg: floa
     return to_label(dense_crf(image, with_background(cams, bg, power), cfg), classes)
 
 
-def combine_affinity_labels(low: np.ndarray, high: np.ndarray) -> np.ndarray:
-    """AffinityNet label map: low-alpha foreground, high-alpha background, 255 elsewhere."""
-    label = low.copy()
-    label[low == 0] = IGNORE
-    label[high == 0] = 0
-    return label
+def affinity_scores(image: np.ndarray, cams: np.ndarray, classes: np.ndarray,
+                    cfg: CRFConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The low- and high-alpha CRF score maps (la, ha), each (K+1, H, W) over [background,
+    classes] (the authors' ``_crf_with_alpha`` at ``low_alpha`` and ``high_alpha``)."""
+    la = dense_crf(image, with_background(cams, cfg.low_alpha, True), cfg)
+    ha = dense_crf(image, with_background(cams, cfg.high_alpha, True), cfg)
+    return la, ha
 
 
-def affinity_label(image: np.ndarray, cams: np.ndarray, classes: np.ndarray,
-                   cfg: CRFConfig) -> np.ndarray:
-    """Both alpha CRFs of one image combined into its AffinityNet label map."""
-    low = crf_label(image, cams, classes, cfg.low_alpha, True, cfg)
-    high = crf_label(image, cams, classes, cfg.high_alpha, True, cfg)
-    return combine_affinity_labels(low, high)
+def save_score_maps(path: Path, la: np.ndarray, ha: np.ndarray, classes: np.ndarray) -> None:
+    """Write la and ha (K+1, H, W) and the 1-based classes (K,) of their channels 1..K as a
+    float16 npz, atomically."""
+    if la.shape != ha.shape or la.ndim != 3 or len(la) != len(classes) + 1:
+        raise ValueError(f"{path}: la {la.shape} and ha {ha.shape} must both be (K+1, H, W) "
+                         f"for {len(classes)} classes")
+    arrays = {"la": la.astype(np.float16), "ha": ha.astype(np.float16),
+              "classes": np.asarray(classes, dtype=np.int64)}
+
+    def write(tmp: Path) -> None:
+        with tmp.open("wb") as file:
+            np.savez(file, **arrays)
+
+    atomic_write(path, write)
 
 
-def label_image(image: np.ndarray, cams: np.ndarray, classes: np.ndarray, kind: str,
-                cfg: CRFConfig) -> np.ndarray:
-    """The ``kind`` label map ("threshold" or "affinity") of one image."""
-    if kind == "affinity":
-        return affinity_label(image, cams, classes, cfg)
-    return crf_label(image, cams, classes, cfg.bg_threshold, False, cfg)
+def load_score_maps(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(la, ha (K+1, H, W) float32, classes (K,)) written by :func:`save_score_maps`; a file
+    that cannot be read is an error naming it."""
+    try:
+        with np.load(path) as data:
+            return data["la"].astype(np.float32), data["ha"].astype(np.float32), data["classes"]
+    except FileNotFoundError:
+        raise
+    except Exception as err:  # zipfile.BadZipFile, EOFError, KeyError, ValueError...
+        raise OSError(f"{path}: cannot read these CRF score maps ({err!r})") from err
 
 
 # ------------------------------------------------------------------------------------ stage
@@ -133,7 +147,7 @@ def _settings(cfg: CRFConfig, kind: str) -> dict:
 
 
 class _Job:
-    """One image's work (picklable for the process pool): load, CRF, write the PNG."""
+    """One image's work (picklable for the process pool): load, CRF, write its output."""
 
     def __init__(self, images: VOCImages, cam_dir: Path, out: Path, kind: str,
                  cfg: CRFConfig) -> None:
@@ -142,8 +156,12 @@ class _Job:
     def __call__(self, image_id: str) -> str:
         image = np.asarray(self.images.load_image(image_id))
         cams, classes = load_image_cams(self.cam_dir, self.images, image_id, image.shape[:2])
-        save_label_png(self.out / f"{image_id}.png",
-                       label_image(image, cams, classes, self.kind, self.cfg))
+        path = self.out / f"{image_id}{SUFFIXES[self.kind]}"
+        if self.kind == "affinity":
+            save_score_maps(path, *affinity_scores(image, cams, classes, self.cfg), classes)
+        else:
+            save_label_png(path, crf_label(image, cams, classes, self.cfg.bg_threshold, False,
+                                           self.cfg))
         return image_id
 
 
@@ -158,11 +176,12 @@ def _run(job: Callable[[str], str], todo: list[str], workers: int):
 
 def crf_stage(cam_dir: str | Path, root: str | Path, list_name: str, out_dir: str | Path,
               cfg: CRFConfig, kind: str = "affinity", progress: bool = True) -> Path:
-    """Write the ``kind`` CRF label PNG (VOC palette) of every image of a list to ``out_dir``.
+    """Write the ``kind`` CRF output of every image of a list to ``out_dir``: a label PNG (VOC
+    palette) for "threshold", an npz of the la/ha score maps for "affinity".
 
     Resumable: ``out_dir/manifest.json`` records the settings and the sha256 of the CAM file
-    each PNG was made from; an image is skipped only when its PNG exists and its CAM file is
-    unchanged. A folder made with other settings is an error.
+    each output was made from; an image is skipped only when its output exists and its CAM
+    file is unchanged. A folder made with other settings is an error.
     """
     if kind not in LABEL_KINDS:
         raise ValueError(f"kind must be one of {LABEL_KINDS}, got {kind!r}")
@@ -171,7 +190,7 @@ def crf_stage(cam_dir: str | Path, root: str | Path, list_name: str, out_dir: st
     images = VOCImages(root, list_name)
     hashes = cam_hashes(cam_dir, images)
     out.mkdir(parents=True, exist_ok=True)
-    manifest = Manifest(out, _settings(cfg, kind), hashes)
+    manifest = Manifest(out, _settings(cfg, kind), hashes, suffix=SUFFIXES[kind])
     job = _Job(images, cam_dir, out, kind, cfg)
     for image_id in tqdm(_run(job, manifest.todo, cfg.workers), total=len(manifest.todo),
                          desc=f"crf {kind} -> {out}", disable=not progress):

@@ -1,4 +1,4 @@
-"""Stage affinity: train AffinityNet on the CRF label maps (authors' train_aff).
+"""Stage affinity: train AffinityNet on the CRF score maps (authors' train_aff).
 
 Loss: for the pair affinities a and the background-positive, foreground-positive and negative
 pair masks, bg = sum(-log(a + 1e-5)) / n_bg, fg likewise, neg = sum(-log(1 + 1e-5 - a)) / n_neg
@@ -49,23 +49,23 @@ def affinity_loss_fn(net: AffinityNet, batch) -> dict[str, torch.Tensor]:
     return affinity_loss(aff, *targets)
 
 
-def train_affinity(cfg: Config, label_dir: str | Path, out_dir: str | Path,
+def train_affinity(cfg: Config, score_dir: str | Path, out_dir: str | Path,
                    progress: bool = True) -> Path:
-    """Train AffinityNet on the ``cfg.data.train_list`` images and their label maps in
-    ``label_dir``; the trunk starts from ``cfg.model.weights`` (ImageNet, as the authors do;
-    only the trunk of any file is used). Returns the trained weights' path."""
-    check_inputs(cfg.data.root, [cfg.data.train_list], need_masks=str(Path(label_dir).absolute()),
-                 progress=progress)
+    """Train AffinityNet on the ``cfg.data.train_list`` images and the labels from their CRF
+    score maps in ``score_dir`` (the crf stage's "affinity" kind); the trunk starts from
+    ``cfg.model.weights`` (ImageNet, as the authors do; only the trunk of any file is used).
+    Returns the trained weights' path."""
+    check_inputs(cfg.data.root, [cfg.data.train_list], progress=progress)
     torch.manual_seed(cfg.aff_train.seed)  # the new layers' initialisation, as in train.train
     net = build_affinity_net(cfg.model, cfg.affinity.radius)
     if cfg.model.weights:
         load_weights(net, cfg.model.weights, kind="imagenet")
     aff = cfg.affinity
-    dataset = AffinityDataset(cfg.data.root, cfg.data.train_list, label_dir, aff.crop_size,
+    dataset = AffinityDataset(cfg.data.root, cfg.data.train_list, score_dir, aff.crop_size,
                               aff.resize_long, aff.color_jitter)
     settings = {name: dataclasses.asdict(getattr(cfg, name))
                 for name in ("data", "model", "affinity", "aff_train")}
-    settings["inputs"] = {"label_dir": str(label_dir)}
+    settings["inputs"] = {"score_dir": str(score_dir)}
     return fit(net, affinity_loss_fn, dataset, cfg.aff_train, out_dir,
                device=resolve_device(cfg.device), num_workers=cfg.data.num_workers,
                settings=settings, progress=progress, save=save_released)
