@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -138,8 +139,9 @@ def pretrain(cfg: Config, command: str = "", results: str | Path | None = None,
     trunk_path, report = Path(pc.trunk), Path(results or Path("runs") / cfg.profile)
     if pc.threads:
         torch.set_num_threads(pc.threads)
-    train_x, train_y, shares = make_split(pc, "train", progress=progress)
-    held_x, held_y, _ = make_split(pc, "heldout", progress=progress)
+    workers = os.cpu_count() or 2  # the arrays do not depend on it
+    train_x, train_y, shares = make_split(pc, "train", workers, progress)
+    held_x, held_y, _ = make_split(pc, "heldout", workers, progress)
     n_classes = len(class_designs(pc))
     torch.manual_seed(pc.seed)  # the network's initialisation
     net = TrunkClassifier(cfg.model.width, n_classes, pc.decay_norm)

@@ -1,5 +1,7 @@
 """Configuration: typed overrides, one default profile, reference defaults."""
 
+import dataclasses
+
 import pytest
 
 from seamlib.config import DEFAULT_PROFILE, IMAGENET_WEIGHTS, Config, apply_overrides, load_config
@@ -64,3 +66,21 @@ def test_proxy_segmentation_bn_keeps_the_reference_statistics_horizon():
     travel = {"voc": voc.seg.bn_momentum * steps["voc"],
               "proxy": proxy.seg.bn_momentum * steps["proxy"]}
     assert abs(travel["proxy"] / travel["voc"] - 1) < 0.01
+
+
+def test_every_variant_is_what_its_name_says():
+    from seamlib.config import VARIANTS, variant_config
+
+    cfg = load_config("proxy")
+    runs = {name: variant_config(cfg, name, 0) for name in VARIANTS}
+    for name, run in runs.items():
+        baseline = name.startswith("baseline")
+        assert run.loss.use_er == (not baseline and name != "pcm_only"), name
+        assert run.loss.use_ecr == (not baseline and name != "er_only"), name
+        expected = {"transform_flip": "flip", "transform_rotate": "rotate:15",
+                    "transform_rescale_flip": "rescale:0.3+flip"}.get(name, run.loss.transform)
+        assert run.loss.transform == expected, name
+        if name.startswith("transform_rescale") or not name.startswith("transform"):
+            assert run.loss.transform.startswith("rescale:0.3"), name
+    assert runs["baseline_wide_aug"].data.resize_long_scale == (0.5, 1.5)
+    assert runs["seam"] == dataclasses.replace(cfg, train=runs["seam"].train)

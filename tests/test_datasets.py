@@ -22,7 +22,7 @@ from seamlib.data.datasets import (
     normalise,
     resize_long,
 )
-from seamlib.data.lists import labels_from_masks
+from seamlib.data.lists import labels_for, labels_from_masks
 from seamlib.data.voc import IGNORE, IMAGES, SEG_CLASS, save_label_png
 
 NO_JITTER = (0.0, 0.0, 0.0, 0.0)
@@ -241,3 +241,14 @@ def test_half_a_file_is_a_decoding_error_naming_it_even_if_pil_is_lenient(voc_ro
     with pytest.raises(OSError, match=r"SegmentationClass/2007_000002\.png: cannot decode"):
         SegmentationDataset(voc_root, "train").load_mask("2007_000002")
     assert ImageFile.LOAD_TRUNCATED_IMAGES  # the caller's setting is left as it was
+
+
+def test_resize_long_scale_widens_the_random_resize_range(voc_root):
+    from seamlib.config import DataConfig
+
+    labels = labels_for(voc_root, "train")
+    for scale, expected in (((1.0, 1.0), (40, 56)), ((0.5, 1.5), (20, 84))):
+        data = DataConfig(root=str(voc_root), train_list="train", crop_size=32,
+                          resize_long=(40, 56), resize_long_scale=scale)
+        resize = ClassificationDataset.from_config(data, labels).transform.transforms[0]
+        assert (resize.low, resize.high) == expected

@@ -163,8 +163,10 @@ class ClassificationDataset(VOCImages):
                     list_name: str | None = None, train: bool = True) -> ClassificationDataset:
         """Build from a ``DataConfig`` (root, crop, augmentation, image cache; list defaults
         to train)."""
-        return cls(data.root, list_name or data.train_list, labels, data.crop_size,
-                   data.resize_long, data.color_jitter, train, data.cache_images)
+        (low, high), (a, b) = data.resize_long, data.resize_long_scale
+        resize = (low, high) if (a, b) == (1.0, 1.0) else (round(low * a), round(high * b))
+        return cls(data.root, list_name or data.train_list, labels, data.crop_size, resize,
+                   data.color_jitter, train, data.cache_images)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, str]:
         image_id = self.ids[index]

@@ -34,7 +34,8 @@ from seamlib.data.shapes import (
 from seamlib.io import atomic_write
 from seamlib.runs import claim
 
-GENERATOR_VERSION = 4
+GENERATOR_VERSION = 4  # the rendering at scale 1; also seeds every image's RNG
+SCALED_VERSION = 5  # rendering at another scale: the version-4 scene draws, drawn larger
 SPLITS = ("train", "val", "test", "sbd")  # "sbd": extra images that only join train_aug
 MANIFEST = "synthetic.json"
 VOID_WIDTH = 1  # pixels of void on each side of an object border
@@ -120,40 +121,47 @@ def part_texture(rng: np.random.Generator, h: int, w: int, index: int,
     return out + noise(rng, h, w, 6)
 
 
-def part_period(box: tuple[float, float, float, float]) -> int:
-    """Pattern cell size that scales with the object (1/8 of its longer side, at least 3 px), so
-    the part stays legible on small objects and large ones alike."""
-    return max(3, round(max(box[2] - box[0], box[3] - box[1]) / PERIODS_PER_OBJECT))
+def part_period(box: tuple[float, float, float, float], scale: float = 1.0) -> int:
+    """Pattern cell size that scales with the object (1/8 of its longer side, at least 3 px
+    times the rendering scale), so the part stays legible on small objects and large ones."""
+    return max(round(3 * scale), round(max(box[2] - box[0], box[3] - box[1]) / PERIODS_PER_OBJECT))
 
 
-def scene_texture(rng: np.random.Generator, scene: str, h: int, w: int) -> np.ndarray:
-    """Background scene, all labelled 0: sky, water, grass, road, indoor or rails."""
+def void_width(scale: float) -> int:
+    """The void band's half-width in pixels at a rendering scale."""
+    return max(1, round(VOID_WIDTH * scale))
+
+
+def scene_texture(rng: np.random.Generator, scene: str, h: int, w: int,
+                  scale: float = 1.0) -> np.ndarray:
+    """Background scene, all labelled 0: sky, water, grass, road, indoor or rails; its
+    pixel-sized patterns (clouds, waves, blades, lanes, floor boards) drawn ``scale`` larger."""
     yy, xx = np.mgrid[0:h, 0:w].astype(float)
     horizon = rng.uniform(0.25, 0.5) * h
     sky = np.stack([150 + 60 * yy / h, 190 + 40 * yy / h, np.full_like(yy, 245)], -1)
     if scene == "sky":
         img = sky
         for _ in range(rng.integers(1, 4)):  # clouds
-            cx, cy, r = rng.uniform(0, w), rng.uniform(0, h), rng.uniform(6, 20)
+            cx, cy, r = rng.uniform(0, w), rng.uniform(0, h), scale * rng.uniform(6, 20)
             cloud = ((xx - cx) / (1.8 * r)) ** 2 + ((yy - cy) / r) ** 2 < 1
             img[cloud] = 245
     elif scene == "water":
-        waves = 18 * np.sin(xx / 3.0 + 2.5 * np.sin(yy / 4.0)) * (yy > horizon)
+        waves = 18 * np.sin(xx / (3.0 * scale) + 2.5 * np.sin(yy / (4.0 * scale))) * (yy > horizon)
         water = np.stack([30 + waves, 95 + waves, 150 + waves], -1)
         img = np.where((yy > horizon)[..., None], water, sky)
     elif scene == "grass":
-        blades = 25 * ((xx.astype(int) * 7 + yy.astype(int) * 3) % 5 == 0)
+        blades = 25 * (((xx / scale).astype(int) * 7 + (yy / scale).astype(int) * 3) % 5 == 0)
         grass = np.stack([60 + blades, 140 + blades, 45 + 0 * blades], -1)
         img = np.where((yy > horizon)[..., None], grass, sky)
     elif scene == "road":
         img = np.stack([np.full_like(yy, 95)] * 3, -1)
         img[yy < horizon] = (150, 140, 130)  # buildings
-        lane = (np.abs(yy - (horizon + h) / 2) < 1.5) & ((xx // 8) % 2 == 0)
+        lane = (np.abs(yy - (horizon + h) / 2) < 1.5 * scale) & ((xx // (8 * scale)) % 2 == 0)
         img[lane] = 235
     elif scene == "indoor":
         wall = np.array(rng.uniform(150, 230, 3))
         img = np.broadcast_to(wall, (h, w, 3)).copy()
-        floor = (yy > 0.65 * h) & ((yy.astype(int) % 6) != 0)
+        floor = (yy > 0.65 * h) & (((yy / scale).astype(int) % 6) != 0)
         img[floor] = (150, 105, 65)
         img[(yy > 0.65 * h) & ~floor] = (110, 75, 45)
     elif scene == "rails":
@@ -227,63 +235,67 @@ def place(rng: np.random.Generator, design: ClassDesign, size: tuple[int, int]) 
 # ------------------------------------------------------------------------------ rendering
 
 
-def render(rng: np.random.Generator, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray,
-                                                                       list[Placed]]:
-    """One image: (H, W, 3) uint8 RGB, (H, W) uint8 label map with void band, its objects."""
+def render(rng: np.random.Generator, size: tuple[int, int], scale: float = 1.0
+           ) -> tuple[np.ndarray, np.ndarray, list[Placed]]:
+    """One image: (H, W, 3) uint8 RGB, (H, W) uint8 label map with void band, its objects;
+    ``scale``: the rendering scale of pixel-sized details (``size`` is already scaled)."""
     w, h = size
     objects: list[Placed] = []
     while not objects:  # every image shows at least one labelled object, as in VOC
         scene, objects = sample_objects(rng, size)
-        objects, masks = visible_objects(objects, size)
-    img = scene_texture(rng, scene, h, w)
+        objects, masks = visible_objects(objects, size, scale)
+    img = scene_texture(rng, scene, h, w, scale)
     for obj in objects:  # context objects lie behind every object
         kind = DESIGNS[obj.cls - 1].context
         if kind and rng.random() < 0.8:
             m = context_mask(kind, obj.box, size)
             img[m] = np.array(CONTEXT_COLOURS[kind], float) + noise(rng, int(m.sum()), 1, 6)[:, 0]
-    draw_clutter(rng, img)
+    draw_clutter(rng, img, scale)
     label = np.zeros((h, w), np.uint8)
     for obj, body in zip(objects, masks, strict=True):
         part = raster(DESIGNS[obj.cls - 1].part, obj.box, obj.flip, size) & body
         paint_object(rng, img, body, part, BODY_COLOURS[body_family(obj.cls)], obj.cls,
-                     obj.box)
+                     obj.box, scale)
         label[body] = obj.cls
-    return np.clip(img, 0, 255).astype(np.uint8), void_band(label), objects
+    return np.clip(img, 0, 255).astype(np.uint8), void_band(label, void_width(scale)), objects
 
 
 def paint_object(rng: np.random.Generator, img: np.ndarray, body: np.ndarray, part: np.ndarray,
-                 colour: tuple, style: int, box: tuple) -> None:
+                 colour: tuple, style: int, box: tuple, scale: float = 1.0) -> None:
     """Paint an object in place: body texture of ``colour`` on ``body``, then the part pattern
-    of class ``style`` (see shapes.part_style) on ``part``."""
+    of class ``style`` (see shapes.part_style) on ``part``, its cells at rendering ``scale``."""
     h, w = img.shape[:2]
     img[body] = body_texture(rng, h, w, colour)[body]
-    img[part] = part_texture(rng, h, w, style, part_period(box))[part]
+    img[part] = part_texture(rng, h, w, style, part_period(box, scale))[part]
 
 
-def visible_objects(objects: list[Placed], size: tuple[int, int]
+def visible_objects(objects: list[Placed], size: tuple[int, int], scale: float = 1.0
                     ) -> tuple[list[Placed], list[np.ndarray]]:
     """Keep the objects that stay recognisable under the ones drawn on top of them: at least
     MIN_VISIBLE of the silhouette visible and some of it outside the void band. Returns the
-    kept objects (in drawing order) and their silhouette masks."""
+    kept objects (in drawing order) and their silhouette masks. Pixel thresholds follow the
+    rendering ``scale``."""
     masks = [raster(DESIGNS[o.cls - 1].body, o.box, o.flip, size) for o in objects]
     covered = np.zeros(masks[0].shape, bool)
     keep = []
     for i in reversed(range(len(objects))):  # top-most first: it is never occluded
         seen = masks[i] & ~covered
-        interior = erode(seen, VOID_WIDTH).sum()
-        if seen.sum() >= MIN_VISIBLE * max(masks[i].sum(), 1) and interior >= MIN_INTERIOR:
+        interior = erode(seen, void_width(scale)).sum()
+        enough = interior >= MIN_INTERIOR * scale ** 2
+        if seen.sum() >= MIN_VISIBLE * max(masks[i].sum(), 1) and enough:
             keep.append(i)
             covered |= masks[i]
     keep.reverse()
     return [objects[i] for i in keep], [masks[i] for i in keep]
 
 
-def draw_clutter(rng: np.random.Generator, img: np.ndarray) -> None:
-    """0-3 shapes of no class (background) in random plain colours."""
+def draw_clutter(rng: np.random.Generator, img: np.ndarray, scale: float = 1.0) -> None:
+    """0-3 shapes of no class (background) in random plain colours, at least 3 px times the
+    rendering ``scale`` in radius."""
     h, w = img.shape[:2]
     for _ in range(rng.integers(0, 4)):
         cx, cy = rng.uniform(0, w), rng.uniform(0, h)
-        r = rng.uniform(3, 0.15 * min(h, w))
+        r = rng.uniform(3 * scale, 0.15 * min(h, w))
         kind = ("ellipse", .5, .5, .5, .5) if rng.random() < 0.5 else ("rect", 0, 0, 1, 1)
         m = raster((kind,), (cx - r, cy - r, cx + r, cy + r * rng.uniform(0.5, 1.5)), False,
                    (w, h))
@@ -354,9 +366,10 @@ def annotation_xml(image_id_: str, size: tuple[int, int], objects: list[Placed])
     return ET.tostring(root)
 
 
-def write_sample(args: tuple[Path, int, str, int, int, int]) -> str:
-    """Render and write one image with its masks and XML; skip one already written (resume)."""
-    root, seed, split, index, lo, hi = args
+def write_sample(args: tuple[Path, int, str, int, int, int, float]) -> str:
+    """Render and write one image with its masks and XML; skip one already written (resume).
+    Side lengths are drawn from [lo, hi], then multiplied by the rendering scale."""
+    root, seed, split, index, lo, hi, scale = args
     iid = image_id(split, index)
     jpg, xml = root / voc.IMAGES / f"{iid}.jpg", root / voc.ANNOTATIONS / f"{iid}.xml"
     masks = [root / voc.SEG_CLASS_AUG / f"{iid}.png"]
@@ -365,8 +378,9 @@ def write_sample(args: tuple[Path, int, str, int, int, int]) -> str:
     if all(p.exists() for p in (jpg, xml, *masks)):
         return iid
     rng = rng_for(seed, split, index)
-    size = (int(rng.integers(lo, hi + 1)), int(rng.integers(lo, hi + 1)))
-    img, label, objects = render(rng, size)
+    drawn = (int(rng.integers(lo, hi + 1)), int(rng.integers(lo, hi + 1)))
+    size = (round(scale * drawn[0]), round(scale * drawn[1]))
+    img, label, objects = render(rng, size, scale)
     atomic_write(jpg, lambda t: Image.fromarray(img).save(t, "JPEG", quality=90))
     for path in masks:
         voc.save_label_png(path, label)
@@ -400,16 +414,25 @@ def write_lists(root: Path, ids: dict[str, list[str]]) -> None:
                    build_train_aug(sbd_train, sbd_val, ids["train"], ids["val"]))
 
 
+def manifest(cfg: SyntheticConfig) -> dict:
+    """The settings record of a benchmark folder; at scale 1 exactly version 4's (no scale
+    entry), so folders generated before version 5 stay valid."""
+    settings = asdict(cfg)
+    if cfg.scale == 1:
+        del settings["scale"]
+        return {"generator_version": GENERATOR_VERSION, **settings}
+    return {"generator_version": SCALED_VERSION, **settings}
+
+
 def generate(cfg: SyntheticConfig, root: Path, workers: int = 2) -> Path:
     """Write (or finish writing) the synthetic benchmark into ``root``; return ``root``.
 
     A manifest records the settings; a folder made with other settings is an error, not
     silently mixed."""
     root = Path(root)
-    manifest = {"generator_version": GENERATOR_VERSION, **asdict(cfg)}
-    claim(root / MANIFEST, manifest, "synthetic data")
+    claim(root / MANIFEST, manifest(cfg), "synthetic data")
     ids = split_ids(cfg)
-    jobs = [(root, cfg.seed, s, i, cfg.min_size, cfg.max_size)
+    jobs = [(root, cfg.seed, s, i, cfg.min_size, cfg.max_size, cfg.scale)
             for s, names in ids.items() for i in range(len(names))]
     with ProcessPoolExecutor(max_workers=workers) as pool:
         for _ in tqdm(pool.map(write_sample, jobs, chunksize=32), total=len(jobs),
