@@ -16,7 +16,6 @@ import dataclasses
 import json
 import multiprocessing
 import os
-import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from seamlib.device import hardware
 from seamlib.io import atomic_write, save_figure
 from seamlib.pipeline import METRICS as METRICS_FILE
 from seamlib.pipeline import run_folder, run_pipeline
+from seamlib.report import mean_std
 from seamlib.runs import require_same
 from seamlib.stages.evaluate import THRESHOLDS, json_safe
 from seamlib.trainer import SUMMARY
@@ -79,16 +79,6 @@ def run_methods(cfg: Config, jobs: list[tuple[str, int]], workers: int = 1,
                            disable=not progress):
             runs[futures[future]] = future.result()
     return runs
-
-
-def mean_std(values: list) -> dict[str, list | float | None]:
-    """Mean and sample std (ddof=1; None with one seed) over seeds, elementwise, NaN-aware."""
-    arr = np.asarray(values, dtype=float)
-    with warnings.catch_warnings():  # classes absent in every run: NaN, not a warning
-        warnings.simplefilter("ignore", RuntimeWarning)
-        mean = np.nanmean(arr, axis=0)
-        std = np.nanstd(arr, axis=0, ddof=1) if len(arr) > 1 else None
-    return {"mean": json_safe(mean), "std": None if std is None else json_safe(std)}
 
 
 def aggregate(runs: list[dict]) -> dict[str, dict]:

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from seamlib.config import Config, uses_pcm
+from seamlib.config import Config, uses_pcm, variant_config
 from seamlib.io import atomic_write
 from seamlib.runs import as_json, changed_settings
 
@@ -207,6 +207,40 @@ def run_pipeline(cfg: Config, run_dir: str | Path, until: str | None = None) -> 
             break
     atomic_write(run / TIMINGS, lambda t: t.write_text(json.dumps(timings, indent=1)))
     return timings
+
+
+def final_key(cfg: Config, until: str) -> str:
+    """The chained key of stage ``until``: equal iff every setting up to it is equal."""
+    key = ""
+    for stage in STAGES[:STAGE_NAMES.index(until) + 1]:
+        key = stage_key(cfg, stage, key)
+    return key
+
+
+def recorded_run(cfg: Config, variant: str, seed: int, until: str = "cam_eval",
+                 results: str | Path = "results", run: bool = True) -> dict:
+    """The metrics of one (variant, seed) run up to ``until`` (cam_eval or evaluate), from
+    ``results/<profile>/runs/<variant>/seed<k>/<until>.json`` when that record was made with
+    the same settings; else (``run``) the pipeline runs, resuming what it finds, and the
+    record is written, so tables render on any machine without retraining."""
+    if until not in ("cam_eval", "evaluate"):
+        raise ValueError(f"until={until!r}: expected cam_eval or evaluate (the stages with "
+                         "metrics)")
+    run_cfg = variant_config(cfg, variant, seed)
+    key = final_key(run_cfg, until)
+    path = Path(results) / cfg.profile / "runs" / variant / f"seed{seed}" / f"{until}.json"
+    if path.is_file() and json.loads(path.read_text())["key"] == key:
+        return json.loads(path.read_text())
+    if not run:
+        raise FileNotFoundError(f"{path}: no record of this run with these settings; run it "
+                                "first (e.g. make reproduce) or allow training")
+    folder = run_folder(cfg.profile, variant, seed)
+    timings = run_pipeline(run_cfg, folder, until)
+    record = {"key": key, "variant": variant, "seed": seed, "profile": cfg.profile,
+              "run_dir": str(folder), "timings": timings,
+              "metrics": json.loads((folder / until / METRICS).read_text())}
+    atomic_write(path, lambda t: t.write_text(json.dumps(record, indent=1)))
+    return record
 
 
 def _run_stage(cfg: Config, run: Path, stage: Stage, key: str) -> dict:

@@ -12,10 +12,10 @@ from experiments.compare import (
     compare,
     findings,
     format_markdown,
-    mean_std,
 )
 from seamlib.config import load_config, variant_config
 from seamlib.data.synthetic import generate
+from seamlib.report import mean_std
 from seamlib.stages.evaluate import THRESHOLDS, sweep_metrics
 
 SMALL = {"synthetic": {"n_train": 6, "n_val": 4, "n_test": 2, "n_extra": 4}}  # 2 steps, 10 CAMs

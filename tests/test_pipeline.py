@@ -58,6 +58,23 @@ def test_a_variant_and_seed_run_in_their_own_folder(smoke_run, tmp_path, monkeyp
     assert saved["train"]["seed"] == 3 and saved["loss"]["use_er"] is False
 
 
+def test_a_recorded_run_is_read_back_and_a_changed_setting_is_not(smoke_run, tmp_path,
+                                                                  monkeypatch):
+    from seamlib.pipeline import recorded_run
+
+    cfg, _, _ = smoke_run
+    monkeypatch.chdir(tmp_path)
+    first = recorded_run(cfg, "baseline", 0, results=tmp_path / "results")
+    path = tmp_path / "results/smoke/runs/baseline/seed0/cam_eval.json"
+    assert path.is_file() and first["metrics"]["use_pcm"] is False
+    assert 0 <= first["metrics"]["train_miou_best"] <= 1
+    again = recorded_run(cfg, "baseline", 0, results=tmp_path / "results", run=False)
+    assert again == first
+    other = apply_overrides(cfg, {"cams": {"scales": (1.0,)}})
+    with pytest.raises(FileNotFoundError, match="no record of this run with these settings"):
+        recorded_run(other, "baseline", 0, results=tmp_path / "results", run=False)
+
+
 def test_a_second_run_skips_every_stage(smoke_run):
     cfg, run, _ = smoke_run
     again = run_pipeline(cfg, run)
