@@ -10,9 +10,10 @@ WORKERS ?= $(or $(WORKERS_$(PROFILE)),1)
 SEEDS ?= 0 1 2
 LAB := $(BIN)/python -m experiments
 OUT := results/$(PROFILE)
-NOTEBOOKS := 01_data 02_train_seam 03_cams
+NOTEBOOKS := 01_data 02_train_seam 03_cams 04_ablations 05_sota_table
+TABLES := 04_ablations 05_sota_table
 
-.PHONY: install test lint reproduce data pretrain pipeline notebooks clean
+.PHONY: install test lint reproduce tables data pretrain pipeline notebooks clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -66,6 +67,13 @@ pipeline: $(STAMP)
 	$(LAB) pipeline-report seam=$(RUNS)/seam/seed0 baseline=$(RUNS)/baseline/seed0 \
 	  --out results/$(PROFILE)/pipeline \
 	  --setup "make pipeline PROFILE=$(PROFILE) WORKERS=$(WORKERS) (WORKERS > 1: both at once, one torch thread each)"
+
+# Every table of notebooks 04 and 05 re-rendered from the runs recorded under
+# results/<profile>/runs/ (committed), without training anything.
+tables: $(STAMP)
+	for nb in $(TABLES); do \
+	  $(BIN)/seam notebook $$nb --profile $(PROFILE) --no-train || exit 1; \
+	done
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -190,6 +190,8 @@ def cmd_notebook(args: argparse.Namespace) -> None:
     target = NOTEBOOKS.parent / RESULTS / args.profile / source.name
     target.parent.mkdir(parents=True, exist_ok=True)
     params = {"profile": args.profile}
+    if args.no_train:
+        params["train"] = False
     if args.data_root:
         params["data_root"] = str(Path(args.data_root).resolve())
     papermill.execute_notebook(str(source), str(target), parameters=params, cwd=str(NOTEBOOKS))
@@ -308,6 +310,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", choices=PROFILES_NAMES, default=DEFAULT_PROFILE,
                    help=f"run profile (default: {DEFAULT_PROFILE})")
     p.add_argument("--data-root", default=None, help="override data.root")
+    p.add_argument("--no-train", action="store_true",
+                   help="render from the runs recorded under results/PROFILE/runs/ only "
+                        "(notebooks with a `train` parameter: 04, 05)")
     p.add_argument("--update-checks", action="store_true",
                    help="store the outputs of the NBVAL_CHECK_OUTPUT cells in the source")
     p.set_defaults(func=cmd_notebook)

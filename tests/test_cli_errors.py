@@ -151,6 +151,8 @@ def test_notebook_runs_from_any_directory(tmp_path, monkeypatch, capsys):
     assert target == str(REPO / "results" / "smoke" / "01_data.ipynb")
     assert kw["cwd"] == str(REPO / "notebooks") and kw["parameters"] == {"profile": "smoke"}
     assert not any(tmp_path.iterdir())
+    main(["notebook", "03_cams", "--profile", "smoke", "--no-train"])
+    assert calls[1][2]["parameters"] == {"profile": "smoke", "train": False}
     capsys.readouterr()
     assert "no such notebook; expected one of 01_data" in fails(capsys, "notebook", "00_nope")
 
