@@ -21,12 +21,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from experiments.difficulty import classification_ap, load_seam
 from seamlib.config import VARIANTS, Config, apply_overrides
+from seamlib.data.datasets import MultiScaleDataset
+from seamlib.data.lists import labels_for
 from seamlib.device import hardware
 from seamlib.io import atomic_write
-from seamlib.stages.cams import run_cams
+from seamlib.models.seam import SEAMNet, SEAMOutput
+from seamlib.stages.cams import multiscale_cams, run_cams, save_cam
 from seamlib.stages.evaluate import THRESHOLDS, cam_confusions, json_safe, sweep_metrics
 from seamlib.stages.train_cam import train
 
@@ -40,6 +44,7 @@ DIAGNOSTICS: dict[str, dict] = {
                                 "two_branches": True}},
 }
 SCALED = ("baseline", "seam")  # scored single-scale at every input scale below
+MASKED = ("seam",)  # its PCM also scored with the label-masked top class as input
 INPUT_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0)
 KEPT = ("train_miou_best", "train_miou_at_val_threshold", "best_threshold", "val_threshold",
         "mfp_best", "mfn_best", "mfp_at_val_threshold", "mfn_at_val_threshold")
@@ -70,6 +75,48 @@ def scale_consistency(run: Config, weights: Path) -> dict[str, dict]:
     return out
 
 
+class LabelMaskedPCM(torch.nn.Module):
+    """A trained SEAM network whose PCM is fed the top class among the image's labels
+    (``label``, set per image) instead of over all 20 classes, as the authors feed it."""
+
+    def __init__(self, net: SEAMNet) -> None:
+        super().__init__()
+        self.net, self.label = net, None
+
+    def forward(self, x: torch.Tensor, with_pcm: bool = True) -> SEAMOutput:
+        net = self.net
+        feats = net.backbone(x)
+        cam = net.fc8(net.dropout7(feats["conv6"]))
+        keep = torch.cat([torch.ones(1), self.label]).to(cam)[None, :, None, None]
+        masked = torch.where(keep > 0, cam, torch.zeros_like(cam))  # absent classes: 0
+        rv = net.refine(x, masked, feats)
+        up = [F.interpolate(m, x.shape[2:], mode="bilinear", align_corners=True)
+              for m in (cam, rv)]
+        return SEAMOutput(*up)
+
+
+def masked_pcm_score(run: Config, weights: Path) -> dict:
+    """The SEAM run's PCM output with the label-masked top class as its input (inference only,
+    a diagnostic, not a setting), scored like the other CAMs."""
+    wrapped = LabelMaskedPCM(load_seam(run, weights)).eval()
+    dirs = {}
+    for name in (run.data.cam_list, run.data.val_list):
+        labels = labels_for(run.data.root, name, run.data.label_source)
+        data = MultiScaleDataset(run.data.root, name, labels, run.cams.scales)
+        out = Path(run.train.out_dir) / f"cams_{name}_pcm_label_masked"
+        out.mkdir(parents=True, exist_ok=True)
+        for sample in data:
+            path = out / f"{sample['id']}.npz"
+            if not path.exists():
+                wrapped.label = sample["label"]
+                save_cam(path, multiscale_cams(wrapped, [sample])[0], sample["label"])
+        dirs[name] = out
+    sweeps = [cam_confusions(dirs[n], run.data.root, n, THRESHOLDS)
+              for n in (run.data.cam_list, run.data.val_list)]
+    metrics = sweep_metrics(*sweeps)
+    return {k: metrics[k] for k in KEPT}
+
+
 def diagnose(cfg: Config, name: str, root: Path) -> dict:
     """Train one diagnostic (or reuse it), then score it; its record."""
     run = diagnostic_config(cfg, name, root)
@@ -81,6 +128,8 @@ def diagnose(cfg: Config, name: str, root: Path) -> dict:
               "fc8": score(run, weights, False, "_fc8")}
     if run.loss.use_ecr:
         record["pcm"] = score(run, weights, True, "_pcm")
+    if name in MASKED:
+        record["pcm_label_masked"] = masked_pcm_score(run, weights)
     ap = classification_ap(load_seam(run, weights), run, run.data.val_list)
     record["val_map"] = float(np.nanmean(ap))
     if name in SCALED:
@@ -110,6 +159,7 @@ def run_diagnostics(cfg: Config, names: list[str], out: Path, root: Path, comman
         for name in todo:
             report["records"][name] = diagnose(cfg, name, root)
             write_report(report, out)
+        complete_masked(report, cfg, root)
         write_report(report, out)
         return report
     context = multiprocessing.get_context("spawn")
@@ -119,8 +169,19 @@ def run_diagnostics(cfg: Config, names: list[str], out: Path, root: Path, comman
             report["records"][futures[future]] = future.result()
             write_report(report, out)
             print(f"{futures[future]} done -> {path}", flush=True)
+    complete_masked(report, cfg, root)
     write_report(report, out)
     return report
+
+
+def complete_masked(report: dict, cfg: Config, root: Path) -> None:
+    """Add the label-masked PCM score to the records of ``MASKED`` made before it existed."""
+    for name in MASKED:
+        record = report["records"].get(name)
+        if record is not None and "pcm_label_masked" not in record:
+            run = diagnostic_config(cfg, name, root)
+            weights = Path(run.train.out_dir) / "model.pth"
+            record["pcm_label_masked"] = json_safe(masked_pcm_score(run, weights))
 
 
 def pct(metrics: dict | None, key: str) -> str:
@@ -136,7 +197,7 @@ def format_markdown(report: dict) -> str:
              "| model | CAM | mIoU best | mIoU at val thr | mFP best | mFN best | val mAP | "
              "hardware |", "|---|---|---|---|---|---|---|---|"]
     for name, r in report["records"].items():
-        for cam in ("fc8", "pcm"):
+        for cam in ("fc8", "pcm", "pcm_label_masked"):
             if cam in r:
                 m = r[cam]
                 lines.append(f"| {name} | {cam} | {pct(m, 'train_miou_best')} | "

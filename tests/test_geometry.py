@@ -14,16 +14,17 @@ from seamlib.data.synthetic import generate
 def test_diagnostics_record_every_model_and_resume(tmp_path):
     cfg = load_config("smoke", data_root=tmp_path / "VOC2012")
     generate(cfg.synthetic, tmp_path / "VOC2012", workers=1)
-    names = ["baseline", "seam_rescale0.5", "two_branch_cls"]
+    names = ["baseline", "seam", "two_branch_cls"]
     report = run_diagnostics(cfg, names, tmp_path / "out", tmp_path / "runs", "test", workers=1)
     records = report["records"]
     assert set(records) == set(names)
-    assert "pcm" in records["seam_rescale0.5"] and "pcm" not in records["two_branch_cls"]
+    assert "pcm" in records["seam"] and "pcm" not in records["two_branch_cls"]
+    assert "pcm_label_masked" in records["seam"] and "pcm_label_masked" not in records["baseline"]
     assert set(records["baseline"]["input_scales"]) == {f"{s:g}" for s in INPUT_SCALES}
     for r in records.values():
         assert 0 <= r["fc8"]["train_miou_best"] <= 1 and 0 <= r["val_map"] <= 1
     md = (tmp_path / "out" / "geometry.md").read_text()
-    assert "| seam_rescale0.5 | pcm |" in md and "x0.5" in md
+    assert "| seam | pcm_label_masked |" in md and "x0.5" in md
     again = run_diagnostics(cfg, names, tmp_path / "out", tmp_path / "runs", "again", workers=1)
     assert again["records"] == json.loads(json.dumps(records))
 
