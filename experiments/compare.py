@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
+from tqdm.auto import tqdm
 
 from seamlib.config import Config, variant_config
 from seamlib.data.voc import CLASSES

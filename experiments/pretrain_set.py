@@ -14,7 +14,7 @@ from __future__ import annotations
 from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
-from tqdm import tqdm
+from tqdm.auto import tqdm
 
 from seamlib.config import PretrainConfig
 from seamlib.data.shapes import BODY_COLOURS, DESIGNS, SCENES, ClassDesign, body_family

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
+from tqdm.auto import tqdm
 
 from experiments.pretrain import to_tensor
 from seamlib.config import Config, TrainConfig

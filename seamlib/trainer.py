@@ -29,7 +29,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, Sampler
-from tqdm import tqdm
+from tqdm.auto import tqdm
 
 from seamlib.config import TrainConfig
 from seamlib.device import hardware, keep_freed_memory

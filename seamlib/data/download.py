@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import scipy.io
-from tqdm import tqdm
+from tqdm.auto import tqdm
 
 from seamlib.data.voc import (
     IGNORE,

@@ -27,7 +27,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 from PIL import Image
-from tqdm import tqdm
+from tqdm.auto import tqdm
 
 from seamlib.data.voc import (
     ANNOTATIONS,

@@ -16,7 +16,7 @@ from xml.etree import ElementTree as ET
 
 import numpy as np
 from PIL import Image, ImageDraw
-from tqdm import tqdm
+from tqdm.auto import tqdm
 
 from seamlib.config import SyntheticConfig
 from seamlib.data import voc

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Subset
-from tqdm import tqdm
+from tqdm.auto import tqdm
 
 from seamlib.cam_ops import EPS, normalise_maps
 from seamlib.config import Config

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Subset
-from tqdm import tqdm
+from tqdm.auto import tqdm
 
 from seamlib.config import Config, CRFConfig
 from seamlib.data.lists import check_inputs
