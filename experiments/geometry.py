@@ -150,7 +150,8 @@ def run_diagnostics(cfg: Config, names: list[str], out: Path, root: Path, comman
     ``out``/geometry.json as it finishes; records already there are kept, not rerun."""
     path = out / "geometry.json"
     report = json.loads(path.read_text()) if path.exists() else {"records": {}}
-    report.update(command=command, profile=cfg.profile, seed=cfg.train.seed)
+    commands = report.pop("commands", [report.pop("command")] if "command" in report else [])
+    report.update(commands=[*commands, command], profile=cfg.profile, seed=cfg.train.seed)
     todo = [n for n in names if n not in report["records"]]
     unknown = [n for n in todo if n not in DIAGNOSTICS]
     if unknown:
@@ -191,7 +192,8 @@ def pct(metrics: dict | None, key: str) -> str:
 def format_markdown(report: dict) -> str:
     """The records as tables: every model on fc8 and PCM, then the input-scale sweep."""
     lines = ["# Geometry diagnosis on the CPU proxy (#29 §3)", "",
-             f"Command: `{report['command']}`; profile `{report['profile']}`, seed "
+             "Commands: " + "; ".join(f"`{c}`" for c in report["commands"])
+             + f"; profile `{report['profile']}`, seed "
              f"{report['seed']}; one torch thread per run. CAM mIoU / mFP / mFN in % on the cam "
              "list (`train`); best threshold, and the threshold chosen on `val`.", "",
              "| model | CAM | mIoU best | mIoU at val thr | mFP best | mFN best | val mAP | "
