@@ -276,14 +276,20 @@ def stage_batch(s: Settings, cfg_batch: int) -> int:
     return s.batch if s.tiny else cfg_batch
 
 
+def void_labels(shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
+    """Random class labels of ``shape`` with a tenth of them void (255)."""
+    labels = torch.randint(0, 21, shape, generator=generator)
+    labels[torch.rand(labels.shape, generator=generator) < 0.1] = 255
+    return labels
+
+
 def part_affinity_step(s: Settings) -> dict[str, Any]:
     """AffinityNet optimiser step on random stride-8 label maps."""
     cfg = voc_config(s)
     crop = s.crop if s.tiny else cfg.affinity.crop_size
     n = stage_batch(s, cfg.aff_train.batch_size)
     generator = torch.Generator().manual_seed(0)
-    labels = torch.randint(0, 21, (n, crop // STRIDE, crop // STRIDE), generator=generator)
-    labels[torch.rand(labels.shape, generator=generator) < 0.1] = 255
+    labels = void_labels((n, crop // STRIDE, crop // STRIDE), generator)
     torch.manual_seed(0)
     net = build_affinity_net(cfg.model, cfg.affinity.radius)
     images = torch.randn(n, 3, crop, crop, generator=generator)
@@ -312,8 +318,7 @@ def part_deeplab_step(s: Settings) -> dict[str, Any]:
     crop = s.crop if s.tiny else cfg.seg.crop_size
     n = stage_batch(s, cfg.seg_train.batch_size)
     generator = torch.Generator().manual_seed(0)
-    labels = torch.randint(0, 21, (n, crop, crop), generator=generator)
-    labels[torch.rand(labels.shape, generator=generator) < 0.1] = 255
+    labels = void_labels((n, crop, crop), generator)
     torch.manual_seed(0)
     net = build_deeplab(cfg.model, cfg.seg)
     images = torch.randn(n, 3, crop, crop, generator=generator)

@@ -20,7 +20,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from seamlib.cli import USER_ERRORS, add_config_args, config_from, error_line
+from seamlib.cli import add_config_args, config_from, run_command
 from seamlib.config import Config
 from seamlib.io import atomic_write
 
@@ -196,13 +196,7 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
     args.argv = argv
-    try:
-        args.func(args)
-    except USER_ERRORS as err:
-        if args.debug:
-            raise
-        print(f"experiments {args.command}: {error_line(err)}", file=sys.stderr)
-        sys.exit(2)
+    run_command(args, "experiments")
 
 
 if __name__ == "__main__":

@@ -327,14 +327,21 @@ def command_name(func: Callable) -> str:
 def main(argv: list[str] | None = None) -> None:
     """Run one ``seam`` command; a bad input ends with one line and exit status 2."""
     args = build_parser().parse_args(argv)
+    run_command(args, "seam", None if args.command in MAKES_DATA else require_dataset)
+
+
+def run_command(args: argparse.Namespace, prog: str,
+                check: Callable[[argparse.Namespace], None] | None = None) -> None:
+    """Run a parsed command (after ``check``, if given); a bad input ends with one line,
+    ``<prog> <command>: <what is wrong>``, and exit status 2 (``--debug``: the traceback)."""
     try:
-        if args.command not in MAKES_DATA:
-            require_dataset(args)
+        if check is not None:
+            check(args)
         args.func(args)
     except USER_ERRORS as err:
         if args.debug:
             raise
-        print(f"seam {args.command}: {error_line(err)}", file=sys.stderr)
+        print(f"{prog} {args.command}: {error_line(err)}", file=sys.stderr)
         sys.exit(2)
 
 
