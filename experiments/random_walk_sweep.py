@@ -7,6 +7,7 @@ import dataclasses
 from pathlib import Path
 
 from seamlib.config import Config
+from seamlib.pipeline import label_cam_dir
 from seamlib.stages.evaluate import evaluate
 from seamlib.stages.random_walk import random_walk_stage
 
@@ -15,7 +16,7 @@ def random_walk_sweep(run_dir: str | Path, cfg: Config, logts: list[int], alphas
                       list_name: str | None = None, progress: bool = True) -> dict:
     """Score the random walk of a pipeline run over a grid of (logt, alpha) on a list.
 
-    Reuses the run's CAMs of data.train_list and its AffinityNet; each setting's labels go to
+    Reuses the run's CAMs of data.train_list (label_cams) and its AffinityNet; each setting's labels go to
     ``run_dir/random_walk_sweep/logt{L}_alpha{A}`` through ``random_walk_stage`` (so an
     interrupted sweep resumes) and are scored by ``evaluate`` (default list: data.cam_list).
     """
@@ -26,7 +27,7 @@ def random_walk_sweep(run_dir: str | Path, cfg: Config, logts: list[int], alphas
         for alpha in alphas:
             walk = dataclasses.replace(cfg.random_walk, logt=logt, alpha=alpha)
             out = run / "random_walk_sweep" / f"logt{logt}_alpha{alpha:g}"
-            random_walk_stage(run / "cams" / cfg.data.train_list, weights, cfg.data.root,
+            random_walk_stage(label_cam_dir(cfg, run), weights, cfg.data.root,
                               list_name, out, dataclasses.replace(cfg, random_walk=walk),
                               progress)
             result = evaluate(out, cfg.data.root, list_name, kind="png")

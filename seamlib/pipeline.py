@@ -1,7 +1,7 @@
 """``seam run``: the whole SEAM pipeline, stages in order, in one run folder.
 
-    data -> weights -> train -> cams -> cam_eval -> crf -> affinity -> random_walk -> retrain
-    -> segment -> evaluate
+    data -> weights -> train -> cams -> cam_eval -> label_cams -> crf -> affinity -> random_walk
+    -> retrain -> segment -> evaluate
 
 Every run of a (variant, seed) lives in ``runs/<profile>/<variant>/seed<k>/<stage>/``
 (``run_folder``): ``seam run``, the comparisons, the ablations and the notebooks read and write
@@ -68,14 +68,10 @@ def _train(cfg: Config, run: Path) -> None:
 
 
 def _cams(cfg: Config, run: Path) -> None:
-    """CAMs of the training list (CRF, affinity and random walk read them; CAM quality is
-    measured on its ``cam_list`` subset) and of ``val_list`` (to choose a threshold). The PCM
-    output when the PCM was trained (ECR on), else the raw CAM."""
-    from seamlib.stages.cams import cams_stage
-
-    for name in dict.fromkeys((cfg.data.train_list, cfg.data.val_list)):
-        cams_stage(cfg, run / "train" / "model.pth", name, run / "cams" / name,
-                   use_pcm=uses_pcm(cfg))
+    """CAMs of what ``cam_eval`` scores: ``cam_list`` and ``val_list`` (to choose a threshold).
+    The PCM output when the PCM was trained (ECR on), else the raw CAM."""
+    for name in dict.fromkeys((cfg.data.cam_list, cfg.data.val_list)):
+        _infer(cfg, run, name, run / "cams" / name)
 
 
 def _cam_eval(cfg: Config, run: Path) -> None:
@@ -84,17 +80,36 @@ def _cam_eval(cfg: Config, run: Path) -> None:
     from seamlib.stages.evaluate import THRESHOLDS, cam_confusions, json_safe, sweep_metrics
 
     cams, data = run / "cams", cfg.data
-    sweeps = [cam_confusions(cams / data.train_list, data.root, data.cam_list, THRESHOLDS),
+    sweeps = [cam_confusions(cams / data.cam_list, data.root, data.cam_list, THRESHOLDS),
               cam_confusions(cams / data.val_list, data.root, data.val_list, THRESHOLDS)]
     metrics = {"use_pcm": uses_pcm(cfg), **sweep_metrics(*sweeps)}
     atomic_write(run / "cam_eval" / METRICS,
                  lambda t: t.write_text(json.dumps(json_safe(metrics), indent=1)))
 
 
+def _label_cams(cfg: Config, run: Path) -> None:
+    """CAMs of the whole ``train_list``, from which the pseudo labels are made (CRF,
+    AffinityNet, random walk). A stage of its own so that runs scored on CAMs alone (the
+    ablations, ``--until cam_eval``) infer only the two small lists; it recomputes the
+    ``cam_list`` images rather than copying them, so its maps equal one pass over the list."""
+    _infer(cfg, run, cfg.data.train_list, label_cam_dir(cfg, run))
+
+
+def label_cam_dir(cfg: Config, run: Path) -> Path:
+    """Where a run's CAMs of the whole training list are (the pseudo labels' input)."""
+    return run / "label_cams" / cfg.data.train_list
+
+
+def _infer(cfg: Config, run: Path, name: str, out: Path) -> None:
+    from seamlib.stages.cams import cams_stage
+
+    cams_stage(cfg, run / "train" / "model.pth", name, out, use_pcm=uses_pcm(cfg))
+
+
 def _crf(cfg: Config, run: Path) -> None:
     from seamlib.stages.crf import crf_stage
 
-    crf_stage(run / "cams" / cfg.data.train_list, cfg.data.root, cfg.data.train_list,
+    crf_stage(label_cam_dir(cfg, run), cfg.data.root, cfg.data.train_list,
               run / "crf", cfg.crf, kind="affinity")
 
 
@@ -107,7 +122,7 @@ def _affinity(cfg: Config, run: Path) -> None:
 def _random_walk(cfg: Config, run: Path) -> None:
     from seamlib.stages.random_walk import random_walk_stage
 
-    random_walk_stage(run / "cams" / cfg.data.train_list, run / "affinity" / "model.pth",
+    random_walk_stage(label_cam_dir(cfg, run), run / "affinity" / "model.pth",
                       cfg.data.root, cfg.data.train_list, run / "random_walk", cfg)
 
 
@@ -131,10 +146,10 @@ def _evaluate(cfg: Config, run: Path) -> None:
 
     root, data = cfg.data.root, cfg.data
     val = evaluate(run / "cams" / data.val_list, root, data.val_list, kind="cam")
-    cams = evaluate(run / "cams" / data.train_list, root, data.cam_list, kind="cam")
+    cams = evaluate(run / "cams" / data.cam_list, root, data.cam_list, kind="cam")
     metrics = {
         "cams": cams,
-        "cams_at_val_threshold": evaluate(run / "cams" / data.train_list, root, data.cam_list,
+        "cams_at_val_threshold": evaluate(run / "cams" / data.cam_list, root, data.cam_list,
                                           kind="cam", threshold=val["threshold"]),
         "random_walk": evaluate(run / "random_walk", root, data.cam_list, kind="png"),
         **{f"segment_{name}": evaluate(run / "segment" / name, root, name, kind="png")
@@ -164,6 +179,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("train", ("model", "loss", "train"), _train),
     Stage("cams", ("cams",), _cams),
     Stage("cam_eval", (), _cam_eval),
+    Stage("label_cams", ("cams",), _label_cams),
     Stage("crf", ("crf",), _crf),
     Stage("affinity", ("affinity", "aff_train"), _affinity),
     Stage("random_walk", ("random_walk",), _random_walk),

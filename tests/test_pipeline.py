@@ -9,6 +9,8 @@ import shutil
 import pytest
 
 from seamlib.config import apply_overrides, load_config
+from seamlib.data.lists import list_path
+from seamlib.data.voc import read_list
 from seamlib.device import hardware
 from seamlib.pipeline import STAGE_NAMES, run_pipeline, stage_key
 
@@ -30,8 +32,10 @@ def test_every_stage_runs_in_order_and_writes_its_outputs(smoke_run):
     assert (run / "train" / "model.pth").is_file()
     assert (run / "affinity" / "model.pth").is_file()
     assert (run / "retrain" / "model.pth").is_file()
-    for name in (cfg.data.train_list, cfg.data.val_list):
+    for name in (cfg.data.cam_list, cfg.data.val_list):
         assert any((run / "cams" / name).glob("*.npz"))
+    ids = (run / "label_cams" / cfg.data.train_list).glob("*.npz")  # the whole training list
+    assert len(list(ids)) == len(read_list(list_path(cfg.data.root, cfg.data.train_list)))
     assert any((run / "random_walk").glob("*.png"))
     metrics = json.loads((run / "evaluate" / "metrics.json").read_text())
     assert {"cams", "cams_at_val_threshold", "random_walk", "segment_val"} <= set(metrics)
@@ -67,6 +71,10 @@ def test_a_recorded_run_is_read_back_and_a_changed_setting_is_not(smoke_run, tmp
     first = recorded_run(cfg, "baseline", 0, results=tmp_path / "results")
     path = tmp_path / "results/smoke/runs/baseline/seed0/cam_eval.json"
     assert path.is_file() and first["metrics"]["use_pcm"] is False
+    run = tmp_path / first["run_dir"]  # scored on CAMs alone: the whole training list not inferred
+    assert sorted(p.name for p in (run / "cams").iterdir() if p.is_dir()) == [cfg.data.cam_list,
+                                                                 cfg.data.val_list]
+    assert not (run / "label_cams").exists()
     assert 0 <= first["metrics"]["train_miou_best"] <= 1
     again = recorded_run(cfg, "baseline", 0, results=tmp_path / "results", run=False)
     assert again == first

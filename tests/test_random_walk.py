@@ -158,7 +158,7 @@ def test_random_walk_sweep(voc_root, tiny, tmp_path):
     run = tmp_path / "run"
     cfg = smoke_cfg()
     cfg.data.root, cfg.data.train_list, cfg.data.cam_list = str(voc_root), "train", "train"
-    write_random_cams(run / "cams" / "train", voc_root, tiny)
+    write_random_cams(run / "label_cams" / "train", voc_root, tiny)
     torch.manual_seed(0)
     save_released(build_affinity_net(cfg.model, 5), run / "affinity" / "model.pth")
     result = random_walk_sweep(run, cfg, [0, 2], [1.0, 8.0], progress=False)
@@ -167,7 +167,7 @@ def test_random_walk_sweep(voc_root, tiny, tmp_path):
     assert result["best"]["miou"] == max(r["miou"] for r in result["rows"])
     single = dataclasses.replace(cfg, random_walk=dataclasses.replace(cfg.random_walk, logt=2,
                                                                       alpha=8.0))
-    direct = random_walk_stage(run / "cams" / "train", run / "affinity" / "model.pth", voc_root,
+    direct = random_walk_stage(run / "label_cams" / "train", run / "affinity" / "model.pth", voc_root,
                                "train", tmp_path / "direct", single, progress=False)
     assert evaluate(direct, voc_root, "train", kind="png")["miou"] == result["rows"][3]["miou"]
     assert (run / "random_walk_sweep" / "logt2_alpha8" / "manifest.json").exists()
