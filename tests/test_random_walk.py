@@ -167,8 +167,8 @@ def test_random_walk_sweep(voc_root, tiny, tmp_path):
     assert result["best"]["miou"] == max(r["miou"] for r in result["rows"])
     single = dataclasses.replace(cfg, random_walk=dataclasses.replace(cfg.random_walk, logt=2,
                                                                       alpha=8.0))
-    direct = random_walk_stage(run / "label_cams" / "train", run / "affinity" / "model.pth", voc_root,
-                               "train", tmp_path / "direct", single, progress=False)
+    direct = random_walk_stage(run / "label_cams" / "train", run / "affinity" / "model.pth",
+                               voc_root, "train", tmp_path / "direct", single, progress=False)
     assert evaluate(direct, voc_root, "train", kind="png")["miou"] == result["rows"][3]["miou"]
     assert (run / "random_walk_sweep" / "logt2_alpha8" / "manifest.json").exists()
     assert len({r["miou"] for r in result["rows"]}) > 1  # the settings reach the walk
