@@ -17,9 +17,8 @@ def random_walk_sweep(run_dir: str | Path, cfg: Config, logts: list[int], alphas
     """Score the random walk of a pipeline run over a grid of (logt, alpha) on a list.
 
     Reuses the run's CAMs of data.train_list (label_cams) and its AffinityNet; each setting's
-    labels go to
-    ``run_dir/random_walk_sweep/logt{L}_alpha{A}`` through ``random_walk_stage`` (so an
-    interrupted sweep resumes) and are scored by ``evaluate`` (default list: data.cam_list).
+    labels go to ``run_dir/random_walk_sweep/logt{L}_alpha{A}`` through ``random_walk_stage``
+    (so an interrupted sweep resumes) and are scored by ``evaluate`` (default: data.cam_list).
     """
     run, list_name = Path(run_dir), list_name or cfg.data.cam_list
     weights = run / "affinity" / "model.pth"
