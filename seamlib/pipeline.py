@@ -68,23 +68,37 @@ def _train(cfg: Config, run: Path) -> None:
 
 
 def _cams(cfg: Config, run: Path) -> None:
-    """CAMs of what ``cam_eval`` scores: ``cam_list`` and ``val_list`` (to choose a threshold).
-    The PCM output when the PCM was trained (ECR on), else the raw CAM."""
+    scored_cams(cfg, run / "train" / "model.pth", run / "cams")
+
+
+def scored_cams(cfg: Config, weights: Path, out: Path, progress: bool = True) -> Path:
+    """CAMs of what ``cam_eval`` scores, ``cam_list`` and ``val_list`` (to choose a threshold),
+    in ``out/<list>/``: the PCM output when the PCM was trained (ECR on), else the raw CAM."""
+    from seamlib.stages.cams import cams_stage
+
     for name in dict.fromkeys((cfg.data.cam_list, cfg.data.val_list)):
-        _infer(cfg, run, name, run / "cams" / name)
+        cams_stage(cfg, weights, name, out / name, use_pcm=uses_pcm(cfg), progress=progress)
+    return out
 
 
 def _cam_eval(cfg: Config, run: Path) -> None:
-    """CAM quality on ``cam_list`` from the threshold sweeps of it and of ``val_list``: the
-    best threshold, the one chosen on val, mIoU / mFP / mFN and per-class IoU at both."""
-    from seamlib.stages.evaluate import THRESHOLDS, cam_confusions, json_safe, sweep_metrics
+    from seamlib.stages.evaluate import json_safe
 
-    cams, data = run / "cams", cfg.data
-    sweeps = [cam_confusions(cams / data.cam_list, data.root, data.cam_list, THRESHOLDS),
-              cam_confusions(cams / data.val_list, data.root, data.val_list, THRESHOLDS)]
-    metrics = {"use_pcm": uses_pcm(cfg), **sweep_metrics(*sweeps)}
+    metrics = score_cams(cfg, run / "cams")
     atomic_write(run / "cam_eval" / METRICS,
                  lambda t: t.write_text(json.dumps(json_safe(metrics), indent=1)))
+
+
+def score_cams(cfg: Config, cams: Path) -> dict:
+    """CAM quality on ``cam_list`` from the threshold sweeps of it and of ``val_list`` (CAMs in
+    ``cams/<list>/``): the best threshold, the one chosen on val, mIoU / mFP / mFN and
+    per-class IoU at both."""
+    from seamlib.stages.evaluate import THRESHOLDS, cam_confusions, sweep_metrics
+
+    data = cfg.data
+    sweeps = [cam_confusions(cams / name, data.root, name, THRESHOLDS)
+              for name in (data.cam_list, data.val_list)]
+    return {"use_pcm": uses_pcm(cfg), **sweep_metrics(*sweeps)}
 
 
 def _label_cams(cfg: Config, run: Path) -> None:
@@ -92,18 +106,15 @@ def _label_cams(cfg: Config, run: Path) -> None:
     AffinityNet, random walk). A stage of its own so that runs scored on CAMs alone (the
     ablations, ``--until cam_eval``) infer only the two small lists; it recomputes the
     ``cam_list`` images rather than copying them, so its maps equal one pass over the list."""
-    _infer(cfg, run, cfg.data.train_list, label_cam_dir(cfg, run))
+    from seamlib.stages.cams import cams_stage
+
+    cams_stage(cfg, run / "train" / "model.pth", cfg.data.train_list, label_cam_dir(cfg, run),
+               use_pcm=uses_pcm(cfg))
 
 
 def label_cam_dir(cfg: Config, run: Path) -> Path:
     """Where a run's CAMs of the whole training list are (the pseudo labels' input)."""
     return run / "label_cams" / cfg.data.train_list
-
-
-def _infer(cfg: Config, run: Path, name: str, out: Path) -> None:
-    from seamlib.stages.cams import cams_stage
-
-    cams_stage(cfg, run / "train" / "model.pth", name, out, use_pcm=uses_pcm(cfg))
 
 
 def _crf(cfg: Config, run: Path) -> None:
@@ -233,30 +244,63 @@ def final_key(cfg: Config, until: str) -> str:
     return key
 
 
+def record_path(results: str | Path, profile: str, variant: str, seed: int, name: str) -> Path:
+    """Where a run's metrics are recorded: ``results/<profile>/runs/<variant>/seed<k>/<name>.json``
+    (committed, so tables render on any machine without retraining)."""
+    return Path(results) / profile / "runs" / variant / f"seed{seed}" / f"{name}.json"
+
+
+def read_record(path: Path, key: str) -> dict | None:
+    """The record at ``path`` if it was made with the settings whose key is ``key``."""
+    if path.is_file():
+        record = json.loads(path.read_text())
+        if record.get("key") == key:
+            return record
+    return None
+
+
+def write_record(path: Path, record: dict) -> dict:
+    from seamlib.stages.evaluate import json_safe
+
+    atomic_write(path, lambda t: t.write_text(json.dumps(json_safe(record), indent=1)))
+    return record
+
+
 def recorded_run(cfg: Config, variant: str, seed: int, until: str = "cam_eval",
                  results: str | Path = "results", run: bool = True) -> dict:
-    """The metrics of one (variant, seed) run up to ``until`` (cam_eval or evaluate), from
-    ``results/<profile>/runs/<variant>/seed<k>/<until>.json`` when that record was made with
-    the same settings; else (``run``) the pipeline runs, resuming what it finds, and the
-    record is written, so tables render on any machine without retraining."""
+    """The metrics of one (variant, seed) run up to ``until`` (cam_eval or evaluate), from its
+    record when that was made with the same settings; else (``run``) the pipeline runs,
+    resuming what it finds, and the record is written."""
     if until not in ("cam_eval", "evaluate"):
         raise ValueError(f"until={until!r}: expected cam_eval or evaluate (the stages with "
                          "metrics)")
     run_cfg = variant_config(cfg, variant, seed)
     key = final_key(run_cfg, until)
-    path = Path(results) / cfg.profile / "runs" / variant / f"seed{seed}" / f"{until}.json"
-    if path.is_file() and json.loads(path.read_text())["key"] == key:
-        return json.loads(path.read_text())
+    path = record_path(results, cfg.profile, variant, seed, until)
+    if (record := read_record(path, key)) is not None:
+        return record
     if not run:
         raise FileNotFoundError(f"{path}: no record of this run with these settings; run it "
                                 "first (e.g. make reproduce) or allow training")
     folder = run_folder(cfg.profile, variant, seed)
     timings = run_pipeline(run_cfg, folder, until)
-    record = {"key": key, "variant": variant, "seed": seed, "profile": cfg.profile,
-              "run_dir": str(folder), "timings": timings,
-              "metrics": json.loads((folder / until / METRICS).read_text())}
-    atomic_write(path, lambda t: t.write_text(json.dumps(record, indent=1)))
-    return record
+    return write_record(path, {"key": key, "variant": variant, "seed": seed,
+                               "profile": cfg.profile, "run_dir": str(folder),
+                               "timings": timings,
+                               "metrics": json.loads((folder / until / METRICS).read_text())})
+
+
+def stale_stages(cfg: Config, run_dir: str | Path, until: str) -> list[str]:
+    """The stages up to ``until`` that a ``run_pipeline`` call would run (not complete with
+    their current settings in ``run_dir``)."""
+    key, stale = "", []
+    for stage in STAGES[:STAGE_NAMES.index(until) + 1]:
+        key = stage_key(cfg, stage, key)
+        marker = Path(run_dir) / stage.name / DONE
+        state = json.loads(marker.read_text()) if marker.is_file() else {}
+        if not (state.get("key") == key and state.get("complete")):
+            stale.append(stage.name)
+    return stale
 
 
 def _run_stage(cfg: Config, run: Path, stage: Stage, key: str) -> dict:

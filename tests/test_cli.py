@@ -87,7 +87,8 @@ def test_subcommands_are_listed_in_the_pipelines_order():
     parser = build_parser()
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     assert list(sub.choices) == ["data", "train", "cams", "crf", "affinity", "random-walk",
-                                 "retrain", "segment", "evaluate", "export", "run", "notebook"]
+                                 "retrain", "segment", "evaluate", "export", "run", "reproduce",
+                                 "notebook"]
 
 
 def test_every_option_has_a_help_line():

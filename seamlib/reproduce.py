@@ -1,0 +1,312 @@
+"""``seam reproduce``: every run behind the tables of notebooks 04 (ablations) and 05 (pseudo
+masks and segmentation), which of them remain, an estimate of their time, and running them on
+several workers at once.
+
+A job is one record under ``results/<profile>/runs/<variant>/seed<k>/``: a run of the pipeline
+up to ``cam_eval`` or ``evaluate`` (``pipeline.recorded_run``), the CAMs of a trained run at
+other inference scales (``scales_record``), or its CAMs refined by the CRF with a constant
+background score (``crf_record``). A job whose record exists with the current settings is done;
+the others run, resuming whatever their run folder already holds. The notebooks read the same
+records, so after this call they only render.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import statistics
+import time
+from collections import defaultdict
+from collections.abc import Iterable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from seamlib.config import Config, uses_pcm, variant_config
+from seamlib.io import atomic_write
+from seamlib.pipeline import (
+    STAGE_NAMES,
+    final_key,
+    read_record,
+    record_path,
+    recorded_run,
+    run_folder,
+    run_pipeline,
+    score_cams,
+    scored_cams,
+    stale_stages,
+    write_record,
+)
+
+MAIN = ("baseline", "seam")  # 3 seeds by default; the other variants 1
+ABLATIONS: dict[str, tuple[str, ...]] = {  # notebook 04's sections: their rows
+    "components": ("baseline", "er_only", "pcm_only", "seam"),
+    "transforms": ("seam", "transform_flip", "transform_rotate", "transform_translate",
+                   "transform_rescale_flip", "transform_rescale_rotate",
+                   "transform_rescale_translate"),
+    "augmentation": ("baseline", "baseline_wide_aug", "seam"),
+}
+SCALE_SETS = ((1.0,), (0.5, 1.0), (1.0, 1.5), (0.5, 1.0, 1.5, 2.0))  # multi-scale inference
+INPUT_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0)  # consistency over one input scale
+INFER_SEED = 0  # the run whose weights the inference-only tables use
+PIPELINE_SEEDS = (0,)  # notebook 05: the whole pipeline per seed is long on a CPU
+
+
+def seeds_of(variant: str, seeds: Iterable[int] | None = None) -> list[int]:
+    """A variant's seeds: ``seeds`` when given, else 0, 1, 2 for MAIN and 0 for the others."""
+    return list(seeds) if seeds is not None else ([0, 1, 2] if variant in MAIN else [0])
+
+
+@dataclass(frozen=True)
+class Job:
+    """One record to make: ``kind`` is cam_eval, evaluate, crf_threshold or scales."""
+
+    variant: str
+    seed: int
+    kind: str
+    scales: tuple[float, ...] = ()
+
+    @property
+    def name(self) -> str:
+        """The record's file name (without .json)."""
+        if self.kind == "scales":
+            return "cams_scales_" + "-".join(f"{s:g}" for s in self.scales)
+        return self.kind
+
+    def __str__(self) -> str:
+        return f"{self.variant} seed {self.seed} {self.name}"
+
+
+def scales_config(cfg: Config, variant: str, seed: int, scales: Iterable[float]) -> Config:
+    run = variant_config(cfg, variant, seed)
+    run.cams = dataclasses.replace(run.cams, scales=tuple(float(s) for s in scales))
+    return run
+
+
+def job_key(cfg: Config, job: Job) -> str:
+    """The settings key a job's record must carry to count as done."""
+    if job.kind == "scales":
+        return final_key(scales_config(cfg, job.variant, job.seed, job.scales), "cam_eval")
+    until = "crf" if job.kind == "crf_threshold" else job.kind
+    return final_key(variant_config(cfg, job.variant, job.seed), until)
+
+
+def scales_record(cfg: Config, variant: str, seed: int, scales: Iterable[float],
+                  results: str | Path = "results", run: bool = True) -> dict:
+    """CAM metrics (as ``cam_eval``) of a trained run inferred at ``scales`` instead of the
+    profile's: recorded, else computed from the run's weights (trained here if absent)."""
+    job = Job(variant, seed, "scales", tuple(float(s) for s in scales))
+    run_cfg = scales_config(cfg, variant, seed, job.scales)
+    if run_cfg.cams == variant_config(cfg, variant, seed).cams:  # what cam_eval scored
+        return recorded_run(cfg, variant, seed, "cam_eval", results, run)
+    key, path = job_key(cfg, job), record_path(results, cfg.profile, variant, seed, job.name)
+    if (record := read_record(path, key)) is not None:
+        return record
+    if not run:
+        raise FileNotFoundError(f"{path}: no record of these scales with these settings; run "
+                                "seam reproduce first")
+    folder = run_folder(cfg.profile, variant, seed)
+    run_pipeline(variant_config(cfg, variant, seed), folder, until="train")
+    cams = folder / job.name
+    shutil.rmtree(cams, ignore_errors=True)  # made from other weights or settings
+    start = time.time()
+    scored_cams(run_cfg, folder / "train" / "model.pth", cams, progress=False)
+    metrics = {"scales": list(job.scales), **score_cams(run_cfg, cams)}
+    return write_record(path, {"key": key, "variant": variant, "seed": seed,
+                               "scales": list(job.scales), "run_dir": str(folder),
+                               "seconds": round(time.time() - start, 1), "metrics": metrics})
+
+
+def crf_record(cfg: Config, variant: str, seed: int, results: str | Path = "results",
+               run: bool = True) -> dict:
+    """The run's CAMs of ``cam_list`` refined by the dense CRF with a constant background
+    score (``crf.bg_threshold``), scored: recorded, else made (the CAMs first if absent)."""
+    from seamlib.stages.crf import crf_stage
+    from seamlib.stages.evaluate import evaluate
+
+    job = Job(variant, seed, "crf_threshold")
+    key, path = job_key(cfg, job), record_path(results, cfg.profile, variant, seed, job.name)
+    if (record := read_record(path, key)) is not None:
+        return record
+    if not run:
+        raise FileNotFoundError(f"{path}: no record of CAM + CRF with these settings; run "
+                                "seam reproduce first")
+    run_cfg, folder = variant_config(cfg, variant, seed), run_folder(cfg.profile, variant, seed)
+    run_pipeline(run_cfg, folder, until="cams")
+    out = folder / "crf_threshold"
+    shutil.rmtree(out, ignore_errors=True)  # made with other settings
+    start = time.time()
+    crf_stage(folder / "cams" / cfg.data.cam_list, cfg.data.root, cfg.data.cam_list, out,
+              run_cfg.crf, kind="threshold", progress=False)
+    metrics = evaluate(out, cfg.data.root, cfg.data.cam_list, kind="png")
+    return write_record(path, {"key": key, "variant": variant, "seed": seed,
+                               "profile": cfg.profile, "run_dir": str(folder),
+                               "bg_threshold": run_cfg.crf.bg_threshold,
+                               "seconds": round(time.time() - start, 1), "metrics": metrics})
+
+
+def run_job(cfg: Config, job: Job, results: str | Path = "results", run: bool = True) -> dict:
+    """The record of ``job``: read back, or made when ``run``."""
+    if job.kind == "scales":
+        return scales_record(cfg, job.variant, job.seed, job.scales, results, run)
+    if job.kind == "crf_threshold":
+        return crf_record(cfg, job.variant, job.seed, results, run)
+    return recorded_run(cfg, job.variant, job.seed, job.kind, results, run)
+
+
+def plan(cfg: Config, seeds: Iterable[int] | None = None,
+         pipeline_seeds: Iterable[int] = PIPELINE_SEEDS) -> list[list[Job]]:
+    """Every job of notebooks 04 and 05, in chains that share a run folder (each chain's jobs
+    in order, its training first). First the two runs whose weights the inference-only tables
+    use, then the components, the other seeds of MAIN (the seed spread), then the rest."""
+    seeds, pipeline_seeds = None if seeds is None else list(seeds), list(pipeline_seeds)
+    variants = list(dict.fromkeys(v for rows in ABLATIONS.values() for v in rows))
+    chains = []
+    for variant in variants:
+        for seed in seeds_of(variant, seeds):
+            chain = [Job(variant, seed, "cam_eval")]
+            if variant in MAIN and seed in pipeline_seeds:
+                chain += [Job(variant, seed, "evaluate"), Job(variant, seed, "crf_threshold")]
+            if variant in MAIN and seed == INFER_SEED:  # the profile's own scales: cam_eval
+                sets = dict.fromkeys([*SCALE_SETS, *((s,) for s in INPUT_SCALES)])
+                chain += [Job(variant, seed, "scales", s) for s in sets
+                          if s != tuple(cfg.cams.scales)]
+            chains.append(chain)
+
+    def rank(chain: list[Job]) -> tuple[int, int]:
+        variant, seed = chain[0].variant, chain[0].seed
+        if variant in MAIN:
+            return (0 if seed == INFER_SEED else 2), seed
+        return (1 if variant in ABLATIONS["components"] else 3), seed
+    return sorted(chains, key=rank)
+
+
+def remaining(cfg: Config, chains: list[list[Job]],
+              results: str | Path = "results") -> list[list[Job]]:
+    """The jobs of each chain whose record is missing or was made with other settings."""
+    def done(job: Job) -> bool:
+        path = record_path(results, cfg.profile, job.variant, job.seed, job.name)
+        return read_record(path, job_key(cfg, job)) is not None
+    left = [[job for job in chain if not done(job)] for chain in chains]
+    return [chain for chain in left if chain]
+
+
+def recorded_seconds(profile: str, results: str | Path = "results") -> dict:
+    """Seconds measured by earlier jobs of the profile, for estimates: per (stage, uses PCM)
+    from the pipeline records, per crf_threshold, and per unit of sum(scale^2) of scales."""
+    found: dict = defaultdict(list)
+    for path in sorted((Path(results) / profile / "runs").glob("*/seed*/*.json")):
+        record = json.loads(path.read_text())
+        if "timings" in record:
+            pcm = record["metrics"].get("use_pcm", record["metrics"].get("cams", {})
+                                        .get("use_pcm"))
+            for stage, t in record["timings"].items():
+                found[stage, pcm].append(t["seconds"])
+                found[stage, None].append(t["seconds"])
+        elif "scales" in record:
+            found["scale_unit"].append(record["seconds"] / sum(s * s for s in record["scales"]))
+        elif path.stem == "crf_threshold":
+            found["crf_threshold"].append(record["seconds"])
+    return {k: statistics.median(v) for k, v in found.items()}
+
+
+def job_estimate(cfg: Config, job: Job, seconds: dict) -> float | None:
+    """Estimated single-worker seconds of ``job`` from ``recorded_seconds``; None if unknown."""
+    if job.kind == "scales":
+        unit = seconds.get("scale_unit")
+        return None if unit is None else unit * sum(s * s for s in job.scales)
+    if job.kind == "crf_threshold":
+        return seconds.get("crf_threshold")
+    run_cfg = variant_config(cfg, job.variant, job.seed)
+    stale = stale_stages(run_cfg, run_folder(cfg.profile, job.variant, job.seed), job.kind)
+    if job.kind == "evaluate":
+        stale = [s for s in stale if STAGE_NAMES.index(s) > STAGE_NAMES.index("cam_eval")]
+    parts = [seconds.get((s, uses_pcm(run_cfg)), seconds.get((s, None))) for s in stale]
+    return None if None in parts else sum(parts)
+
+
+def describe(cfg: Config, left: list[list[Job]], workers: int, seconds: dict) -> str:
+    """Which jobs remain and the estimated time left on ``workers`` workers."""
+    jobs = [job for chain in left for job in chain]
+    if not jobs:
+        return "every run behind the tables is recorded; nothing remains"
+    estimates = [job_estimate(cfg, job, seconds) for job in jobs]
+    known = [e for e in estimates if e is not None]
+    lines = [f"{len(jobs)} runs remain:"]
+    lines += [f"  {job}" + ("" if e is None else f" (~{e / 60:.0f} min)")
+              for job, e in zip(jobs, estimates, strict=True)]
+    total = sum(known) / 60
+    unknown = len(estimates) - len(known)
+    lines.append(f"estimated {total / max(1, workers):.0f} min on {workers} workers "
+                 f"({total:.0f} min of one worker's time, from the runs recorded so far)"
+                 + (f"; {unknown} runs with no estimate yet (nothing like them recorded)"
+                    if unknown else ""))
+    return "\n".join(lines)
+
+
+def _run_chain(cfg: Config, chain: list[Job], results: str) -> list[dict]:
+    """Make a chain's records in order; stop at the first failure (later jobs need it)."""
+    done = []
+    for job in chain:
+        start = time.time()
+        try:
+            run_job(cfg, job, results)
+        except Exception as err:  # reported by the parent, one line per failed chain
+            done.append({"job": str(job), "error": f"{type(err).__name__}: {err}"})
+            print(f"failed: {job}: {err}", flush=True)
+            break
+        minutes = (time.time() - start) / 60
+        done.append({"job": str(job), "seconds": round(time.time() - start, 1)})
+        print(f"done: {job} in {minutes:.1f} min", flush=True)
+    return done
+
+
+def reproduce(cfg: Config, workers: int = 1, seeds: Iterable[int] | None = None,
+              results: str | Path = "results", dry_run: bool = False) -> dict:
+    """Run every remaining job, chains spread over ``workers`` processes (the CPU's threads
+    shared between them); print what remains first. Returns what ran and what failed."""
+    import multiprocessing
+
+    from seamlib.data.prepare import prepare_data
+
+    if workers < 1:
+        raise ValueError(f"workers={workers}: expected at least 1")
+    left = remaining(cfg, plan(cfg, seeds), results)
+    print(describe(cfg, left, workers, recorded_seconds(cfg.profile, results)), flush=True)
+    if dry_run or not left:
+        return {"ran": [], "failed": []}
+    prepare_data(cfg)
+    from seamlib.device import hardware
+
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    saved = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "TQDM_DISABLE")}
+    os.environ.update(OMP_NUM_THREADS=str(threads), TQDM_DISABLE="1")  # inherited by workers
+    start, ran = time.time(), []
+    try:
+        # not multiprocessing.Pool: its daemonic workers cannot start data-loading processes
+        with ProcessPoolExecutor(workers, multiprocessing.get_context("spawn")) as pool:
+            n = len(left)
+            for done in pool.map(_run_chain, [cfg] * n, left, [str(results)] * n):
+                ran += done
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k)
+            else:
+                os.environ[k] = v
+    summary = {"ran": ran, "failed": [d for d in ran if "error" in d],
+               "minutes": round((time.time() - start) / 60, 1), "workers": workers,
+               "threads": threads, "hardware": hardware(), "finished": time.strftime("%F %T")}
+    log_call(Path(results) / cfg.profile / "reproduce_log.json", summary)
+    print(f"{len(ran) - len(summary['failed'])} runs made in {summary['minutes']} min on "
+          f"{workers} workers ({threads} threads each); {len(summary['failed'])} failed",
+          flush=True)
+    return summary
+
+
+def log_call(path: Path, summary: dict) -> None:
+    """Append one call's summary to the profile's reproduce log (what ran, how long)."""
+    calls = json.loads(path.read_text()) if path.is_file() else []
+    atomic_write(path, lambda t: t.write_text(json.dumps([*calls, summary], indent=1)))

@@ -1,0 +1,73 @@
+"""`seam reproduce`: the plan of runs behind notebooks 04 and 05, what remains, estimates from
+what was recorded, and the runs themselves on two worker processes (smoke, a reduced plan)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from seamlib import reproduce as rep
+from seamlib.config import load_config
+from seamlib.reproduce import Job, plan, remaining
+
+
+def test_the_plan_holds_every_table_row_and_starts_with_the_runs_inference_reuses():
+    cfg = load_config("proxy")
+    chains = plan(cfg)
+    firsts = [(c[0].variant, c[0].seed) for c in chains]
+    assert firsts[:2] == [("baseline", 0), ("seam", 0)]
+    assert firsts[2:4] == [("er_only", 0), ("pcm_only", 0)]
+    assert firsts[4:8] == [("baseline", 1), ("seam", 1), ("baseline", 2), ("seam", 2)]
+    rows = {v for section in rep.ABLATIONS.values() for v in section}
+    assert {v for v, _ in firsts} == rows and len(firsts) == len(set(firsts))
+    seam0 = [job.name for job in chains[1]]
+    assert seam0[:3] == ["cam_eval", "evaluate", "crf_threshold"]
+    assert "cams_scales_0.5-1" in seam0 and "cams_scales_1.75" in seam0
+    assert "cams_scales_0.5-1-1.5-2" not in seam0  # the profile's own scales: cam_eval's record
+    assert all(len(c) == 1 for c in chains[2:])  # the others: CAMs scored, nothing else
+
+
+def test_chosen_seeds_apply_to_every_variant():
+    chains = plan(load_config("proxy"), seeds=[3])
+    assert {c[0].seed for c in chains} == {3}
+    assert not any(job.kind == "evaluate" for c in chains for job in c)  # 05: seed 0 only
+
+
+@pytest.mark.slow
+def test_reproduce_runs_what_remains_on_two_workers_and_then_nothing(tmp_path, monkeypatch,
+                                                                    capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(rep, "ABLATIONS", {"components": ("baseline", "seam")})
+    monkeypatch.setattr(rep, "SCALE_SETS", ((1.0,),))
+    monkeypatch.setattr(rep, "INPUT_SCALES", (1.0,))
+    cfg = load_config("smoke", data_root=tmp_path / "VOC2012")
+    summary = rep.reproduce(cfg, workers=2, seeds=[0], results=tmp_path / "results")
+    assert summary["failed"] == [] and summary["workers"] == 2
+    made = {d["job"] for d in summary["ran"]}
+    assert made == {str(job) for chain in plan(cfg, [0]) for job in chain}
+    records = tmp_path / "results/smoke/runs"
+    assert (records / "seam/seed0/evaluate.json").is_file()
+    scaled = json.loads((records / "baseline/seed0/cams_scales_1.json").read_text())
+    assert scaled["scales"] == [1.0] and 0 <= scaled["metrics"]["train_miou_best"] <= 1
+    crf = json.loads((records / "baseline/seed0/crf_threshold.json").read_text())
+    assert 0 <= crf["metrics"]["miou"] <= 1
+    log = json.loads((tmp_path / "results/smoke/reproduce_log.json").read_text())
+    assert len(log) == 1 and len(log[0]["ran"]) == len(made)
+    capsys.readouterr()
+
+    assert remaining(cfg, plan(cfg, [0]), tmp_path / "results") == []
+    again = rep.reproduce(cfg, workers=2, seeds=[0], results=tmp_path / "results")
+    assert again["ran"] == [] and "nothing remains" in capsys.readouterr().out
+
+    rep.reproduce(cfg, workers=2, seeds=[1], results=tmp_path / "results", dry_run=True)
+    out = capsys.readouterr().out  # seed 1: trained like seed 0, so its time is estimated
+    assert "seam seed 1 cam_eval (~" in out and "no estimate" not in out
+
+
+def test_a_job_without_its_record_is_an_error_when_running_is_off(tmp_path):
+    cfg = load_config("smoke", data_root=tmp_path / "VOC2012")
+    with pytest.raises(FileNotFoundError, match="no record of these scales"):
+        rep.run_job(cfg, Job("seam", 0, "scales", (1.0,)), tmp_path / "results", run=False)
+    with pytest.raises(ValueError, match="workers=0: expected at least 1"):
+        rep.reproduce(cfg, workers=0, results=tmp_path / "results")
