@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PROFILE ?= proxy
-# seam compare: runs trained at once (proxy: one per CPU core; a GPU profile: one)
+# runs at once in seam reproduce and compare (proxy: one per CPU core; a GPU profile: one)
 WORKERS_proxy := 2
 WORKERS ?= $(or $(WORKERS_$(PROFILE)),1)
 SEEDS ?= 0 1 2
@@ -13,7 +13,7 @@ OUT := results/$(PROFILE)
 NOTEBOOKS := 01_data 02_train_seam 03_cams 04_ablations 05_sota_table
 TABLES := 04_ablations 05_sota_table
 
-.PHONY: install test lint reproduce tables data pretrain pipeline notebooks clean
+.PHONY: install test lint reproduce lab tables data pretrain pipeline notebooks clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -39,18 +39,27 @@ pretrain: $(STAMP)
 	$(BIN)/python -m experiments pretrain --profile $(PROFILE) --force --out results/$(PROFILE)
 
 # The main job: data for the profile, the pretrained trunk's checksum checked (profiles that
-# pretrain), SEAM vs baseline over the seeds, the baseline's difficulty (the seed-0 baseline
-# run, reused), every notebook executed into results/<profile>/ (they reuse the runs), then
-# the whole pipeline of seed 0 for both methods.
+# pretrain), every run behind the tables of notebooks 04 and 05 (seam reproduce: what remains,
+# its estimated time, WORKERS runs at once; resumable, and a run recorded under
+# results/<profile>/runs/ is never run again), then every notebook executed into
+# results/<profile>/ (02 and 03 reuse the seed-0 runs' weights, or train them where runs/ is
+# gone) and results/<profile>/summary.md. Each step's wall time is printed.
 reproduce: data
 	if [ "$(PROFILE)" = proxy ]; then $(LAB) pretrain --profile $(PROFILE) --verify; fi
+	$(BIN)/seam reproduce --profile $(PROFILE) --workers $(WORKERS)
+	for nb in $(NOTEBOOKS); do \
+	  start=$$(date +%s); \
+	  $(BIN)/seam notebook $$nb --profile $(PROFILE) || exit 1; \
+	  echo "$$nb: $$(( ($$(date +%s) - start) / 60 )) min"; \
+	done
+	$(LAB) summary --profile $(PROFILE)
+
+# Lab reports over the same runs (they need the run folders: on a fresh clone they retrain the
+# seed-0 baseline): SEAM vs baseline per class, the benchmark's difficulty, its datasheet.
+lab: data
 	$(LAB) compare --profile $(PROFILE) --seeds $(SEEDS) --workers $(WORKERS) --out $(OUT)
 	$(LAB) difficulty --profile $(PROFILE) --out $(OUT)
 	$(LAB) datasheet --profile $(PROFILE) --out $(OUT)
-	for nb in $(NOTEBOOKS); do \
-	  $(BIN)/seam notebook $$nb --profile $(PROFILE) || exit 1; \
-	done
-	$(MAKE) pipeline PROFILE=$(PROFILE)
 
 # The whole pipeline (CAMs ... retrained segmentation) for SEAM and the baseline of seed 0,
 # continuing the comparison's runs (one run layout: runs/<profile>/<variant>/seed<k>);
@@ -74,6 +83,7 @@ tables: $(STAMP)
 	for nb in $(TABLES); do \
 	  $(BIN)/seam notebook $$nb --profile $(PROFILE) --no-train || exit 1; \
 	done
+	$(LAB) summary --profile $(PROFILE)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
