@@ -281,8 +281,8 @@ def reproduce(cfg: Config, workers: int = 1, seeds: Iterable[int] | None = None,
     from seamlib.device import hardware
 
     threads = max(1, (os.cpu_count() or 1) // workers)
-    saved = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "TQDM_DISABLE")}
-    os.environ.update(OMP_NUM_THREADS=str(threads), TQDM_DISABLE="1")  # inherited by workers
+    saved = {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")}
+    os.environ["OMP_NUM_THREADS"] = str(threads)  # inherited by the spawned workers
     start, ran = time.time(), []
     try:
         # not multiprocessing.Pool: its daemonic workers cannot start data-loading processes
