@@ -17,6 +17,7 @@ TABLES = {
     "04_augmentation": "the baseline with wider rescale augmentation (paper: ER is more than "
                        "augmentation)",
     "04_multiscale": "multi-scale inference sets, seed 0 (inference only)",
+    "04_gradcam": "the baseline's CAM, Grad-CAM and Grad-CAM++ against SEAM, one input scale",
     "04_scale_consistency": "one input scale at a time, seed 0 (paper: SEAM's CAMs vary less)",
     "pseudo_masks": "pseudo masks: CAM, CAM + CRF, CAM + random walk",
     "sota_measured": "the retrained segmentation network on val and test",
@@ -32,6 +33,7 @@ LIMITS = {
 }
 SECTIONS = {"components": "04_components", "transforms": "04_transformations",
             "augmentation": "04_augmentation", "multiscale": "04_multiscale",
+            "gradcam": "04_gradcam",
             "scale_consistency": "04_scale_consistency"}
 
 

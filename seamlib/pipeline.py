@@ -71,13 +71,16 @@ def _cams(cfg: Config, run: Path) -> None:
     scored_cams(cfg, run / "train" / "model.pth", run / "cams")
 
 
-def scored_cams(cfg: Config, weights: Path, out: Path, progress: bool = True) -> Path:
+def scored_cams(cfg: Config, weights: Path, out: Path, progress: bool = True,
+                method: str = "cam") -> Path:
     """CAMs of what ``cam_eval`` scores, ``cam_list`` and ``val_list`` (to choose a threshold),
-    in ``out/<list>/``: the PCM output when the PCM was trained (ECR on), else the raw CAM."""
+    in ``out/<list>/``: the PCM output when the PCM was trained (ECR on), else the raw CAM (or
+    the Grad-CAM / Grad-CAM++ ``method``)."""
     from seamlib.stages.cams import cams_stage
 
     for name in dict.fromkeys((cfg.data.cam_list, cfg.data.val_list)):
-        cams_stage(cfg, weights, name, out / name, use_pcm=uses_pcm(cfg), progress=progress)
+        cams_stage(cfg, weights, name, out / name, use_pcm=uses_pcm(cfg), progress=progress,
+                   method=method)
     return out
 
 

@@ -51,6 +51,9 @@ ABLATIONS: dict[str, tuple[str, ...]] = {  # notebook 04's sections: their rows
 SCALE_SETS = ((1.0,), (0.5, 1.0), (1.0, 1.5), (0.5, 1.0, 1.5, 2.0))  # multi-scale inference
 INPUT_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0)  # consistency over one input scale
 INFER_SEED = 0  # the run whose weights the inference-only tables use
+# Grad-CAM and Grad-CAM++ of the baseline network, at one input scale: summed over scales they
+# would weigh each pass by its inverse size (seamlib/gradcam.py), the CAM does not.
+GRADCAM_JOBS = tuple(("baseline", (1.0,), m) for m in ("gradcam", "gradcam++"))
 PIPELINE_SEEDS = (0,)  # notebook 05: the whole pipeline per seed is long on a CPU
 
 
@@ -61,18 +64,21 @@ def seeds_of(variant: str, seeds: Iterable[int] | None = None) -> list[int]:
 
 @dataclass(frozen=True)
 class Job:
-    """One record to make: ``kind`` is cam_eval, evaluate, crf_threshold or scales."""
+    """One record to make: ``kind`` is cam_eval, evaluate, crf_threshold or scales (the maps of
+    ``method``, the CAM or ``seamlib.gradcam``'s, at ``scales``)."""
 
     variant: str
     seed: int
     kind: str
     scales: tuple[float, ...] = ()
+    method: str = "cam"
 
     @property
     def name(self) -> str:
         """The record's file name (without .json)."""
         if self.kind == "scales":
-            return "cams_scales_" + "-".join(f"{s:g}" for s in self.scales)
+            prefix = "cams" if self.method == "cam" else self.method
+            return f"{prefix}_scales_" + "-".join(f"{s:g}" for s in self.scales)
         return self.kind
 
     def __str__(self) -> str:
@@ -88,18 +94,21 @@ def scales_config(cfg: Config, variant: str, seed: int, scales: Iterable[float])
 def job_key(cfg: Config, job: Job) -> str:
     """The settings key a job's record must carry to count as done."""
     if job.kind == "scales":
-        return final_key(scales_config(cfg, job.variant, job.seed, job.scales), "cam_eval")
+        key = final_key(scales_config(cfg, job.variant, job.seed, job.scales), "cam_eval")
+        return key if job.method == "cam" else f"{key}+{job.method}"
     until = "crf" if job.kind == "crf_threshold" else job.kind
     return final_key(variant_config(cfg, job.variant, job.seed), until)
 
 
 def scales_record(cfg: Config, variant: str, seed: int, scales: Iterable[float],
-                  results: str | Path = "results", run: bool = True) -> dict:
+                  results: str | Path = "results", run: bool = True,
+                  method: str = "cam") -> dict:
     """CAM metrics (as ``cam_eval``) of a trained run inferred at ``scales`` instead of the
-    profile's: recorded, else computed from the run's weights (trained here if absent)."""
-    job = Job(variant, seed, "scales", tuple(float(s) for s in scales))
+    profile's, or of its Grad-CAM / Grad-CAM++ (``method``): recorded, else computed from the
+    run's weights (trained here if absent)."""
+    job = Job(variant, seed, "scales", tuple(float(s) for s in scales), method)
     run_cfg = scales_config(cfg, variant, seed, job.scales)
-    if run_cfg.cams == variant_config(cfg, variant, seed).cams:  # what cam_eval scored
+    if method == "cam" and run_cfg.cams == variant_config(cfg, variant, seed).cams:
         return recorded_run(cfg, variant, seed, "cam_eval", results, run)
     key, path = job_key(cfg, job), record_path(results, cfg.profile, variant, seed, job.name)
     if (record := read_record(path, key)) is not None:
@@ -112,10 +121,11 @@ def scales_record(cfg: Config, variant: str, seed: int, scales: Iterable[float],
     cams = folder / job.name
     shutil.rmtree(cams, ignore_errors=True)  # made from other weights or settings
     start = time.time()
-    scored_cams(run_cfg, folder / "train" / "model.pth", cams, progress=False)
-    metrics = {"scales": list(job.scales), **score_cams(run_cfg, cams)}
+    scored_cams(run_cfg, folder / "train" / "model.pth", cams, progress=False, method=method)
+    metrics = {"scales": list(job.scales), "method": method, **score_cams(run_cfg, cams)}
     return write_record(path, {"key": key, "variant": variant, "seed": seed,
-                               "scales": list(job.scales), "run_dir": str(folder),
+                               "scales": list(job.scales), "method": method,
+                               "run_dir": str(folder),
                                "seconds": round(time.time() - start, 1), "metrics": metrics})
 
 
@@ -150,7 +160,7 @@ def crf_record(cfg: Config, variant: str, seed: int, results: str | Path = "resu
 def run_job(cfg: Config, job: Job, results: str | Path = "results", run: bool = True) -> dict:
     """The record of ``job``: read back, or made when ``run``."""
     if job.kind == "scales":
-        return scales_record(cfg, job.variant, job.seed, job.scales, results, run)
+        return scales_record(cfg, job.variant, job.seed, job.scales, results, run, job.method)
     if job.kind == "crf_threshold":
         return crf_record(cfg, job.variant, job.seed, results, run)
     return recorded_run(cfg, job.variant, job.seed, job.kind, results, run)
@@ -173,6 +183,8 @@ def plan(cfg: Config, seeds: Iterable[int] | None = None,
                 sets = dict.fromkeys([*SCALE_SETS, *((s,) for s in INPUT_SCALES)])
                 chain += [Job(variant, seed, "scales", s) for s in sets
                           if s != tuple(cfg.cams.scales)]
+                chain += [Job(variant, seed, "scales", s, m) for v, s, m in GRADCAM_JOBS
+                          if v == variant]
             chains.append(chain)
 
     def rank(chain: list[Job]) -> tuple[int, int]:
@@ -206,7 +218,8 @@ def recorded_seconds(profile: str, results: str | Path = "results") -> dict:
                 found[stage, pcm].append(t["seconds"])
                 found[stage, None].append(t["seconds"])
         elif "scales" in record:
-            found["scale_unit"].append(record["seconds"] / sum(s * s for s in record["scales"]))
+            unit = record["seconds"] / sum(s * s for s in record["scales"])
+            found["scale_unit", record.get("method", "cam")].append(unit)
         elif path.stem == "crf_threshold":
             found["crf_threshold"].append(record["seconds"])
     return {k: statistics.median(v) for k, v in found.items()}
@@ -215,7 +228,7 @@ def recorded_seconds(profile: str, results: str | Path = "results") -> dict:
 def job_estimate(cfg: Config, job: Job, seconds: dict) -> float | None:
     """Estimated single-worker seconds of ``job`` from ``recorded_seconds``; None if unknown."""
     if job.kind == "scales":
-        unit = seconds.get("scale_unit")
+        unit = seconds.get(("scale_unit", job.method))
         return None if unit is None else unit * sum(s * s for s in job.scales)
     if job.kind == "crf_threshold":
         return seconds.get("crf_threshold")

@@ -25,6 +25,9 @@ def test_the_plan_holds_every_table_row_and_starts_with_the_runs_inference_reuse
     assert seam0[:3] == ["cam_eval", "evaluate", "crf_threshold"]
     assert "cams_scales_0.5-1" in seam0 and "cams_scales_1.75" in seam0
     assert "cams_scales_0.5-1-1.5-2" not in seam0  # the profile's own scales: cam_eval's record
+    baseline0 = [job.name for job in chains[0]]
+    assert {"gradcam_scales_1", "gradcam++_scales_1"} <= set(baseline0)  # of the baseline only
+    assert not any(name.startswith("gradcam") for name in seam0)
     assert all(len(c) == 1 for c in chains[2:])  # the others: CAMs scored, nothing else
 
 
@@ -50,6 +53,9 @@ def test_reproduce_runs_what_remains_on_two_workers_and_then_nothing(tmp_path, m
     assert (records / "seam/seed0/evaluate.json").is_file()
     scaled = json.loads((records / "baseline/seed0/cams_scales_1.json").read_text())
     assert scaled["scales"] == [1.0] and 0 <= scaled["metrics"]["train_miou_best"] <= 1
+    plus = json.loads((records / "baseline/seed0/gradcam++_scales_1.json").read_text())
+    assert plus["method"] == "gradcam++" and plus["key"].endswith("+gradcam++")
+    assert plus["metrics"]["train_miou_best"] != scaled["metrics"]["train_miou_best"]
     crf = json.loads((records / "baseline/seed0/crf_threshold.json").read_text())
     assert 0 <= crf["metrics"]["miou"] <= 1
     log = json.loads((tmp_path / "results/smoke/reproduce_log.json").read_text())

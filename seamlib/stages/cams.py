@@ -133,11 +133,14 @@ def model_digest(net: torch.nn.Module) -> str:
 def cam_manifest(net: torch.nn.Module, use_pcm: bool, scales: Sequence[float] | None,
                  weights: str | Path | None = None) -> dict[str, Any]:
     """What a CAM folder's maps depend on: the network's state, PCM or raw CAM, the scales;
-    with the weights file (path, sha256) they came from when it is known."""
-    return {"model_sha256": model_digest(net), "use_pcm": use_pcm,
-            "scales": None if scales is None else [float(s) for s in scales],
-            "weights": None if weights is None else str(weights),
-            "weights_sha256": None if weights is None else sha256_file(weights)}
+    with the weights file (path, sha256) they came from when it is known; and the method of a
+    ``GradCAMNet`` (only then, so the manifests of CAM folders stay as they were)."""
+    manifest = {"model_sha256": model_digest(net), "use_pcm": use_pcm,
+                "scales": None if scales is None else [float(s) for s in scales],
+                "weights": None if weights is None else str(weights),
+                "weights_sha256": None if weights is None else sha256_file(weights)}
+    method = getattr(net, "method", "cam")
+    return manifest if method == "cam" else {**manifest, "method": method}
 
 
 def save_manifest(path: Path, manifest: dict[str, Any]) -> None:
@@ -230,25 +233,33 @@ def iter_cams(cam_dir: str | Path, ids: list[str]) -> Iterator[tuple[str, np.nda
 
 def cams_stage(cfg: Config, weights: str | Path | None = None, list_name: str | None = None,
                out_dir: str | Path | None = None, use_pcm: bool = True,
-               progress: bool = True) -> Path:
+               progress: bool = True, method: str = "cam") -> Path:
     """Stage cams for the CLI and notebooks: load trained SEAM weights (default
     ``<train.out_dir>/model.pth``) and write the CAMs of a list (default ``data.cam_list``),
     PCM output or raw fc8 CAM, to ``out_dir`` (default ``<train.out_dir>/cams[_raw]_<list>``).
-    The image labels that mask the CAMs come from ``data.label_source``."""
+    The image labels that mask the CAMs come from ``data.label_source``. ``method``
+    "gradcam" or "gradcam++" writes that map of the network instead, without the PCM (default
+    folder ``<train.out_dir>/cams_<method>_<list>``)."""
     from seamlib.data.lists import check_inputs, labels_for
+    from seamlib.gradcam import METHODS, GradCAMNet
     from seamlib.models import build_model
     from seamlib.models.weights import load_weights
 
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    use_pcm = use_pcm and method == "cam"
     list_name = list_name or cfg.data.cam_list
     run = Path(cfg.train.out_dir)
     weights = Path(weights) if weights else run / "model.pth"
-    out = Path(out_dir) if out_dir else run / f"cams{'' if use_pcm else '_raw'}_{list_name}"
+    kind = f"_{method}" if method != "cam" else "" if use_pcm else "_raw"
+    out = Path(out_dir) if out_dir else run / f"cams{kind}_{list_name}"
     if not weights.is_file():
         raise FileNotFoundError(f"{weights}: no trained weights; run `seam train` first or "
                                 f"pass the SEAM checkpoint to use")
     check_inputs(cfg.data.root, [list_name], progress=progress)
     net = build_model(cfg.model)
     load_weights(net, weights, kind="seam")
+    net = net if method == "cam" else GradCAMNet(net, method)
     labels = labels_for(cfg.data.root, list_name, cfg.data.label_source)
     dataset = MultiScaleDataset(cfg.data.root, list_name, labels, cfg.cams.scales)
     return infer_cams(net, dataset, out, use_pcm=use_pcm, progress=progress, weights=weights,
