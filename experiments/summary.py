@@ -23,6 +23,7 @@ TABLES = {
     "sota_measured": "the retrained segmentation network on val and test",
     "sota_reported": "others' reported VOC numbers, for context only (not measured here)",
 }
+LAB = ("seam_vs_baseline.md", "difficulty.json", "datasheet.md", "pipeline.md")
 # What a profile's numbers cannot show, said once at the top of its summary.
 LIMITS = {
     "proxy": "The proxy is a synthetic VOC-format benchmark with a 1/8-width ResNet38 and crop "
@@ -64,6 +65,11 @@ def write_summary(cfg: Config, out: str | Path, results: str | Path = "results")
         lines.append(f"- [{table.stem}](tables/{table.name}): {what}.{verdict}")
     lines += ["", "## Figures", ""]
     lines += [f"- [{png.name}]({png.name})" for png in sorted(out.glob("*.png"))]
+    lab = [f"[{f.name}]({f.name})" for name in LAB for f in sorted(out.glob(name))]
+    if lab:
+        lines += ["", "## Lab reports", "", "Made by `make lab` (`python -m experiments`), not by "
+                  "`make reproduce`; each states the command, commit and machine that made it: "
+                  + ", ".join(lab) + "."]
     left = [str(job) for chain in remaining(cfg, plan(cfg), results) for job in chain]
     lines += ["", "## Runs not recorded yet", "",
               (f"{len(left)} of the runs behind the tables: " + ", ".join(left) +

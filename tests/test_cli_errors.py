@@ -163,3 +163,16 @@ def test_help_does_not_import_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == "False"
+
+
+def test_reproduce_with_no_workers_and_a_failed_run_end_in_one_line(tmp_path, monkeypatch,
+                                                                    capsys):
+    monkeypatch.chdir(tmp_path)
+    err = fails(capsys, "reproduce", "--profile", "smoke", "--workers", "0")
+    assert "workers=0: expected at least 1" in err
+    import seamlib.reproduce as rep
+
+    monkeypatch.setattr(rep, "reproduce", lambda *a, **k: {"failed": [
+        {"job": "seam seed 0 cam_eval", "error": "OSError: x.jpg: truncated"}]})
+    err = fails(capsys, "reproduce", "--profile", "smoke")
+    assert "1 runs failed, the first: seam seed 0 cam_eval: OSError: x.jpg: truncated" in err
