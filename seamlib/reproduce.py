@@ -252,7 +252,8 @@ def describe(cfg: Config, left: list[list[Job]], workers: int, seconds: dict) ->
               for job, e in zip(jobs, estimates, strict=True)]
     total = sum(known) / 60
     unknown = len(estimates) - len(known)
-    lines.append(f"estimated {total / max(1, workers):.0f} min on {workers} workers "
+    lines.append(f"estimated {total / max(1, workers):.0f} min on {workers} "
+                 f"worker{'s' * (workers > 1)} "
                  f"({total:.0f} min of one worker's time, from the runs recorded so far)"
                  + (f"; {unknown} runs with no estimate yet (nothing like them recorded)"
                     if unknown else ""))
