@@ -269,6 +269,17 @@ def write_record(path: Path, record: dict) -> dict:
     return record
 
 
+def made_record(path: Path, key: str, run: bool, what: str, make: Callable[[], dict]) -> dict:
+    """The record at ``path`` made with settings ``key``; else (``run``) ``make()``'s, written
+    there with the key; else an error naming the file and ``what`` is missing."""
+    if (record := read_record(path, key)) is not None:
+        return record
+    if not run:
+        raise FileNotFoundError(f"{path}: no record of {what} with these settings; run it "
+                                "first (seam reproduce, make reproduce) or allow training")
+    return write_record(path, {"key": key, **make()})
+
+
 def recorded_run(cfg: Config, variant: str, seed: int, until: str = "cam_eval",
                  results: str | Path = "results", run: bool = True) -> dict:
     """The metrics of one (variant, seed) run up to ``until`` (cam_eval or evaluate), from its
@@ -278,19 +289,15 @@ def recorded_run(cfg: Config, variant: str, seed: int, until: str = "cam_eval",
         raise ValueError(f"until={until!r}: expected cam_eval or evaluate (the stages with "
                          "metrics)")
     run_cfg = variant_config(cfg, variant, seed)
-    key = final_key(run_cfg, until)
-    path = record_path(results, cfg.profile, variant, seed, until)
-    if (record := read_record(path, key)) is not None:
-        return record
-    if not run:
-        raise FileNotFoundError(f"{path}: no record of this run with these settings; run it "
-                                "first (e.g. make reproduce) or allow training")
     folder = run_folder(cfg.profile, variant, seed)
-    timings = run_pipeline(run_cfg, folder, until)
-    return write_record(path, {"key": key, "variant": variant, "seed": seed,
-                               "profile": cfg.profile, "run_dir": str(folder),
-                               "timings": timings,
-                               "metrics": json.loads((folder / until / METRICS).read_text())})
+
+    def make() -> dict:
+        timings = run_pipeline(run_cfg, folder, until)
+        return {"variant": variant, "seed": seed, "profile": cfg.profile,
+                "run_dir": str(folder), "timings": timings,
+                "metrics": json.loads((folder / until / METRICS).read_text())}
+    return made_record(record_path(results, cfg.profile, variant, seed, until),
+                       final_key(run_cfg, until), run, "this run", make)
 
 
 def stale_stages(cfg: Config, run_dir: str | Path, until: str) -> list[str]:

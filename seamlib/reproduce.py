@@ -29,6 +29,7 @@ from seamlib.io import atomic_write
 from seamlib.pipeline import (
     STAGE_NAMES,
     final_key,
+    made_record,
     read_record,
     record_path,
     recorded_run,
@@ -37,7 +38,6 @@ from seamlib.pipeline import (
     score_cams,
     scored_cams,
     stale_stages,
-    write_record,
 )
 
 MAIN = ("baseline", "seam")  # 3 seeds by default; the other variants 1
@@ -110,23 +110,21 @@ def scales_record(cfg: Config, variant: str, seed: int, scales: Iterable[float],
     run_cfg = scales_config(cfg, variant, seed, job.scales)
     if method == "cam" and run_cfg.cams == variant_config(cfg, variant, seed).cams:
         return recorded_run(cfg, variant, seed, "cam_eval", results, run)
-    key, path = job_key(cfg, job), record_path(results, cfg.profile, variant, seed, job.name)
-    if (record := read_record(path, key)) is not None:
-        return record
-    if not run:
-        raise FileNotFoundError(f"{path}: no record of these scales with these settings; run "
-                                "seam reproduce first")
     folder = run_folder(cfg.profile, variant, seed)
-    run_pipeline(variant_config(cfg, variant, seed), folder, until="train")
-    cams = folder / job.name
-    shutil.rmtree(cams, ignore_errors=True)  # made from other weights or settings
-    start = time.time()
-    scored_cams(run_cfg, folder / "train" / "model.pth", cams, progress=False, method=method)
-    metrics = {"scales": list(job.scales), "method": method, **score_cams(run_cfg, cams)}
-    return write_record(path, {"key": key, "variant": variant, "seed": seed,
-                               "scales": list(job.scales), "method": method,
-                               "run_dir": str(folder),
-                               "seconds": round(time.time() - start, 1), "metrics": metrics})
+
+    def make() -> dict:
+        run_pipeline(variant_config(cfg, variant, seed), folder, until="train")
+        cams = folder / job.name
+        shutil.rmtree(cams, ignore_errors=True)  # made from other weights or settings
+        start = time.time()
+        scored_cams(run_cfg, folder / "train" / "model.pth", cams, progress=False,
+                    method=method)
+        metrics = {"scales": list(job.scales), "method": method, **score_cams(run_cfg, cams)}
+        return {"variant": variant, "seed": seed, "scales": list(job.scales), "method": method,
+                "run_dir": str(folder), "seconds": round(time.time() - start, 1),
+                "metrics": metrics}
+    return made_record(record_path(results, cfg.profile, variant, seed, job.name),
+                       job_key(cfg, job), run, "these scales", make)
 
 
 def crf_record(cfg: Config, variant: str, seed: int, results: str | Path = "results",
@@ -137,24 +135,21 @@ def crf_record(cfg: Config, variant: str, seed: int, results: str | Path = "resu
     from seamlib.stages.evaluate import evaluate
 
     job = Job(variant, seed, "crf_threshold")
-    key, path = job_key(cfg, job), record_path(results, cfg.profile, variant, seed, job.name)
-    if (record := read_record(path, key)) is not None:
-        return record
-    if not run:
-        raise FileNotFoundError(f"{path}: no record of CAM + CRF with these settings; run "
-                                "seam reproduce first")
     run_cfg, folder = variant_config(cfg, variant, seed), run_folder(cfg.profile, variant, seed)
-    run_pipeline(run_cfg, folder, until="cams")
-    out = folder / "crf_threshold"
-    shutil.rmtree(out, ignore_errors=True)  # made with other settings
-    start = time.time()
-    crf_stage(folder / "cams" / cfg.data.cam_list, cfg.data.root, cfg.data.cam_list, out,
-              run_cfg.crf, kind="threshold", progress=False)
-    metrics = evaluate(out, cfg.data.root, cfg.data.cam_list, kind="png")
-    return write_record(path, {"key": key, "variant": variant, "seed": seed,
-                               "profile": cfg.profile, "run_dir": str(folder),
-                               "bg_threshold": run_cfg.crf.bg_threshold,
-                               "seconds": round(time.time() - start, 1), "metrics": metrics})
+
+    def make() -> dict:
+        run_pipeline(run_cfg, folder, until="cams")
+        out = folder / "crf_threshold"
+        shutil.rmtree(out, ignore_errors=True)  # made with other settings
+        start = time.time()
+        crf_stage(folder / "cams" / cfg.data.cam_list, cfg.data.root, cfg.data.cam_list, out,
+                  run_cfg.crf, kind="threshold", progress=False)
+        metrics = evaluate(out, cfg.data.root, cfg.data.cam_list, kind="png")
+        return {"variant": variant, "seed": seed, "profile": cfg.profile,
+                "run_dir": str(folder), "bg_threshold": run_cfg.crf.bg_threshold,
+                "seconds": round(time.time() - start, 1), "metrics": metrics}
+    return made_record(record_path(results, cfg.profile, variant, seed, job.name),
+                       job_key(cfg, job), run, "CAM + CRF", make)
 
 
 def run_job(cfg: Config, job: Job, results: str | Path = "results", run: bool = True) -> dict:
