@@ -20,7 +20,7 @@ import statistics
 import time
 from collections import defaultdict
 from collections.abc import Iterable
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -235,23 +235,29 @@ def job_estimate(cfg: Config, job: Job, seconds: dict) -> float | None:
     return None if None in parts else sum(parts)
 
 
+def minutes_left(cfg: Config, left: list[list[Job]], workers: int,
+                 seconds: dict) -> tuple[float, int]:
+    """Estimated minutes of the remaining jobs on ``workers`` workers, and how many jobs have no
+    estimate (nothing like them recorded)."""
+    estimates = [job_estimate(cfg, job, seconds) for chain in left for job in chain]
+    known = [e for e in estimates if e is not None]
+    return sum(known) / 60 / max(1, workers), len(estimates) - len(known)
+
+
 def describe(cfg: Config, left: list[list[Job]], workers: int, seconds: dict) -> str:
     """Which jobs remain and the estimated time left on ``workers`` workers."""
     jobs = [job for chain in left for job in chain]
     if not jobs:
         return "every run behind the tables is recorded; nothing remains"
-    estimates = [job_estimate(cfg, job, seconds) for job in jobs]
-    known = [e for e in estimates if e is not None]
     lines = [f"{len(jobs)} runs remain:"]
-    lines += [f"  {job}" + ("" if e is None else f" (~{e / 60:.0f} min)")
-              for job, e in zip(jobs, estimates, strict=True)]
-    total = sum(known) / 60
-    unknown = len(estimates) - len(known)
-    lines.append(f"estimated {total / max(1, workers):.0f} min on {workers} "
-                 f"worker{'s' * (workers > 1)} "
-                 f"({total:.0f} min of one worker's time, from the runs recorded so far)"
-                 + (f"; {unknown} runs with no estimate yet (nothing like them recorded)"
-                    if unknown else ""))
+    for job in jobs:
+        e = job_estimate(cfg, job, seconds)
+        lines.append(f"  {job}" + ("" if e is None else f" (~{e / 60:.0f} min)"))
+    total, unknown = minutes_left(cfg, left, workers, seconds)
+    lines.append(f"estimated {total:.0f} min on {workers} worker{'s' * (workers > 1)} "
+                 f"({total * workers:.0f} min of one worker's time, from the runs recorded "
+                 "so far)" + (f"; {unknown} runs with no estimate yet (nothing like them "
+                              "recorded)" if unknown else ""))
     return "\n".join(lines)
 
 
@@ -292,30 +298,43 @@ def reproduce(cfg: Config, workers: int = 1, seeds: Iterable[int] | None = None,
     threads = max(1, (os.cpu_count() or 1) // workers)
     saved = {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")}
     os.environ["OMP_NUM_THREADS"] = str(threads)  # inherited by the spawned workers
-    start, ran = time.time(), []
+    log = Path(results) / cfg.profile / "reproduce_log.json"
+    start, earlier = time.time(), read_log(log)
+    summary = {"started": time.strftime("%F %T"), "finished": None, "minutes": 0.0,
+               "workers": workers, "threads": threads, "hardware": hardware(),
+               "ran": [], "failed": []}
     try:
         # not multiprocessing.Pool: its daemonic workers cannot start data-loading processes
         with ProcessPoolExecutor(workers, multiprocessing.get_context("spawn")) as pool:
-            n = len(left)
-            for done in pool.map(_run_chain, [cfg] * n, left, [str(results)] * n):
-                ran += done
+            futures = [pool.submit(_run_chain, cfg, chain, str(results)) for chain in left]
+            for i, future in enumerate(as_completed(futures), 1):
+                summary["ran"] += future.result()
+                summary["failed"] = [d for d in summary["ran"] if "error" in d]
+                summary["minutes"] = round((time.time() - start) / 60, 1)
+                write_log(log, [*earlier, summary])
+                rest, _ = minutes_left(cfg, remaining(cfg, left, results), workers,
+                                       recorded_seconds(cfg.profile, results))
+                print(f"{i} of {len(left)} chains done after {summary['minutes']:.0f} min; "
+                      f"about {rest:.0f} min left", flush=True)
     finally:
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k)
             else:
                 os.environ[k] = v
-    summary = {"ran": ran, "failed": [d for d in ran if "error" in d],
-               "minutes": round((time.time() - start) / 60, 1), "workers": workers,
-               "threads": threads, "hardware": hardware(), "finished": time.strftime("%F %T")}
-    log_call(Path(results) / cfg.profile / "reproduce_log.json", summary)
-    print(f"{len(ran) - len(summary['failed'])} runs made in {summary['minutes']} min on "
-          f"{workers} workers ({threads} threads each); {len(summary['failed'])} failed",
+    summary["finished"] = time.strftime("%F %T")
+    write_log(log, [*earlier, summary])
+    print(f"{len(summary['ran']) - len(summary['failed'])} runs made in {summary['minutes']} "
+          f"min on {workers} workers ({threads} threads each); {len(summary['failed'])} failed",
           flush=True)
     return summary
 
 
-def log_call(path: Path, summary: dict) -> None:
-    """Append one call's summary to the profile's reproduce log (what ran, how long)."""
-    calls = json.loads(path.read_text()) if path.is_file() else []
-    atomic_write(path, lambda t: t.write_text(json.dumps([*calls, summary], indent=1)))
+def read_log(path: Path) -> list[dict]:
+    """The profile's reproduce log: one summary per call (what ran, how long; ``finished`` is
+    None for a call that was stopped), rewritten after each chain so a stop keeps what ran."""
+    return json.loads(path.read_text()) if path.is_file() else []
+
+
+def write_log(path: Path, calls: list[dict]) -> None:
+    atomic_write(path, lambda t: t.write_text(json.dumps(calls, indent=1)))

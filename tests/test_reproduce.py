@@ -59,8 +59,9 @@ def test_reproduce_runs_what_remains_on_two_workers_and_then_nothing(tmp_path, m
     crf = json.loads((records / "baseline/seed0/crf_threshold.json").read_text())
     assert 0 <= crf["metrics"]["miou"] <= 1
     log = json.loads((tmp_path / "results/smoke/reproduce_log.json").read_text())
-    assert len(log) == 1 and len(log[0]["ran"]) == len(made)
-    capsys.readouterr()
+    assert len(log) == 1 and len(log[0]["ran"]) == len(made) and log[0]["finished"]
+    out = capsys.readouterr().out
+    assert f"{len(plan(cfg, [0]))} of {len(plan(cfg, [0]))} chains done after" in out
 
     assert remaining(cfg, plan(cfg, [0]), tmp_path / "results") == []
     again = rep.reproduce(cfg, workers=2, seeds=[0], results=tmp_path / "results")
