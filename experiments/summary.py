@@ -8,7 +8,7 @@ from pathlib import Path
 
 from seamlib.config import Config
 from seamlib.io import atomic_write
-from seamlib.reproduce import plan, remaining
+from seamlib.reproduce import plan, recorded_compute, remaining
 
 # What each table can show on the synthetic proxy (the paper's VOC numbers are never in them).
 TABLES = {
@@ -70,6 +70,11 @@ def write_summary(cfg: Config, out: str | Path, results: str | Path = "results")
         lines += ["", "## Lab reports", "", "Made by `make lab` (`python -m experiments`), not by "
                   "`make reproduce`; each states the command, commit and machine that made it: "
                   + ", ".join(lab) + "."]
+    compute = recorded_compute(cfg.profile, results)
+    lines += ["", "## Compute", "",
+              f"The recorded runs took {compute['seconds'] / 3600:.1f} h of one worker's time "
+              f"(the sum of their measured stage times, {compute['run_folders']} trained runs "
+              "and the inference-only jobs), on: " + "; ".join(compute["hardware"]) + "."]
     left = [str(job) for chain in remaining(cfg, plan(cfg), results) for job in chain]
     lines += ["", "## Runs not recorded yet", "",
               (f"{len(left)} of the runs behind the tables: " + ", ".join(left) +

@@ -220,6 +220,23 @@ def recorded_seconds(profile: str, results: str | Path = "results") -> dict:
     return {k: statistics.median(v) for k, v in found.items()}
 
 
+def recorded_compute(profile: str, results: str | Path = "results") -> dict:
+    """The measured time of every recorded job, as one worker's seconds: each stage of a run
+    folder once (a run's cam_eval and evaluate records share their first stages), plus the
+    inference-only jobs; with the hardware the stages report."""
+    stages: dict[tuple[str, str], float] = {}
+    extra, hardware = 0.0, set()
+    for path in sorted((Path(results) / profile / "runs").glob("*/seed*/*.json")):
+        record = json.loads(path.read_text())
+        for stage, t in record.get("timings", {}).items():
+            stages[record["run_dir"], stage] = t["seconds"]
+            hardware.add(t.get("hardware", "unknown"))
+        if "timings" not in record:
+            extra += record["seconds"]
+    return {"seconds": round(sum(stages.values()) + extra, 1),
+            "run_folders": len({run for run, _ in stages}), "hardware": sorted(hardware)}
+
+
 def job_estimate(cfg: Config, job: Job, seconds: dict) -> float | None:
     """Estimated single-worker seconds of ``job`` from ``recorded_seconds``; None if unknown."""
     if job.kind == "scales":

@@ -78,3 +78,18 @@ def test_a_job_without_its_record_is_an_error_when_running_is_off(tmp_path):
         rep.run_job(cfg, Job("seam", 0, "scales", (1.0,)), tmp_path / "results", run=False)
     with pytest.raises(ValueError, match="workers=0: expected at least 1"):
         rep.reproduce(cfg, workers=0, results=tmp_path / "results")
+
+
+def test_recorded_compute_counts_each_stage_of_a_run_once_plus_inference_jobs(tmp_path):
+    runs = tmp_path / "results/proxy/runs/baseline/seed0"
+    runs.mkdir(parents=True)
+    hw = {"hardware": "cpu x"}
+    first = {"train": {"seconds": 100.0, **hw}, "cams": {"seconds": 10.0, **hw}}
+    (runs / "cam_eval.json").write_text(json.dumps(
+        {"run_dir": "runs/proxy/baseline/seed0", "timings": first}))
+    (runs / "evaluate.json").write_text(json.dumps(  # shares train and cams with cam_eval
+        {"run_dir": "runs/proxy/baseline/seed0",
+         "timings": {**first, "retrain": {"seconds": 50.0, **hw}}}))
+    (runs / "cams_scales_1.json").write_text(json.dumps({"seconds": 5.0, "scales": [1.0]}))
+    compute = rep.recorded_compute("proxy", tmp_path / "results")
+    assert compute == {"seconds": 165.0, "run_folders": 1, "hardware": ["cpu x"]}

@@ -27,3 +27,4 @@ def test_the_summary_links_tables_and_figures_with_verdicts_and_missing_runs(tmp
     jobs = sum(len(chain) for chain in plan(cfg))
     assert f"{jobs} of the runs behind the tables: baseline seed 0 cam_eval" in text
     assert "5x5 map" in text  # what the proxy cannot show
+    assert "The recorded runs took 0.0 h of one worker's time" in text
