@@ -12,11 +12,13 @@ records, so after this call they only render.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import shutil
 import statistics
+import sys
 import time
 from collections import defaultdict
 from collections.abc import Iterable
@@ -278,20 +280,30 @@ def describe(cfg: Config, left: list[list[Job]], workers: int, seconds: dict) ->
     return "\n".join(lines)
 
 
-def _run_chain(cfg: Config, chain: list[Job], results: str) -> list[dict]:
-    """Make a chain's records in order; stop at the first failure (later jobs need it)."""
+PROGRESS_LOG = "progress.log"  # in a run folder: its stages' progress bars (several workers)
+
+
+def _run_chain(cfg: Config, chain: list[Job], results: str, quiet: bool) -> list[dict]:
+    """Make a chain's records in order; stop at the first failure (later jobs need it).
+    ``quiet``: the stages' progress bars go to the run folder's ``progress.log``, since several
+    workers' bars on one terminal garble each other; the start and end lines stay here."""
+    log = run_folder(cfg.profile, chain[0].variant, chain[0].seed) / PROGRESS_LOG
+    if quiet:
+        log.parent.mkdir(parents=True, exist_ok=True)
     done = []
-    for job in chain:
-        start = time.time()
-        try:
-            run_job(cfg, job, results)
-        except Exception as err:  # reported by the parent, one line per failed chain
-            done.append({"job": str(job), "error": f"{type(err).__name__}: {err}"})
-            print(f"failed: {job}: {err}", flush=True)
-            break
-        minutes = (time.time() - start) / 60
-        done.append({"job": str(job), "seconds": round(time.time() - start, 1)})
-        print(f"done: {job} in {minutes:.1f} min", flush=True)
+    with (open(log, "a") if quiet else contextlib.nullcontext(sys.stderr)) as bars, \
+            contextlib.redirect_stderr(bars):
+        for job in chain:
+            print(f"started: {job}" + (f" (progress: {log})" if quiet else ""), flush=True)
+            start = time.time()
+            try:
+                run_job(cfg, job, results)
+            except Exception as err:  # reported by the parent, one line per failed chain
+                done.append({"job": str(job), "error": f"{type(err).__name__}: {err}"})
+                print(f"failed: {job}: {err}", flush=True)
+                break
+            done.append({"job": str(job), "seconds": round(time.time() - start, 1)})
+            print(f"done: {job} in {(time.time() - start) / 60:.1f} min", flush=True)
     return done
 
 
@@ -323,7 +335,8 @@ def reproduce(cfg: Config, workers: int = 1, seeds: Iterable[int] | None = None,
     try:
         # not multiprocessing.Pool: its daemonic workers cannot start data-loading processes
         with ProcessPoolExecutor(workers, multiprocessing.get_context("spawn")) as pool:
-            futures = [pool.submit(_run_chain, cfg, chain, str(results)) for chain in left]
+            futures = [pool.submit(_run_chain, cfg, chain, str(results), workers > 1)
+                       for chain in left]
             for i, future in enumerate(as_completed(futures), 1):
                 summary["ran"] += future.result()
                 summary["failed"] = [d for d in summary["ran"] if "error" in d]

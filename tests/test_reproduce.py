@@ -39,7 +39,7 @@ def test_chosen_seeds_apply_to_every_variant():
 
 @pytest.mark.slow
 def test_reproduce_runs_what_remains_on_two_workers_and_then_nothing(tmp_path, monkeypatch,
-                                                                    capsys):
+                                                                    capfd):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(rep, "ABLATIONS", {"components": ("baseline", "seam")})
     monkeypatch.setattr(rep, "SCALE_SETS", ((1.0,),))
@@ -60,15 +60,18 @@ def test_reproduce_runs_what_remains_on_two_workers_and_then_nothing(tmp_path, m
     assert 0 <= crf["metrics"]["miou"] <= 1
     log = json.loads((tmp_path / "results/smoke/reproduce_log.json").read_text())
     assert len(log) == 1 and len(log[0]["ran"]) == len(made) and log[0]["finished"]
-    out = capsys.readouterr().out
+    out, err = capfd.readouterr()  # the workers' lines too (their own processes)
     assert f"{len(plan(cfg, [0]))} of {len(plan(cfg, [0]))} chains done after" in out
+    bars = (tmp_path / "runs/smoke/seam/seed0" / rep.PROGRESS_LOG).read_text()
+    assert "started: seam seed 0 cam_eval (progress: runs/smoke/seam/seed0/progress.log)" in out
+    assert "train" in bars and "train" not in err  # the bars went to the run's log
 
     assert remaining(cfg, plan(cfg, [0]), tmp_path / "results") == []
     again = rep.reproduce(cfg, workers=2, seeds=[0], results=tmp_path / "results")
-    assert again["ran"] == [] and "nothing remains" in capsys.readouterr().out
+    assert again["ran"] == [] and "nothing remains" in capfd.readouterr().out
 
     rep.reproduce(cfg, workers=2, seeds=[1], results=tmp_path / "results", dry_run=True)
-    out = capsys.readouterr().out  # seed 1: trained like seed 0, so its time is estimated
+    out = capfd.readouterr().out  # seed 1: trained like seed 0, so its time is estimated
     assert "seam seed 1 cam_eval (~" in out and "no estimate" not in out
 
 
