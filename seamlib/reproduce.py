@@ -21,10 +21,11 @@ import statistics
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
+from unittest import mock
 
 from seamlib.config import Config, uses_pcm, variant_config
 from seamlib.io import atomic_write
@@ -307,12 +308,22 @@ def _run_chain(cfg: Config, chain: list[Job], results: str, quiet: bool) -> list
     return done
 
 
+def _run_chains(cfg: Config, left: list[list[Job]], workers: int,
+                results: str) -> Iterator[list[dict]]:
+    """Each chain's outcome as it finishes, the chains run on ``workers`` spawned processes."""
+    import multiprocessing
+
+    # not multiprocessing.Pool: its daemonic workers cannot start data-loading processes
+    with ProcessPoolExecutor(workers, multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(_run_chain, cfg, chain, results, workers > 1) for chain in left]
+        for future in as_completed(futures):
+            yield future.result()
+
+
 def reproduce(cfg: Config, workers: int = 1, seeds: Iterable[int] | None = None,
               results: str | Path = "results", dry_run: bool = False) -> dict:
     """Run every remaining job, chains spread over ``workers`` processes (the CPU's threads
     shared between them); print what remains first. Returns what ran and what failed."""
-    import multiprocessing
-
     from seamlib.data.prepare import prepare_data
 
     if workers < 1:
@@ -325,33 +336,21 @@ def reproduce(cfg: Config, workers: int = 1, seeds: Iterable[int] | None = None,
     from seamlib.device import hardware
 
     threads = max(1, (os.cpu_count() or 1) // workers)
-    saved = {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")}
-    os.environ["OMP_NUM_THREADS"] = str(threads)  # inherited by the spawned workers
     log = Path(results) / cfg.profile / "reproduce_log.json"
     start, earlier = time.time(), read_log(log)
     summary = {"started": time.strftime("%F %T"), "finished": None, "minutes": 0.0,
                "workers": workers, "threads": threads, "hardware": hardware(),
                "ran": [], "failed": []}
-    try:
-        # not multiprocessing.Pool: its daemonic workers cannot start data-loading processes
-        with ProcessPoolExecutor(workers, multiprocessing.get_context("spawn")) as pool:
-            futures = [pool.submit(_run_chain, cfg, chain, str(results), workers > 1)
-                       for chain in left]
-            for i, future in enumerate(as_completed(futures), 1):
-                summary["ran"] += future.result()
-                summary["failed"] = [d for d in summary["ran"] if "error" in d]
-                summary["minutes"] = round((time.time() - start) / 60, 1)
-                write_log(log, [*earlier, summary])
-                rest, _ = minutes_left(cfg, remaining(cfg, left, results), workers,
-                                       recorded_seconds(cfg.profile, results))
-                print(f"{i} of {len(left)} chains done after {summary['minutes']:.0f} min; "
-                      f"about {rest:.0f} min left", flush=True)
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k)
-            else:
-                os.environ[k] = v
+    with mock.patch.dict(os.environ, {"OMP_NUM_THREADS": str(threads)}):  # for the workers
+        for i, done in enumerate(_run_chains(cfg, left, workers, str(results)), 1):
+            summary["ran"] += done
+            summary["failed"] = [d for d in summary["ran"] if "error" in d]
+            summary["minutes"] = round((time.time() - start) / 60, 1)
+            write_log(log, [*earlier, summary])
+            rest, _ = minutes_left(cfg, remaining(cfg, left, results), workers,
+                                   recorded_seconds(cfg.profile, results))
+            print(f"{i} of {len(left)} chains done after {summary['minutes']:.0f} min; "
+                  f"about {rest:.0f} min left", flush=True)
     summary["finished"] = time.strftime("%F %T")
     write_log(log, [*earlier, summary])
     print(f"{len(summary['ran']) - len(summary['failed'])} runs made in {summary['minutes']} "
