@@ -203,12 +203,17 @@ def remaining(cfg: Config, chains: list[list[Job]],
     return [chain for chain in left if chain]
 
 
+def profile_records(profile: str, results: str | Path = "results") -> Iterator[tuple[Path, dict]]:
+    """Every job record of the profile (``results/<profile>/runs/*/seed*/*.json``), read."""
+    for path in sorted((Path(results) / profile / "runs").glob("*/seed*/*.json")):
+        yield path, json.loads(path.read_text())
+
+
 def recorded_seconds(profile: str, results: str | Path = "results") -> dict:
     """Seconds measured by earlier jobs of the profile, for estimates: per (stage, uses PCM)
     from the pipeline records, per crf_threshold, and per unit of sum(scale^2) of scales."""
     found: dict = defaultdict(list)
-    for path in sorted((Path(results) / profile / "runs").glob("*/seed*/*.json")):
-        record = json.loads(path.read_text())
+    for path, record in profile_records(profile, results):
         if "timings" in record:
             pcm = record["metrics"].get("use_pcm", record["metrics"].get("cams", {})
                                         .get("use_pcm"))
@@ -229,8 +234,7 @@ def recorded_compute(profile: str, results: str | Path = "results") -> dict:
     inference-only jobs; with the hardware the stages report."""
     stages: dict[tuple[str, str], float] = {}
     extra, hardware = 0.0, set()
-    for path in sorted((Path(results) / profile / "runs").glob("*/seed*/*.json")):
-        record = json.loads(path.read_text())
+    for _, record in profile_records(profile, results):
         for stage, t in record.get("timings", {}).items():
             stages[record["run_dir"], stage] = t["seconds"]
             hardware.add(t.get("hardware", "unknown"))
@@ -255,11 +259,14 @@ def job_estimate(cfg: Config, job: Job, seconds: dict) -> float | None:
     return None if None in parts else sum(parts)
 
 
-def minutes_left(cfg: Config, left: list[list[Job]], workers: int,
-                 seconds: dict) -> tuple[float, int]:
-    """Estimated minutes of the remaining jobs on ``workers`` workers, and how many jobs have no
+def job_estimates(cfg: Config, left: list[list[Job]], seconds: dict) -> list[float | None]:
+    """``job_estimate`` of every remaining job, in chain order."""
+    return [job_estimate(cfg, job, seconds) for chain in left for job in chain]
+
+
+def minutes_left(estimates: list[float | None], workers: int) -> tuple[float, int]:
+    """Minutes the estimated jobs take on ``workers`` workers, and how many jobs have no
     estimate (nothing like them recorded)."""
-    estimates = [job_estimate(cfg, job, seconds) for chain in left for job in chain]
     known = [e for e in estimates if e is not None]
     return sum(known) / 60 / max(1, workers), len(estimates) - len(known)
 
@@ -269,11 +276,11 @@ def describe(cfg: Config, left: list[list[Job]], workers: int, seconds: dict) ->
     jobs = [job for chain in left for job in chain]
     if not jobs:
         return "every run behind the tables is recorded; nothing remains"
+    estimates = job_estimates(cfg, left, seconds)
     lines = [f"{len(jobs)} runs remain:"]
-    for job in jobs:
-        e = job_estimate(cfg, job, seconds)
-        lines.append(f"  {job}" + ("" if e is None else f" (~{e / 60:.0f} min)"))
-    total, unknown = minutes_left(cfg, left, workers, seconds)
+    lines += [f"  {job}" + ("" if e is None else f" (~{e / 60:.0f} min)")
+              for job, e in zip(jobs, estimates, strict=True)]
+    total, unknown = minutes_left(estimates, workers)
     lines.append(f"estimated {total:.0f} min on {workers} worker{'s' * (workers > 1)} "
                  f"({total * workers:.0f} min of one worker's time, from the runs recorded "
                  "so far)" + (f"; {unknown} runs with no estimate yet (nothing like them "
@@ -347,8 +354,8 @@ def reproduce(cfg: Config, workers: int = 1, seeds: Iterable[int] | None = None,
             summary["failed"] = [d for d in summary["ran"] if "error" in d]
             summary["minutes"] = round((time.time() - start) / 60, 1)
             write_log(log, [*earlier, summary])
-            rest, _ = minutes_left(cfg, remaining(cfg, left, results), workers,
-                                   recorded_seconds(cfg.profile, results))
+            rest, _ = minutes_left(job_estimates(cfg, remaining(cfg, left, results),
+                                                 recorded_seconds(cfg.profile, results)), workers)
             print(f"{i} of {len(left)} chains done after {summary['minutes']:.0f} min; "
                   f"about {rest:.0f} min left", flush=True)
     summary["finished"] = time.strftime("%F %T")
