@@ -344,6 +344,9 @@ VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
     "transform_rescale_flip": {"loss": {"transform": "rescale:0.3+flip"}},
     "transform_rescale_rotate": {"loss": {"transform": "rescale:0.3+rotate:15"}},
     "transform_rescale_translate": {"loss": {"transform": "rescale:0.3+translate:15,15"}},
+    # ER's second branch at a larger scale than the paper's 0.3 (its size on a small crop).
+    "seam_rescale05": {"loss": {"transform": "rescale:0.5"}},
+    "seam_rescale07": {"loss": {"transform": "rescale:0.7"}},
     # The baseline with a wider random-rescale range (ER is not just augmentation).
     "baseline_wide_aug": {"loss": BASELINE_LOSS, "data": {"resize_long_scale": (0.5, 1.5)}},
 }
@@ -355,12 +358,12 @@ def uses_pcm(cfg: Config) -> bool:
 
 
 def variant_config(cfg: Config, variant: str, seed: int) -> Config:
-    """The config of one run: ``cfg`` with the variant's overlay and training ``seed`` (its
-    stages live in ``pipeline.run_folder``)."""
+    """The config of one run: ``cfg`` with the variant's overlay and ``seed`` for every trainer
+    (SEAM, AffinityNet, DeepLab; its stages live in ``pipeline.run_folder``)."""
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; expected one of {', '.join(VARIANTS)}")
     run = apply_overrides(cfg, VARIANTS[variant])
-    run.train.seed = seed
+    run.train.seed = run.aff_train.seed = run.seg_train.seed = seed
     return run
 
 

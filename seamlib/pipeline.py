@@ -75,11 +75,13 @@ def scored_cams(cfg: Config, weights: Path, out: Path, progress: bool = True,
                 method: str = "cam") -> Path:
     """CAMs of what ``cam_eval`` scores, ``cam_list`` and ``val_list`` (to choose a threshold),
     in ``out/<list>/``: the PCM output when the PCM was trained (ECR on), else the raw CAM (or
-    the Grad-CAM / Grad-CAM++ ``method``)."""
+    the Grad-CAM / Grad-CAM++ ``method``; "fc8": the raw CAM whatever was trained)."""
     from seamlib.stages.cams import cams_stage
 
+    use_pcm = uses_pcm(cfg) and method != "fc8"
+    method = "cam" if method == "fc8" else method
     for name in dict.fromkeys((cfg.data.cam_list, cfg.data.val_list)):
-        cams_stage(cfg, weights, name, out / name, use_pcm=uses_pcm(cfg), progress=progress,
+        cams_stage(cfg, weights, name, out / name, use_pcm=use_pcm, progress=progress,
                    method=method)
     return out
 

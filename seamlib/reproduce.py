@@ -30,7 +30,7 @@ from unittest import mock
 from seamlib.config import Config, uses_pcm, variant_config
 from seamlib.io import atomic_write
 from seamlib.pipeline import (
-    STAGE_NAMES,
+    METRICS,
     final_key,
     made_record,
     read_record,
@@ -43,32 +43,42 @@ from seamlib.pipeline import (
     stale_stages,
 )
 
-MAIN = ("baseline", "seam")  # 3 seeds by default; the other variants 1
+MAIN = ("baseline", "seam")  # the whole pipeline for PIPELINE_SEEDS; scales for INFER_SEED
+SEEDS = {"baseline": 5, "seam": 5, "seam_rescale05": 5,  # seeds 0..n-1; the others 1
+         "pcm_only": 3, "baseline_wide_aug": 3, "seam_rescale07": 3}
 ABLATIONS: dict[str, tuple[str, ...]] = {  # notebook 04's sections: their rows
+    # "+ ER only" is SEAM's own fc8 CAM (ECR and the min-pooling loss reach only the PCM), scored
+    # on every SEAM seed (FC8_VARIANTS); its separately trained run checks that they are equal.
     "components": ("baseline", "er_only", "pcm_only", "seam"),
     "transforms": ("seam", "transform_flip", "transform_rotate", "transform_translate",
                    "transform_rescale_flip", "transform_rescale_rotate",
                    "transform_rescale_translate"),
     "augmentation": ("baseline", "baseline_wide_aug", "seam"),
+    "er_scale": ("baseline", "seam", "seam_rescale05", "seam_rescale07"),
 }
+FC8_VARIANTS = ("seam",)  # scored on their fc8 CAM too (a record "fc8" beside cam_eval)
+# How recognisable ER's second branch is: the baseline's val classification mAP on whole images
+# downscaled by each factor (the branch's input at rescale 0.3, 0.5, 0.7; 1 the first branch).
+RECOGNISABILITY_SCALES = (0.3, 0.5, 0.7, 1.0)
 SCALE_SETS = ((1.0,), (0.5, 1.0), (1.0, 1.5), (0.5, 1.0, 1.5, 2.0))  # multi-scale inference
 INPUT_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0)  # consistency over one input scale
 INFER_SEED = 0  # the run whose weights the inference-only tables use
 # Grad-CAM and Grad-CAM++ of the baseline network, at one input scale: summed over scales they
 # would weigh each pass by its inverse size (seamlib/gradcam.py), the CAM does not.
 GRADCAM_JOBS = tuple(("baseline", (1.0,), m) for m in ("gradcam", "gradcam++"))
-PIPELINE_SEEDS = (0,)  # notebook 05: the whole pipeline per seed is long on a CPU
+PIPELINE_SEEDS = (0, 1, 2)  # notebook 05: the whole pipeline, every trainer reseeded
 
 
 def seeds_of(variant: str, seeds: Iterable[int] | None = None) -> list[int]:
-    """A variant's seeds: ``seeds`` when given, else 0, 1, 2 for MAIN and 0 for the others."""
-    return list(seeds) if seeds is not None else ([0, 1, 2] if variant in MAIN else [0])
+    """A variant's seeds: ``seeds`` when given, else 0 .. SEEDS[variant] - 1 (default 0 only)."""
+    return list(seeds) if seeds is not None else list(range(SEEDS.get(variant, 1)))
 
 
 @dataclass(frozen=True)
 class Job:
-    """One record to make: ``kind`` is cam_eval, evaluate, crf_threshold or scales (the maps of
-    ``method``, the CAM or ``seamlib.gradcam``'s, at ``scales``)."""
+    """One record to make: ``kind`` is cam_eval, evaluate, crf_threshold, scales (the maps of
+    ``method``, the CAM or ``seamlib.gradcam``'s, at ``scales``), fc8 (a PCM variant's fc8 CAM
+    scored as cam_eval) or recognisability (val mAP on inputs downscaled by ``scales``)."""
 
     variant: str
     seed: int
@@ -99,6 +109,9 @@ def job_key(cfg: Config, job: Job) -> str:
     if job.kind == "scales":
         key = final_key(scales_config(cfg, job.variant, job.seed, job.scales), "cam_eval")
         return key if job.method == "cam" else f"{key}+{job.method}"
+    if job.kind in ("fc8", "recognisability"):
+        until = "cam_eval" if job.kind == "fc8" else "train"
+        return f"{final_key(variant_config(cfg, job.variant, job.seed), until)}+{job.kind}"
     until = "crf" if job.kind == "crf_threshold" else job.kind
     return final_key(variant_config(cfg, job.variant, job.seed), until)
 
@@ -128,6 +141,76 @@ def scales_record(cfg: Config, variant: str, seed: int, scales: Iterable[float],
                 "metrics": metrics}
     return made_record(record_path(results, cfg.profile, variant, seed, job.name),
                        job_key(cfg, job), run, "these scales", make)
+
+
+def fc8_record(cfg: Config, variant: str, seed: int, results: str | Path = "results",
+               run: bool = True) -> dict:
+    """A PCM variant's fc8 CAM (the network without its PCM), scored as ``cam_eval`` scores the
+    PCM output: recorded, else inferred from the run's weights (trained here if absent). The
+    record also holds the PCM output's scores of the same weights (``pcm``)."""
+    job = Job(variant, seed, "fc8")
+    run_cfg, folder = variant_config(cfg, variant, seed), run_folder(cfg.profile, variant, seed)
+
+    def make() -> dict:
+        run_pipeline(run_cfg, folder, until="cam_eval")
+        cams = folder / "fc8"
+        shutil.rmtree(cams, ignore_errors=True)  # made from other weights or settings
+        start = time.time()
+        scored_cams(run_cfg, folder / "train" / "model.pth", cams, progress=False, method="fc8")
+        return {"variant": variant, "seed": seed, "run_dir": str(folder),
+                "seconds": round(time.time() - start, 1),
+                "metrics": {**score_cams(run_cfg, cams), "use_pcm": False},
+                "pcm": json.loads((folder / "cam_eval" / METRICS).read_text())}
+    return made_record(record_path(results, cfg.profile, variant, seed, job.name),
+                       job_key(cfg, job), run, "the fc8 CAM", make)
+
+
+def recognisability_record(cfg: Config, variant: str, seed: int,
+                           results: str | Path = "results", run: bool = True) -> dict:
+    """The run's ``val_list`` classification mAP on whole images downscaled by each of
+    ``RECOGNISABILITY_SCALES``: recorded, else measured (trained here if absent)."""
+    job = Job(variant, seed, "recognisability")
+    run_cfg, folder = variant_config(cfg, variant, seed), run_folder(cfg.profile, variant, seed)
+
+    def make() -> dict:
+        run_pipeline(run_cfg, folder, until="train")
+        start = time.time()
+        maps = {f"{s:g}": classification_map(run_cfg, folder / "train" / "model.pth",
+                                             run_cfg.data.val_list, s)
+                for s in RECOGNISABILITY_SCALES}
+        return {"variant": variant, "seed": seed, "run_dir": str(folder),
+                "seconds": round(time.time() - start, 1), "metrics": {"val_map": maps}}
+    return made_record(record_path(results, cfg.profile, variant, seed, job.name),
+                       job_key(cfg, job), run, "the downscaled classification", make)
+
+
+def classification_map(cfg: Config, weights: Path, list_name: str, scale: float) -> float:
+    """Classification mAP of a trained network on ``list_name``'s whole images (long side the
+    crop size, padded square, as in evaluation) rescaled by ``scale`` as ER rescales its second
+    branch's input; image scores are the pooled fc8 CAMs."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    from seamlib.data.datasets import ClassificationDataset
+    from seamlib.data.lists import labels_for
+    from seamlib.models import build_model
+    from seamlib.models.weights import load_weights
+    from seamlib.stages.evaluate import mean_average_precision
+    from seamlib.transforms import Rescale
+
+    net = build_model(cfg.model)
+    load_weights(net, weights, kind="seam")
+    net.eval()
+    labels = labels_for(cfg.data.root, list_name, cfg.data.label_source)
+    data = ClassificationDataset.from_config(cfg.data, labels, list_name, train=False)
+    rescale = Rescale(scale)
+    out, targets = [], []
+    with torch.inference_mode():
+        for images, target, _ in DataLoader(data, batch_size=32):
+            x = images if scale == 1 else rescale(images)
+            out.append(net(x, with_pcm=False).cam[:, 1:].mean((2, 3)).float())
+            targets.append(target)
+    return mean_average_precision(torch.cat(out).numpy(), torch.cat(targets).numpy())
 
 
 def crf_record(cfg: Config, variant: str, seed: int, results: str | Path = "results",
@@ -161,6 +244,10 @@ def run_job(cfg: Config, job: Job, results: str | Path = "results", run: bool = 
         return scales_record(cfg, job.variant, job.seed, job.scales, results, run, job.method)
     if job.kind == "crf_threshold":
         return crf_record(cfg, job.variant, job.seed, results, run)
+    if job.kind == "fc8":
+        return fc8_record(cfg, job.variant, job.seed, results, run)
+    if job.kind == "recognisability":
+        return recognisability_record(cfg, job.variant, job.seed, results, run)
     return recorded_run(cfg, job.variant, job.seed, job.kind, results, run)
 
 
@@ -175,6 +262,10 @@ def plan(cfg: Config, seeds: Iterable[int] | None = None,
     for variant in variants:
         for seed in seeds_of(variant, seeds):
             chain = [Job(variant, seed, "cam_eval")]
+            if variant in FC8_VARIANTS:
+                chain.append(Job(variant, seed, "fc8"))
+            if variant == "baseline":
+                chain.append(Job(variant, seed, "recognisability", RECOGNISABILITY_SCALES))
             if variant in MAIN and seed in pipeline_seeds:
                 chain += [Job(variant, seed, "evaluate"), Job(variant, seed, "crf_threshold")]
             if variant in MAIN and seed == INFER_SEED:  # the profile's own scales: cam_eval
@@ -186,10 +277,12 @@ def plan(cfg: Config, seeds: Iterable[int] | None = None,
             chains.append(chain)
 
     def rank(chain: list[Job]) -> tuple[int, int]:
+        """The headline first: MAIN's inference seed, then its seeds beyond the first three,
+        ER at rescale 0.5, the rest of MAIN (their pipelines), then the other rows by seed."""
         variant, seed = chain[0].variant, chain[0].seed
         if variant in MAIN:
-            return (0 if seed == INFER_SEED else 2), seed
-        return (1 if variant in ABLATIONS["components"] else 3), seed
+            return (0 if seed == INFER_SEED else 1 if seed >= 3 else 3), seed
+        return (2 if variant == "seam_rescale05" else 4), seed
     return sorted(chains, key=rank)
 
 
@@ -223,8 +316,8 @@ def recorded_seconds(profile: str, results: str | Path = "results") -> dict:
         elif "scales" in record:
             unit = record["seconds"] / sum(s * s for s in record["scales"])
             found["scale_unit", record.get("method", "cam")].append(unit)
-        elif path.stem == "crf_threshold":
-            found["crf_threshold"].append(record["seconds"])
+        elif path.stem in OWN_WORK:
+            found[path.stem].append(record["seconds"])
     return {k: statistics.median(v) for k, v in found.items()}
 
 
@@ -244,24 +337,35 @@ def recorded_compute(profile: str, results: str | Path = "results") -> dict:
             "run_folders": len({run for run, _ in stages}), "hardware": sorted(hardware)}
 
 
-def job_estimate(cfg: Config, job: Job, seconds: dict) -> float | None:
-    """Estimated single-worker seconds of ``job`` from ``recorded_seconds``; None if unknown."""
+OWN_WORK = {"crf_threshold": "cams", "fc8": "cam_eval", "recognisability": "train",
+            "scales": "train"}  # jobs with work of their own: the stage they start from
+
+
+def job_estimate(cfg: Config, job: Job, seconds: dict, covered: set[str]) -> float | None:
+    """Estimated single-worker seconds of ``job`` from ``recorded_seconds``, None if unknown:
+    its own work plus the stages it needs that are stale in its run folder and not in
+    ``covered`` (run by an earlier job of its chain; updated here)."""
+    run_cfg = variant_config(cfg, job.variant, job.seed)
+    until = OWN_WORK.get(job.kind, job.kind)
+    stale = [s for s in stale_stages(run_cfg, run_folder(cfg.profile, job.variant, job.seed),
+                                     until) if s not in covered]
+    covered.update(stale)
+    parts = [seconds.get((s, uses_pcm(run_cfg)), seconds.get((s, None))) for s in stale]
     if job.kind == "scales":
         unit = seconds.get(("scale_unit", job.method))
-        return None if unit is None else unit * sum(s * s for s in job.scales)
-    if job.kind == "crf_threshold":
-        return seconds.get("crf_threshold")
-    run_cfg = variant_config(cfg, job.variant, job.seed)
-    stale = stale_stages(run_cfg, run_folder(cfg.profile, job.variant, job.seed), job.kind)
-    if job.kind == "evaluate":
-        stale = [s for s in stale if STAGE_NAMES.index(s) > STAGE_NAMES.index("cam_eval")]
-    parts = [seconds.get((s, uses_pcm(run_cfg)), seconds.get((s, None))) for s in stale]
+        parts.append(None if unit is None else unit * sum(s * s for s in job.scales))
+    elif job.kind in OWN_WORK:
+        parts.append(seconds.get(job.kind))
     return None if None in parts else sum(parts)
 
 
 def job_estimates(cfg: Config, left: list[list[Job]], seconds: dict) -> list[float | None]:
     """``job_estimate`` of every remaining job, in chain order."""
-    return [job_estimate(cfg, job, seconds) for chain in left for job in chain]
+    estimates = []
+    for chain in left:
+        covered: set[str] = set()
+        estimates += [job_estimate(cfg, job, seconds, covered) for job in chain]
+    return estimates
 
 
 def minutes_left(estimates: list[float | None], workers: int) -> tuple[float, int]:

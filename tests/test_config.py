@@ -1,6 +1,5 @@
 """Configuration: typed overrides, one default profile, reference defaults."""
 
-import dataclasses
 
 import pytest
 
@@ -78,9 +77,12 @@ def test_every_variant_is_what_its_name_says():
         assert run.loss.use_er == (not baseline and name != "pcm_only"), name
         assert run.loss.use_ecr == (not baseline and name != "er_only"), name
         expected = {"transform_flip": "flip", "transform_rotate": "rotate:15",
-                    "transform_rescale_flip": "rescale:0.3+flip"}.get(name, run.loss.transform)
+                    "transform_rescale_flip": "rescale:0.3+flip", "seam_rescale05": "rescale:0.5",
+                    "seam_rescale07": "rescale:0.7"}.get(name, run.loss.transform)
         assert run.loss.transform == expected, name
-        if name.startswith("transform_rescale") or not name.startswith("transform"):
+        if name.startswith("transform_rescale") or not name.startswith(("transform", "seam_")):
             assert run.loss.transform.startswith("rescale:0.3"), name
     assert runs["baseline_wide_aug"].data.resize_long_scale == (0.5, 1.5)
-    assert runs["seam"] == dataclasses.replace(cfg, train=runs["seam"].train)
+    assert runs["seam"] == cfg  # seed 0: every trainer's seed as the profile has it
+    seam3 = variant_config(cfg, "seam", 3)
+    assert seam3.train.seed == seam3.aff_train.seed == seam3.seg_train.seed == 3

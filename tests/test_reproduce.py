@@ -17,24 +17,34 @@ def test_the_plan_holds_every_table_row_and_starts_with_the_runs_inference_reuse
     chains = plan(cfg)
     firsts = [(c[0].variant, c[0].seed) for c in chains]
     assert firsts[:2] == [("baseline", 0), ("seam", 0)]
-    assert firsts[2:4] == [("er_only", 0), ("pcm_only", 0)]
-    assert firsts[4:8] == [("baseline", 1), ("seam", 1), ("baseline", 2), ("seam", 2)]
+    assert firsts[2:6] == [("baseline", 3), ("seam", 3), ("baseline", 4), ("seam", 4)]
+    assert firsts[6:11] == [("seam_rescale05", k) for k in range(5)]
+    assert firsts[11:15] == [("baseline", 1), ("seam", 1), ("baseline", 2), ("seam", 2)]
     rows = {v for section in rep.ABLATIONS.values() for v in section}
     assert {v for v, _ in firsts} == rows and len(firsts) == len(set(firsts))
+    seeds = {v: sorted(k for w, k in firsts if w == v) for v in rows}
+    assert seeds["seam"] == seeds["baseline"] == seeds["seam_rescale05"] == [0, 1, 2, 3, 4]
+    assert seeds["pcm_only"] == seeds["baseline_wide_aug"] == seeds["seam_rescale07"] == [0, 1, 2]
+    assert seeds["er_only"] == seeds["transform_flip"] == [0]
     seam0 = [job.name for job in chains[1]]
-    assert seam0[:3] == ["cam_eval", "evaluate", "crf_threshold"]
+    assert seam0[:4] == ["cam_eval", "fc8", "evaluate", "crf_threshold"]
     assert "cams_scales_0.5-1" in seam0 and "cams_scales_1.75" in seam0
     assert "cams_scales_0.5-1-1.5-2" not in seam0  # the profile's own scales: cam_eval's record
     baseline0 = [job.name for job in chains[0]]
+    assert baseline0[:2] == ["cam_eval", "recognisability"]
     assert {"gradcam_scales_1", "gradcam++_scales_1"} <= set(baseline0)  # of the baseline only
     assert not any(name.startswith("gradcam") for name in seam0)
-    assert all(len(c) == 1 for c in chains[2:])  # the others: CAMs scored, nothing else
+    by_run = {(c[0].variant, c[0].seed): [job.name for job in c] for c in chains}
+    assert by_run["seam", 3] == ["cam_eval", "fc8"]  # ER only: SEAM's fc8, every seed
+    assert by_run["baseline", 4] == ["cam_eval", "recognisability"]
+    assert by_run["seam", 2][-2:] == ["evaluate", "crf_threshold"]  # 05: seeds 0-2
+    assert by_run["seam_rescale05", 1] == by_run["pcm_only", 2] == ["cam_eval"]
 
 
 def test_chosen_seeds_apply_to_every_variant():
     chains = plan(load_config("proxy"), seeds=[3])
     assert {c[0].seed for c in chains} == {3}
-    assert not any(job.kind == "evaluate" for c in chains for job in c)  # 05: seed 0 only
+    assert not any(job.kind == "evaluate" for c in chains for job in c)  # 05: seeds 0-2 only
 
 
 @pytest.mark.slow
