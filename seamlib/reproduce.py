@@ -43,7 +43,7 @@ from seamlib.pipeline import (
     stale_stages,
 )
 
-MAIN = ("baseline", "seam")  # the whole pipeline for PIPELINE_SEEDS; scales for INFER_SEED
+MAIN = ("baseline", "seam")  # the whole pipeline for PIPELINE_SEEDS; other scales for SCALE_SEEDS
 SEEDS = {"baseline": 5, "seam": 5, "seam_rescale05": 5,  # seeds 0..n-1; the others 1
          "pcm_only": 3, "baseline_wide_aug": 3, "seam_rescale07": 3}
 ABLATIONS: dict[str, tuple[str, ...]] = {  # notebook 04's sections: their rows
@@ -62,7 +62,8 @@ FC8_VARIANTS = ("seam",)  # scored on their fc8 CAM too (a record "fc8" beside c
 RECOGNISABILITY_SCALES = (0.3, 0.5, 0.7, 1.0)
 SCALE_SETS = ((1.0,), (0.5, 1.0), (1.0, 1.5), (0.5, 1.0, 1.5, 2.0))  # multi-scale inference
 INPUT_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0)  # consistency over one input scale
-INFER_SEED = 0  # the run whose weights the inference-only tables use
+INFER_SEED = 0  # the run the single-network figures show
+SCALE_SEEDS = (0, 1, 2)  # MAIN's runs inferred at other scales and by Grad-CAM (paired verdicts)
 # Grad-CAM and Grad-CAM++ of the baseline network, at one input scale: summed over scales they
 # would weigh each pass by its inverse size (seamlib/gradcam.py), the CAM does not.
 GRADCAM_JOBS = tuple(("baseline", (1.0,), m) for m in ("gradcam", "gradcam++"))
@@ -268,7 +269,7 @@ def plan(cfg: Config, seeds: Iterable[int] | None = None,
                 chain.append(Job(variant, seed, "recognisability", RECOGNISABILITY_SCALES))
             if variant in MAIN and seed in pipeline_seeds:
                 chain += [Job(variant, seed, "evaluate"), Job(variant, seed, "crf_threshold")]
-            if variant in MAIN and seed == INFER_SEED:  # the profile's own scales: cam_eval
+            if variant in MAIN and seed in SCALE_SEEDS:  # the profile's own scales: cam_eval
                 sets = dict.fromkeys([*SCALE_SETS, *((s,) for s in INPUT_SCALES)])
                 chain += [Job(variant, seed, "scales", s) for s in sets
                           if s != tuple(cfg.cams.scales)]

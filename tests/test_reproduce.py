@@ -37,7 +37,9 @@ def test_the_plan_holds_every_table_row_and_starts_with_the_runs_inference_reuse
     by_run = {(c[0].variant, c[0].seed): [job.name for job in c] for c in chains}
     assert by_run["seam", 3] == ["cam_eval", "fc8"]  # ER only: SEAM's fc8, every seed
     assert by_run["baseline", 4] == ["cam_eval", "recognisability"]
-    assert by_run["seam", 2][-2:] == ["evaluate", "crf_threshold"]  # 05: seeds 0-2
+    assert by_run["seam", 2][:4] == ["cam_eval", "fc8", "evaluate", "crf_threshold"]  # 05: 0-2
+    assert by_run["seam", 2][4:] == seam0[4:]  # inferred at other scales: seeds 0-2
+    assert not any(name.startswith("cams_scales") for name in by_run["seam", 3])
     assert by_run["seam_rescale05", 1] == by_run["pcm_only", 2] == ["cam_eval"]
 
 
