@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from seamlib.data import voc
 from seamlib.data.voc import (
     ANNOTATIONS,
     CLASSES,
@@ -74,6 +75,15 @@ def build_voc(root: Path, images: dict[str, tuple[int, int, tuple[int, ...]]] | 
     for name, ids in lists.items():
         write_list(root / SEG_LISTS / f"{name}.txt", ids)
     return root
+
+
+@pytest.fixture(autouse=True)
+def data_cache(tmp_path_factory, monkeypatch) -> Path:
+    """What the project derives from a user's dataset (voc.cache_dir) goes to a scratch folder,
+    not to the repository's runs/."""
+    folder = tmp_path_factory.mktemp("data_cache")
+    monkeypatch.setattr(voc, "CACHE_ROOT", folder)
+    return folder
 
 
 @pytest.fixture

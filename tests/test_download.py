@@ -353,7 +353,7 @@ def test_prepare_voc_end_to_end(server, tmp_path, archives):
 
     n_requests = len(server.requests)
     assert prepare_voc(tmp_path / "data", voc=voc, sbd=sbd) == root  # finished: no work
-    (root / dl.PREPARED_MARKER).unlink()  # interrupted during conversion: resume offline
+    (root / dl.PREPARED).unlink()  # interrupted during conversion: resume offline
     (aug / "2008_000002.png").unlink()
     prepare_voc(tmp_path / "data", voc=voc, sbd=sbd)
     np.testing.assert_array_equal(load_label_png(aug / "2008_000002.png"),

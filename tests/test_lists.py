@@ -39,6 +39,7 @@ from seamlib.data.voc import (
     IMAGES,
     SEG_CLASS,
     SEG_CLASS_AUG,
+    cache_dir,
     read_list,
     save_label_png,
     write_list,
@@ -298,7 +299,7 @@ def validations(monkeypatch) -> list[tuple[list[str], dict]]:
 
 def test_check_inputs_validates_once_until_a_file_changes(voc_root: Path, validations):
     check_inputs(voc_root, ["train", "val"], need_masks=True, need_xml=True, progress=False)
-    assert len(validations) == 1 and (voc_root / STAMPS).is_file()
+    assert len(validations) == 1 and (cache_dir(voc_root) / STAMPS).is_file()
     check_inputs(voc_root, ["train", "val"], need_masks=True, need_xml=True, progress=False)
     check_inputs(voc_root, ["val"], need_xml=True, progress=False)  # fewer checks: vouched
     assert len(validations) == 1
@@ -327,7 +328,7 @@ def test_failed_check_names_the_file_and_records_no_pass(voc_root: Path, validat
     for _ in range(2):
         with pytest.raises(DataError, match=r"JPEGImages/2007_000003\.jpg: truncated"):
             check_inputs(voc_root, ["train"], progress=False)
-    assert len(validations) == 2 and not (voc_root / STAMPS).exists()
+    assert len(validations) == 2 and not (cache_dir(voc_root) / STAMPS).exists()
 
 
 def test_check_inputs_label_folder_outside_the_root(voc_root: Path, tmp_path: Path, tiny):
@@ -354,8 +355,9 @@ def test_check_inputs_on_a_read_only_root_warns_and_goes_on(voc_root: Path, monk
 
 
 def test_check_inputs_ignores_an_unreadable_stamp_file(voc_root: Path, validations):
-    (voc_root / STAMPS).write_text("{not json")
+    cache_dir(voc_root).mkdir(parents=True)
+    (cache_dir(voc_root) / STAMPS).write_text("{not json")
     check_inputs(voc_root, ["val"], progress=False)
     check_inputs(voc_root, ["val"], progress=False)
     assert len(validations) == 1
-    assert {s["list"] for s in json.loads((voc_root / STAMPS).read_text()).values()} == {"val"}
+    assert {s["list"] for s in json.loads((cache_dir(voc_root) / STAMPS).read_text()).values()} == {"val"}

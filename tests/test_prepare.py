@@ -7,9 +7,9 @@ import pytest
 
 import seamlib.data.prepare
 from seamlib.config import load_config
-from seamlib.data.lists import DataError, labels_cache
+from seamlib.data.lists import STAMPS, DataError, labels_cache
 from seamlib.data.prepare import CROSSCHECK, prepare_data
-from seamlib.data.voc import SEG_CLASS_AUG
+from seamlib.data.voc import SEG_CLASS_AUG, cache_dir
 
 
 @pytest.fixture
@@ -28,7 +28,7 @@ def test_prepare_reports_disagreements_and_uses_xml(prepared, voc_root_difficult
     prepared()
     out = capsys.readouterr().out
     assert "labels come from xml" in out and "disagree on 1 of 4" in out
-    report = (voc_root / CROSSCHECK).read_text()
+    report = (cache_dir(voc_root) / CROSSCHECK).read_text()
     assert "come from xml" in report and "2007_000001: only in mask: -; only in XML: dog" in report
     assert labels_cache(voc_root, "xml").is_file() and labels_cache(voc_root, "mask").is_file()
 
@@ -51,7 +51,7 @@ def test_prepare_validate_takes_a_user_folder_without_aug_masks(voc_root, monkey
     assert prepare_data(cfg) == voc_root
     out = capsys.readouterr().out
     assert "labels come from xml" in out and "not cross-checked" in out
-    assert "SegmentationClassAug/ lacks" in (voc_root / CROSSCHECK).read_text()
+    assert "SegmentationClassAug/ lacks" in (cache_dir(voc_root) / CROSSCHECK).read_text()
     assert labels_cache(voc_root, "xml").is_file() and not labels_cache(voc_root, "mask").exists()
     with pytest.raises(DataError, match="SegmentationClassAug/: required folder is missing"):
         prepare_data(load_config("voc", {"data": {"prepare": "validate", "label_source": "mask",
@@ -73,3 +73,56 @@ def test_prepare_rejects_an_unknown_mode(voc_root):
 def test_profiles_prepare_their_own_data():
     assert load_config("voc").data.prepare == "download"
     assert load_config("proxy").data.prepare == load_config("smoke").data.prepare == "generate"
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    """Every file under ``root`` with its bytes."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file()}
+
+
+@pytest.mark.parametrize("profile", ["smoke", "proxy", "voc"])
+def test_a_generating_profile_never_writes_into_a_users_folder(voc_root, profile, capsys,
+                                                               monkeypatch):
+    """A folder the project did not make is validated as it is, whatever data.prepare says:
+    nothing in it changes, byte for byte, and nothing is added; one line says so."""
+    monkeypatch.setattr(seamlib.data.prepare, "prepare_voc",
+                        lambda *a: pytest.fail("downloaded into a user's folder"))
+    write = voc_root / "ImageSets/Segmentation/train_aug.txt"
+    write.write_text(write.read_text().replace("2007_000006\n", ""))  # the user's own edit
+    before = snapshot(voc_root)
+    cfg = load_config(profile, {"data": {"train_list": "train_aug"}}, data_root=voc_root)
+    assert prepare_data(cfg) == voc_root
+    assert snapshot(voc_root) == before
+    out = capsys.readouterr().out
+    assert f"{voc_root}: not made by this project" in out and "only validates it" in out
+
+
+def test_a_generated_folder_keeps_a_list_its_user_edited(tmp_path, capsys):
+    """A folder the generator made is finished where incomplete, never rewritten: an edited
+    train_aug.txt survives the next prepare (the data loss of issue #37)."""
+    root = tmp_path / "VOC2012"
+    cfg = load_config("smoke", data_root=root)
+    prepare_data(cfg)
+    train_aug = root / "ImageSets/Segmentation/train_aug.txt"
+    kept = train_aug.read_text().splitlines()[:-2]
+    train_aug.write_text("".join(f"{i}\n" for i in kept))
+    (root / "ImageSets/Segmentation/test.txt").unlink()  # an interrupted generation: finished
+    before = snapshot(root)
+    prepare_data(cfg)
+    assert train_aug.read_text().splitlines() == kept
+    after = snapshot(root)
+    assert "ImageSets/Segmentation/test.txt" in after
+    derived = (CROSSCHECK, STAMPS, "cls_labels_xml.json", "cls_labels_mask.json")
+    assert {k: v for k, v in after.items() if k not in derived} == {
+        k: v for k, v in before.items() if k not in derived} | {
+        "ImageSets/Segmentation/test.txt": after["ImageSets/Segmentation/test.txt"]}
+    assert "not made by this project" not in capsys.readouterr().out
+
+
+def test_caches_of_a_users_folder_live_in_the_projects_own(voc_root, data_cache):
+    cfg = load_config("voc", {"data": {"prepare": "validate"}}, data_root=voc_root)
+    prepare_data(cfg)
+    cache = cache_dir(voc_root)
+    assert cache.parent == data_cache and (cache / CROSSCHECK).is_file()
+    assert labels_cache(voc_root, "xml").parent == cache

@@ -30,6 +30,7 @@ from seamlib.data.voc import (
     IGNORE,
     IMAGES,
     NUM_CLASSES,
+    PREPARED,
     SBD_LISTS,
     SEG_CLASS,
     SEG_CLASS_AUG,
@@ -45,7 +46,6 @@ log = logging.getLogger(__name__)
 DEFAULT_TIMEOUT = 60.0  # seconds without data before a download is given up
 CHUNK = 1 << 20
 SBD_DATASET = Path("benchmark_RELEASE") / "dataset"  # SBD's data folder inside benchmark.tgz
-PREPARED_MARKER = ".seamlib_prepared"  # written in the VOC root once prepare_voc has finished
 _VALID_LABELS = np.array([*range(NUM_CLASSES), IGNORE])
 _FILTER_ERRORS = getattr(tarfile, "FilterError", ())  # tarfile's own refusals (Python >= 3.11.4)
 
@@ -335,7 +335,7 @@ def prepare_voc(data_dir: Path, downloads_dir: Path | None = None,
     data_dir = Path(data_dir)
     downloads_dir = Path(downloads_dir) if downloads_dir is not None else data_dir / "downloads"
     voc_root = data_dir / "VOC2012"
-    if (voc_root / PREPARED_MARKER).exists():
+    if (voc_root / PREPARED).exists():
         return voc_root
     sbd_needed = not _extract_marker(data_dir / "SBD", sbd.filename).exists()
     _fetch_and_extract(voc, data_dir, downloads_dir, timeout, also=(sbd,) if sbd_needed else ())
@@ -351,5 +351,5 @@ def prepare_voc(data_dir: Path, downloads_dir: Path | None = None,
     for split in ("train", "val"):
         write_list(voc_root / SBD_LISTS / f"sbd_{split}.txt",
                    read_list(sbd_dir / f"{split}.txt"))
-    atomic_write(voc_root / PREPARED_MARKER, lambda tmp: tmp.write_text("VOC2012 + SBD\n"))
+    atomic_write(voc_root / PREPARED, lambda tmp: tmp.write_text("VOC2012 + SBD\n"))
     return voc_root

@@ -3,12 +3,13 @@
 Image-level labels come from the XML annotations by default, as in the authors' code (every
 object named in ``Annotations/<id>.xml``, difficult ones included; VOC masks paint difficult
 objects as void), or from the classes painted in the masks (``DataConfig.label_source``).
-Label cache format: ``<root>/cls_labels_<source>.json`` (one file per source, so labels from one
+Label cache format: ``<cache>/cls_labels_<source>.json`` (one file per source, so labels from one
 are never read as the other) is a JSON object mapping each image id to the sorted list of its
 foreground class indices into ``voc.CLASSES`` (1..20, background never listed), e.g.
 ``{"2007_000032": [1, 15]}``. In memory, labels are 20-dim float32 multi-hot
-vectors where entry ``c - 1`` stands for class ``c``.
-Validation stamps: ``<root>/.validated.json`` maps the fingerprint of each list that passed
+vectors where entry ``c - 1`` stands for class ``c``. ``<cache>`` is ``voc.cache_dir(root)``:
+the root when the project made it, else a folder of the project's (a user's root is only read).
+Validation stamps: ``<cache>/.validated.json`` maps the fingerprint of each list that passed
 ``validate`` (``check_inputs``) to ``{"list", "images", "masks", "xml", "time"}``.
 """
 
@@ -38,6 +39,7 @@ from seamlib.data.voc import (
     SBD_LISTS,
     SEG_CLASS_AUG,
     SEG_LISTS,
+    cache_dir,
     load_label_png,
     read_list,
     strict_decoding,
@@ -49,7 +51,7 @@ EXPECTED_SIZES = {"train_aug": 10582, "train": 1464, "val": 1449}
 LABEL_SOURCES = ("xml", "mask")
 NUM_FG = NUM_CLASSES - 1  # 20 foreground classes: the length of a multi-hot label
 MAX_LISTED = 20  # problems shown in a DataError before "... and N more"
-STAMPS = ".validated.json"  # in a dataset root: the validation passes check_inputs recorded
+STAMPS = ".validated.json"  # in a dataset's cache: the validation passes check_inputs recorded
 MAX_STAMPS = 256  # passes kept there (one per fingerprint), the oldest dropped first
 
 Disagreement = tuple[str, tuple[str, ...], tuple[str, ...]]  # (id, only_in_mask, only_in_xml)
@@ -233,8 +235,8 @@ def check_label_source(source: str) -> str:
 
 
 def labels_cache(root: str | Path, source: str) -> Path:
-    """The label cache of one source: ``<root>/cls_labels_<source>.json``."""
-    return Path(root) / f"cls_labels_{source}.json"
+    """The label cache of one source: ``<cache>/cls_labels_<source>.json``."""
+    return cache_dir(root) / f"cls_labels_{source}.json"
 
 
 def labels_for(root: str | Path, list_name: str, source: str = "xml",
@@ -424,7 +426,7 @@ def _read_stamps(path: Path) -> dict[str, dict]:
 
 def check_inputs(root: str | Path, list_names: list[str], need_masks: bool | str = False,
                  need_xml: bool = False, progress: bool = True, need_images: bool = True) -> None:
-    """``validate`` the lists not yet recorded in ``<root>/.validated.json`` as passed.
+    """``validate`` the lists not yet recorded in ``<cache>/.validated.json`` as passed.
 
     Every stage calls it before its work. A pass is keyed per list by ``_fingerprint``, so any
     change (a file's size or mtime, the list, the checks asked for) validates again. A pass
@@ -433,7 +435,7 @@ def check_inputs(root: str | Path, list_names: list[str], need_masks: bool | str
     """
     root = Path(root)
     checks, stat = Checks(need_images, _mask_dir(need_masks), need_xml), functools.cache(_stat)
-    path = root / STAMPS
+    path = cache_dir(root) / STAMPS
     stamps = _read_stamps(path)
     todo = [name for name in dict.fromkeys(list_names)
             if _fingerprint(root, name, checks, stat) not in stamps]

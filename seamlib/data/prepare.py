@@ -36,19 +36,25 @@ SOURCE_FILES = {"mask": (voc.SEG_CLASS_AUG, ".png"), "xml": (voc.ANNOTATIONS, ".
 
 def prepare_data(cfg: Config, workers: int = 2) -> Path:
     """Download, generate or only check data.root (``data.prepare``), validate it, cache its
-    labels, cross-check them; return the root."""
+    labels, cross-check them; return the root. Only a root that is absent, empty or made by the
+    project is written; any other is the user's, validated as it is."""
     root, source = Path(cfg.data.root), check_label_source(cfg.data.label_source)
-    train_list = cfg.data.train_list
-    if cfg.data.prepare == "download":
-        prepare_voc(root.parent)
-        write_train_aug(root)
-        check_real_sizes(root)
-    elif cfg.data.prepare == "generate":
-        generate(cfg.synthetic, root, workers)
-    elif cfg.data.prepare != "validate":
+    train_list, mode = cfg.data.train_list, cfg.data.prepare
+    if mode not in PREPARE_MODES:
         raise ValueError(f"data.prepare must be one of {', '.join(PREPARE_MODES)}, "
-                         f"got {cfg.data.prepare!r}")
-    have = {s: cfg.data.prepare != "validate" or s == source or _complete(root, train_list, s)
+                         f"got {mode!r}")
+    if mode != "validate" and not writable(root):
+        print(f"{root}: not made by this project (no {voc.GENERATED} or {voc.PREPARED}), so "
+              f"data.prepare={mode} leaves it as it is and only validates it")
+        mode = "validate"
+    if mode == "download":
+        prepare_voc(root.parent)
+        if not list_path(root, "train_aug").is_file():
+            write_train_aug(root)
+        check_real_sizes(root)
+    elif mode == "generate":
+        generate(cfg.synthetic, root, workers)
+    have = {s: mode != "validate" or s == source or _complete(root, train_list, s)
             for s in LABEL_SOURCES}
     check_all(root, [([train_list], {"need_masks": have["mask"], "need_xml": have["xml"]}),
                      ([cfg.data.cam_list, cfg.data.val_list],
@@ -63,10 +69,16 @@ def prepare_data(cfg: Config, workers: int = 2) -> Path:
         folder = SOURCE_FILES["xml" if source == "mask" else "mask"][0]
         report = summary = (f"not cross-checked: {folder}/ lacks files of some {train_list} "
                             f"images")
-    atomic_write(root / CROSSCHECK, lambda t: t.write_text(
+    crosscheck = voc.cache_dir(root) / CROSSCHECK
+    atomic_write(crosscheck, lambda t: t.write_text(
         f"image-level labels come from {source} (data.label_source)\n{report}\n"))
-    print(f"image-level labels come from {source}; {summary} (see {root / CROSSCHECK})")
+    print(f"image-level labels come from {source}; {summary} (see {crosscheck})")
     return root
+
+
+def writable(root: Path) -> bool:
+    """Whether the project may write into a dataset root: absent, empty, or made by it."""
+    return not root.exists() or (root.is_dir() and not any(root.iterdir())) or voc.made_here(root)
 
 
 def _complete(root: Path, list_name: str, source: str) -> bool:

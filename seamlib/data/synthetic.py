@@ -37,7 +37,6 @@ from seamlib.runs import claim
 GENERATOR_VERSION = 4  # the rendering at scale 1; also seeds every image's RNG
 SCALED_VERSION = 5  # rendering at another scale: the version-4 scene draws, drawn larger
 SPLITS = ("train", "val", "test", "sbd")  # "sbd": extra images that only join train_aug
-MANIFEST = "synthetic.json"
 VOID_WIDTH = 1  # pixels of void on each side of an object border
 MIN_VISIBLE = 0.3  # an object less visible than this after occlusion is dropped
 MIN_INTERIOR = 6  # ... and so is one with fewer visible pixels outside the void band
@@ -396,22 +395,22 @@ def split_ids(cfg: SyntheticConfig) -> dict[str, list[str]]:
 
 
 def write_lists(root: Path, ids: dict[str, list[str]]) -> None:
-    """VOC segmentation lists, SBD-style lists and the train_aug list built from them.
+    """VOC segmentation lists, SBD-style lists and the train_aug list built from them, each
+    written only where absent (an edited list is kept).
 
     As in the real data, the SBD-style val list also holds some VOC val images (a tenth, at
     least one, so even ``smoke`` can catch a train_aug that keeps them), which
     ``build_train_aug`` must remove."""
-    seg = root / voc.SEG_LISTS
-    for split in ("train", "val", "test"):
-        voc.write_list(seg / f"{split}.txt", ids[split])
+    seg, aug = root / voc.SEG_LISTS, root / voc.SBD_LISTS
     cut = int(0.8 * len(ids["sbd"]))
     held_out = ids["val"][: max(1, len(ids["val"]) // 10)]
     sbd_train, sbd_val = ids["sbd"][:cut], ids["sbd"][cut:] + held_out
-    aug = root / voc.SBD_LISTS
-    voc.write_list(aug / "sbd_train.txt", sbd_train)
-    voc.write_list(aug / "sbd_val.txt", sbd_val)
-    voc.write_list(seg / "train_aug.txt",
-                   build_train_aug(sbd_train, sbd_val, ids["train"], ids["val"]))
+    lists = {**{seg / f"{split}.txt": ids[split] for split in ("train", "val", "test")},
+             aug / "sbd_train.txt": sbd_train, aug / "sbd_val.txt": sbd_val,
+             seg / "train_aug.txt": build_train_aug(sbd_train, sbd_val, ids["train"], ids["val"])}
+    for path, names in lists.items():
+        if not path.is_file():  # written once: a list edited since is the user's
+            voc.write_list(path, names)
 
 
 def manifest(cfg: SyntheticConfig) -> dict:
@@ -430,7 +429,7 @@ def generate(cfg: SyntheticConfig, root: Path, workers: int = 2) -> Path:
     A manifest records the settings; a folder made with other settings is an error, not
     silently mixed."""
     root = Path(root)
-    claim(root / MANIFEST, manifest(cfg), "synthetic data")
+    claim(root / voc.GENERATED, manifest(cfg), "synthetic data")
     ids = split_ids(cfg)
     jobs = [(root, cfg.seed, s, i, cfg.min_size, cfg.max_size, cfg.scale)
             for s, names in ids.items() for i in range(len(names))]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,6 +31,27 @@ SEG_CLASS_AUG = "SegmentationClassAug"  # SBD + VOC masks for every train_aug im
 ANNOTATIONS = "Annotations"
 SEG_LISTS = Path("ImageSets") / "Segmentation"
 SBD_LISTS = Path("ImageSets") / "SegmentationAug"  # sbd_train.txt, sbd_val.txt (SBD's lists)
+
+# A dataset root the project made holds one of these; any other root is the user's, only read.
+GENERATED = "synthetic.json"  # the synthetic generator's settings, written before any image
+PREPARED = ".seamlib_prepared"  # written once the VOC 2012 + SBD preparation has finished
+CACHE_ROOT = Path("runs") / "data_cache"  # what is derived from a user's root, kept aside
+
+
+def made_here(root: str | Path) -> bool:
+    """Whether the project made the dataset root (generated or downloaded it)."""
+    return (Path(root) / GENERATED).is_file() or (Path(root) / PREPARED).is_file()
+
+
+def cache_dir(root: str | Path) -> Path:
+    """Where what the project derives from a dataset (label caches, validation passes, the
+    label cross-check) is kept: the root itself when the project made it, else a folder under
+    ``CACHE_ROOT`` named after the root's absolute path, so a user's folder is never written."""
+    root = Path(root)
+    if made_here(root):
+        return root
+    where = str(root.resolve())
+    return CACHE_ROOT / f"{root.resolve().name}-{hashlib.sha256(where.encode()).hexdigest()[:12]}"
 
 
 def voc_palette() -> np.ndarray:
