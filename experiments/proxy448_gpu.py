@@ -40,6 +40,7 @@ from seamlib.stages.evaluate import json_safe
 from seamlib.trainer import MODEL
 
 SEEDS = (0, 1, 2)
+BF16_JOBS = [("baseline_bf16", 0), ("seam_bf16", 0)]  # beside the fp32 runs of the same seed
 ACCEPT_MAP = 0.85  # issue #29 (the CPU proxy's datasheet asks 0.9)
 
 
@@ -203,6 +204,23 @@ def main(argv: list[str] | None = None) -> None:
     s.part("input-scale sweep", lambda: write_json(args.out / "input_scales.json", {
         f"{m}_seed{x}": r for (m, x), r in run_pool(
             s, cfg, scale_job, [("baseline", 0), ("seam", 0)], args.workers, "scales").items()}))
+    s.part("bf16 runs", lambda: write_json(args.out / "bf16.json", bf16_report(
+        args.out, run_pool(s, cfg, run_job, BF16_JOBS, args.workers, "bf16"))))
+
+
+def bf16_report(out: Path, runs: dict[tuple[str, int], dict]) -> dict:
+    """Each bf16 run's CAM mIoU (best and val-chosen threshold) beside the fp32 run of the same
+    method and seed (its record under ``out/runs``), and the difference."""
+    report = {}
+    for (variant, seed), record in runs.items():
+        method = variant.removesuffix("_bf16")
+        path = out / "runs" / f"compare_{method}_seed{seed}.json"
+        fp32 = json.loads(path.read_text()) if path.is_file() else None
+        report[f"{method}_seed{seed}"] = {
+            key: {"bf16": record[key], "fp32": None if fp32 is None else fp32[key],
+                  "bf16_minus_fp32": None if fp32 is None else record[key] - fp32[key]}
+            for key in ("train_miou_best", "train_miou_at_val_threshold")}
+    return report
 
 
 def write_comparison(cfg: Config, command: str, out: Path) -> None:

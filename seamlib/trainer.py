@@ -172,19 +172,21 @@ def to_device(batch: Any, device: torch.device, channels_last: bool = False) -> 
 
 
 def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype of ``train.amp`` ("auto": bf16 on CUDA, off elsewhere)."""
+    """The autocast dtype of ``train.amp``: "auto" and "off" train in fp32 on every device
+    (a replication changes no numerics by default), "bf16" or "fp16" opt in."""
     if amp == "auto":
-        return torch.bfloat16 if device.type == "cuda" else None
+        return None
     if amp not in AMP:
         raise ValueError(f"train.amp: expected auto, {', '.join(AMP)}; got {amp!r}")
     return AMP[amp]
 
 
 def use_channels_last(setting: str, device: torch.device) -> bool:
-    """Whether ``train.channels_last`` ("auto": on CUDA only, "on", "off") is on."""
+    """Whether ``train.channels_last`` is on: only when set "on" ("auto" and "off": the default
+    memory format on every device)."""
     if setting not in ("auto", "on", "off"):
         raise ValueError(f"train.channels_last: expected auto, on or off; got {setting!r}")
-    return setting == "on" or (setting == "auto" and device.type == "cuda")
+    return setting == "on"
 
 
 def init_distributed(device: torch.device) -> tuple[int, int, torch.device, bool]:

@@ -79,3 +79,21 @@ def test_a_spent_budget_skips_parts_and_says_so(tmp_path):
     session = Session(tmp_path, budget=0.0, command="test")
     assert session.part("work", lambda: 1 / 0) is None  # never started
     assert "skipped: wall-clock budget spent" in (tmp_path / "summary.md").read_text()
+
+
+@pytest.mark.slow
+def test_the_prepared_device_command_runs_both_parts_tiny_on_cpu(tmp_path, monkeypatch):
+    """The one command a lent GPU runs (benchmarks/device_check.py), at toy sizes on the CPU:
+    the voc benchmark, then proxy448 with its bf16 runs beside fp32, all under --out."""
+    from benchmarks import device_check
+
+    monkeypatch.chdir(tmp_path)
+    status = device_check.main(["--tiny", "--device", "cpu", "--out", str(tmp_path / "out")])
+    assert status == {"gpu": "done", "proxy448": "done"}
+    out = tmp_path / "out"
+    assert (out / "gpu" / "README.md").is_file()
+    bf16 = json.loads((out / "proxy448" / "bf16.json").read_text())
+    assert set(bf16) == {"baseline_seed0", "seam_seed0"}
+    assert all(v["train_miou_best"]["fp32"] is not None for v in bf16.values())
+    parts = json.loads((out / "proxy448" / "summary.json").read_text())["parts"]
+    assert all(p["status"] == "done" for p in parts)

@@ -181,11 +181,13 @@ def test_run_folder_checks_only_settings_that_change_the_weights(tmp_path):
 def test_amp_and_channels_last_settings():
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert trainer.autocast_dtype("auto", cpu) is None
-    assert trainer.autocast_dtype("auto", cuda) == torch.bfloat16
+    assert trainer.autocast_dtype("auto", cuda) is None  # fp32 on CUDA until bf16 is shown equal
+    assert trainer.autocast_dtype("bf16", cuda) == torch.bfloat16
     assert trainer.autocast_dtype("fp16", cpu) == torch.float16
     with pytest.raises(ValueError, match="train.amp"):
         trainer.autocast_dtype("half", cpu)
-    assert not trainer.use_channels_last("auto", cpu) and trainer.use_channels_last("auto", cuda)
+    assert not trainer.use_channels_last("auto", cpu) and not trainer.use_channels_last("auto", cuda)
+    assert trainer.use_channels_last("on", cpu)
     with pytest.raises(ValueError, match="train.channels_last"):
         trainer.use_channels_last("yes", cpu)
 
