@@ -360,4 +360,5 @@ def test_check_inputs_ignores_an_unreadable_stamp_file(voc_root: Path, validatio
     check_inputs(voc_root, ["val"], progress=False)
     check_inputs(voc_root, ["val"], progress=False)
     assert len(validations) == 1
-    assert {s["list"] for s in json.loads((cache_dir(voc_root) / STAMPS).read_text()).values()} == {"val"}
+    stamps = json.loads((cache_dir(voc_root) / STAMPS).read_text())
+    assert {s["list"] for s in stamps.values()} == {"val"}

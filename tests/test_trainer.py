@@ -186,7 +186,7 @@ def test_amp_and_channels_last_settings():
     assert trainer.autocast_dtype("fp16", cpu) == torch.float16
     with pytest.raises(ValueError, match="train.amp"):
         trainer.autocast_dtype("half", cpu)
-    assert not trainer.use_channels_last("auto", cpu) and not trainer.use_channels_last("auto", cuda)
+    assert not any(trainer.use_channels_last("auto", d) for d in (cpu, cuda))
     assert trainer.use_channels_last("on", cpu)
     with pytest.raises(ValueError, match="train.channels_last"):
         trainer.use_channels_last("yes", cpu)
