@@ -16,9 +16,13 @@ TABLES = {
     "04_transformations": "the transformation A of ER (paper: rescale is the best)",
     "04_augmentation": "the baseline with wider rescale augmentation (paper: ER is more than "
                        "augmentation)",
-    "04_multiscale": "multi-scale inference sets, seed 0 (inference only)",
+    "04_er_scale": "SEAM with ER's second branch at rescale 0.3 (the paper's), 0.5 and 0.7",
+    "04_er_scale_recognisability": "the baseline's val mAP on inputs downscaled as ER's "
+                                   "second branch (inference only)",
+    "04_multiscale": "multi-scale inference sets (inference only)",
     "04_gradcam": "the baseline's CAM, Grad-CAM and Grad-CAM++ against SEAM, one input scale",
-    "04_scale_consistency": "one input scale at a time, seed 0 (paper: SEAM's CAMs vary less)",
+    "04_scale_consistency": "one input scale at a time (paper: SEAM's CAMs vary less)",
+    "04_verdicts": "every claim's paired difference over seeds, its 95 % t interval and verdict",
     "pseudo_masks": "pseudo masks: CAM, CAM + CRF, CAM + random walk",
     "sota_measured": "the retrained segmentation network on val and test",
     "sota_reported": "others' reported VOC numbers, for context only (not measured here)",
@@ -33,19 +37,22 @@ LIMITS = {
     "smoke": "Smoke runs last seconds and exist for the tests: their numbers mean nothing.",
 }
 SECTIONS = {"components": "04_components", "transforms": "04_transformations",
-            "augmentation": "04_augmentation", "multiscale": "04_multiscale",
+            "augmentation": "04_augmentation", "er_scale": "04_er_scale",
+            "multiscale": "04_multiscale",
             "gradcam": "04_gradcam",
             "scale_consistency": "04_scale_consistency"}
 
 
 def verdicts(out: Path) -> dict[str, str]:
-    """Table name -> 'claim: verdict' from notebook 04's numbers, when it has run."""
+    """Table name -> 'claim: verdict; ...' from notebook 04's numbers (paired verdicts, see
+    study/verdicts.py), when it has run."""
     path = out / "04_ablations.json"
     if not path.is_file():
         return {}
     sections = json.loads(path.read_text())["sections"]
-    return {SECTIONS[k]: f"{s['claim']}: **{s['verdict']}**" for k, s in sections.items()
-            if k in SECTIONS}
+    return {SECTIONS[k]: "; ".join(f"{claim}: **{c['verdict']}**"
+                                  for claim, c in s["claims"].items())
+            for k, s in sections.items() if k in SECTIONS}
 
 
 def write_summary(cfg: Config, out: str | Path, results: str | Path = "results") -> Path:
@@ -61,7 +68,7 @@ def write_summary(cfg: Config, out: str | Path, results: str | Path = "results")
              *(["", LIMITS[cfg.profile]] if cfg.profile in LIMITS else []), "", "## Tables", ""]
     for table in sorted((out / "tables").glob("*.md")):
         what = TABLES.get(table.stem, "")
-        verdict = f" Proxy reproduces: {found[table.stem]}." if table.stem in found else ""
+        verdict = f" Verdict: {found[table.stem]}." if table.stem in found else ""
         lines.append(f"- [{table.stem}](tables/{table.name}): {what}.{verdict}")
     lines += ["", "## Figures", ""]
     lines += [f"- [{png.name}]({png.name})" for png in sorted(out.glob("*.png"))]

@@ -52,10 +52,11 @@ def verdict(low: float, high: float, paper_sign: int = 1) -> str:
 def overall(verdicts: Iterable[str]) -> str:
     """One claim judged by several comparisons: ``holds`` when every judged one holds,
     ``reversed`` when any is reversed, else ``not resolved`` (``one seed, not judged`` when
-    none could be judged)."""
+    none could be judged, ``not run`` when none has numbers)."""
+    verdicts = list(verdicts)
     judged = [v for v in verdicts if v in (HOLDS, REVERSED, NOT_RESOLVED)]
     if not judged:
-        return ONE_SEED
+        return ONE_SEED if ONE_SEED in verdicts else "not run"
     return REVERSED if REVERSED in judged else HOLDS if set(judged) == {HOLDS} else NOT_RESOLVED
 
 

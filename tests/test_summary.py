@@ -16,12 +16,13 @@ def test_the_summary_links_tables_and_figures_with_verdicts_and_missing_runs(tmp
     (out / "tables" / "04_components.md").write_text("# t\n")
     (out / "tables" / "pseudo_masks.md").write_text("# t\n")
     (out / "04_scale_consistency.png").write_bytes(b"png")
-    sections = {"components": {"claim": "SEAM beats each component", "verdict": "no"}}
+    sections = {"components": {"claims": {"SEAM beats each component": {
+        "verdict": "not resolved"}}}}
     (out / "04_ablations.json").write_text(json.dumps({"sections": sections}))
     cfg = load_config("proxy")
     text = write_summary(cfg, out, tmp_path / "results").read_text()
     assert "- [04_components](tables/04_components.md): ER, PCM and ECR" in text
-    assert "Proxy reproduces: SEAM beats each component: **no**." in text
+    assert "Verdict: SEAM beats each component: **not resolved**." in text
     assert "- [pseudo_masks](tables/pseudo_masks.md): pseudo masks" in text
     assert "[04_scale_consistency.png](04_scale_consistency.png)" in text
     jobs = sum(len(chain) for chain in plan(cfg))

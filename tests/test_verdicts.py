@@ -86,6 +86,7 @@ def test_a_claim_of_several_comparisons():
     assert overall([HOLDS, REVERSED, NOT_RESOLVED]) == REVERSED
     assert overall([ONE_SEED, HOLDS]) == HOLDS
     assert overall([ONE_SEED, "not run"]) == ONE_SEED
+    assert overall(["not run", "not run"]) == "not run"
 
 
 def test_flatness_is_the_range_over_scales_and_judged_paired():
