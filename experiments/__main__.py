@@ -23,6 +23,7 @@ from pathlib import Path
 
 from seamlib.cli import add_config_args, config_from, run_command
 from seamlib.config import Config
+from seamlib.errors import InputError
 from seamlib.io import atomic_write
 
 
@@ -78,7 +79,7 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
 
     cfg = config_from(args)
     if cfg.pretrain.trunk is None:
-        raise ValueError(f"profile {cfg.profile!r} has no pretraining stage: it starts from "
+        raise InputError(f"profile {cfg.profile!r} has no pretraining stage: it starts from "
                          "released ImageNet weights (model.weights)")
     if args.verify or (Path(cfg.pretrain.trunk).exists() and not args.force):
         print(f"{verify_trunk(cfg.pretrain.trunk, cfg.pretrain.trunk_sha256)}: sha256 ok")
@@ -140,7 +141,7 @@ def cmd_pipeline_report(args: argparse.Namespace) -> None:
     for item in args.runs:
         name, sep, folder = item.partition("=")
         if not sep or not name or not folder:
-            raise ValueError(f"run {item!r}: expected NAME=DIR, e.g. seam=runs/proxy/seam")
+            raise InputError(f"run {item!r}: expected NAME=DIR, e.g. seam=runs/proxy/seam")
         runs[name] = Path(folder)
     report = pipeline_report(runs, command_line(args), args.setup)
     print(write_pipeline_report(report, Path(args.out)).read_text())

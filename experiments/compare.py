@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 from seamlib.config import Config, variant_config
 from seamlib.data.voc import CLASSES
 from seamlib.device import hardware
+from seamlib.errors import InputError, MissingFile
 from seamlib.io import atomic_write, save_figure
 from seamlib.pipeline import METRICS as METRICS_FILE
 from seamlib.pipeline import run_folder, run_pipeline
@@ -102,12 +103,12 @@ def recorded_runs(cfg: Config, path: Path, seeds: list[int]) -> tuple[list[dict]
     """The runs and commands of an earlier report at ``path`` made with ``cfg``'s settings,
     less the ``seeds`` about to be rerun; refuse a report of other settings."""
     if not path.exists():
-        raise FileNotFoundError(f"{path}: no earlier comparison to extend; run without --extend")
+        raise MissingFile(f"{path}: no earlier comparison to extend; run without --extend")
     old = json.loads(path.read_text())
     try:
         require_same(old["config"], json_safe(dataclasses.asdict(cfg)), path, "a comparison")
     except ValueError as err:
-        raise ValueError(f"{err} (or rerun every seed instead of --extend)") from None
+        raise InputError(f"{err} (or rerun every seed instead of --extend)") from None
     runs = [{"hardware": old["hardware"], **r} for r in old["runs"] if r["seed"] not in seeds]
     return runs, old.get("commands", [old["command"]])
 
@@ -119,7 +120,7 @@ def compare(cfg: Config, seeds: list[int], command: str, results: str | Path,
     other seeds' runs of the report already there (same settings required), so seeds can be
     added one session at a time."""
     if not seeds:
-        raise ValueError("compare needs at least one seed")
+        raise InputError("compare needs at least one seed")
     path = Path(results) / f"{REPORT}.json"
     kept, commands = recorded_runs(cfg, path, seeds) if extend else ([], [])
     jobs = [(method, seed) for method in METHODS for seed in seeds]

@@ -28,6 +28,7 @@ from seamlib.config import VARIANTS, Config, apply_overrides
 from seamlib.data.datasets import MultiScaleDataset
 from seamlib.data.lists import labels_for
 from seamlib.device import hardware
+from seamlib.errors import InputError
 from seamlib.io import atomic_write
 from seamlib.models.seam import SEAMNet, SEAMOutput
 from seamlib.stages.cams import multiscale_cams, run_cams, save_cam
@@ -155,7 +156,7 @@ def run_diagnostics(cfg: Config, names: list[str], out: Path, root: Path, comman
     todo = [n for n in names if n not in report["records"]]
     unknown = [n for n in todo if n not in DIAGNOSTICS]
     if unknown:
-        raise ValueError(f"unknown diagnostics {unknown}; expected some of {list(DIAGNOSTICS)}")
+        raise InputError(f"unknown diagnostics {unknown}; expected some of {list(DIAGNOSTICS)}")
     if workers <= 1:
         for name in todo:
             report["records"][name] = diagnose(cfg, name, root)

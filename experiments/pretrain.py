@@ -25,6 +25,7 @@ from experiments.pretrain_set import PRETRAIN_VERSION, class_designs, datasheet,
 from seamlib.config import Config, PretrainConfig, TrainConfig
 from seamlib.data.voc import MEAN, STD
 from seamlib.device import hardware, resolve_device
+from seamlib.errors import InputError
 from seamlib.io import atomic_write, sha256_file
 from seamlib.models.resnet38 import ResNet38
 from seamlib.trainer import LOG, SUMMARY, fit
@@ -134,7 +135,7 @@ def pretrain(cfg: Config, command: str = "", results: str | Path | None = None,
     trunk's path."""
     pc = cfg.pretrain
     if pc.trunk is None:
-        raise ValueError(f"profile {cfg.profile!r} has no pretraining stage (pretrain.trunk is "
+        raise InputError(f"profile {cfg.profile!r} has no pretraining stage (pretrain.trunk is "
                          "unset): it starts from released ImageNet weights (model.weights)")
     trunk_path, report = Path(pc.trunk), Path(results or Path("runs") / cfg.profile)
     if pc.threads:

@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from seamlib.config import PretrainConfig
 from seamlib.data.shapes import BODY_COLOURS, DESIGNS, SCENES, ClassDesign, body_family
 from seamlib.data.synthetic import draw_clutter, paint_object, raster, scene_texture
+from seamlib.errors import InputError
 
 PRETRAIN_VERSION = 1
 SPLITS = ("train", "heldout")
@@ -102,7 +103,7 @@ def make_split(cfg: PretrainConfig, split: str, workers: int = 2,
     """The images (N, S, S, 3) uint8, 0-based labels (N,) int64 and object pixel shares (N,)
     of a split: classes in turn, ``n_train`` or ``n_heldout`` images per class."""
     if split not in SPLITS:
-        raise ValueError(f"unknown pretraining split {split!r}; expected one of {SPLITS}")
+        raise InputError(f"unknown pretraining split {split!r}; expected one of {SPLITS}")
     n_classes = len(DESIGNS) + cfg.n_distractors
     per_class = cfg.n_train if split == "train" else cfg.n_heldout
     jobs = [(cfg.seed, SPLITS.index(split), i, cfg.n_distractors, cfg.image_size)

@@ -27,6 +27,7 @@ from seamlib.config import Config, TrainConfig
 from seamlib.data.datasets import VOCImages
 from seamlib.data.lists import check_inputs, labels_for
 from seamlib.device import hardware
+from seamlib.errors import InputError
 from seamlib.models.seam import build_model
 from seamlib.models.weights import load_weights
 from seamlib.stages.evaluate import mean_average_precision
@@ -110,7 +111,7 @@ def head_group(net: nn.Module, train: TrainConfig) -> dict:
 def probe(cfg: Config, command: str = "", progress: bool = True) -> dict:
     """Both diagnostics for the profile's trunk (``model.weights``) and training schedule."""
     if not cfg.model.weights:
-        raise ValueError("model.weights is not set: the probe measures a pretrained trunk")
+        raise InputError("model.weights is not set: the probe measures a pretrained trunk")
     net = build_model(cfg.model)
     load_weights(net, cfg.model.weights)
     head = head_group(net, cfg.train)

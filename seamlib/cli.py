@@ -16,17 +16,17 @@
 
 Lab tools (comparisons, difficulty, probes, the proxy trunk's pretraining) are
 ``python -m experiments``; benchmarks are ``python -m benchmarks.bench``.
-A bad input ends with one line, ``seam <command>: <what is wrong>``, and exit status 2
-(``--debug`` shows the traceback).
+A bad input ends with one line, ``seam <command>: <what is wrong>``, and exit status 2; Ctrl-C
+with one line and 130; a bug with its traceback and 1 (``--debug``: every traceback).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import pickle
 import shlex
 import sys
+import traceback
 from collections.abc import Callable
 from itertools import pairwise
 from pathlib import Path
@@ -39,14 +39,13 @@ from seamlib.config import (
     load_config,
     variant_config,
 )
+from seamlib.errors import InputError, Interrupted, MissingFile, SeamError
 from seamlib.pipeline import STAGE_NAMES, run_folder
 
 RESULTS = Path("results")
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 CHECK_MARK = "# NBVAL_CHECK_OUTPUT"
-# What a stage raises on bad input or settings: shown as one line unless --debug.
-USER_ERRORS = (ValueError, OSError, RuntimeError, KeyError, EOFError, FloatingPointError,
-               pickle.UnpicklingError)
+INPUT_FOLDERS = ("pred_dir", "pred", "cams", "labels")  # arguments naming folders a command reads
 # Commands that make data.root themselves (or do not read it): no dataset check first.
 MAKES_DATA = ("data", "run", "reproduce", "notebook")
 
@@ -59,7 +58,7 @@ def parse_overrides(items: list[str]) -> dict[str, dict[str, str]]:
         key, sep, raw = item.partition("=")
         stage, dot, name = key.partition(".")
         if not sep or not dot:
-            raise ValueError(f"--set {item!r}: expected STAGE.SETTING=VALUE, e.g. train.epochs=2")
+            raise InputError(f"--set {item!r}: expected STAGE.SETTING=VALUE, e.g. train.epochs=2")
         out.setdefault(stage, {})[name] = raw
     return out
 
@@ -186,7 +185,7 @@ def cmd_reproduce(args: argparse.Namespace) -> None:
 
     summary = reproduce(config_from(args), args.workers, args.seeds, dry_run=args.dry_run)
     if summary["failed"]:
-        raise RuntimeError(f"{len(summary['failed'])} runs failed, the first: "
+        raise InputError(f"{len(summary['failed'])} runs failed, the first: "
                            f"{summary['failed'][0]['job']}: {summary['failed'][0]['error']}")
 
 
@@ -197,7 +196,7 @@ def cmd_notebook(args: argparse.Namespace) -> None:
     source = NOTEBOOKS / f"{args.name}.ipynb"
     if not source.exists():
         names = ", ".join(sorted(p.stem for p in NOTEBOOKS.glob("*.ipynb")))
-        raise ValueError(f"{source}: no such notebook; expected one of {names}")
+        raise InputError(f"{source}: no such notebook; expected one of {names}")
     target = NOTEBOOKS.parent / RESULTS / args.profile / source.name
     target.parent.mkdir(parents=True, exist_ok=True)
     params = {"profile": args.profile}
@@ -352,17 +351,33 @@ def main(argv: list[str] | None = None) -> None:
 
 def run_command(args: argparse.Namespace, prog: str,
                 check: Callable[[argparse.Namespace], None] | None = None) -> None:
-    """Run a parsed command (after ``check``, if given); a bad input ends with one line,
-    ``<prog> <command>: <what is wrong>``, and exit status 2 (``--debug``: the traceback)."""
+    """Run a parsed command (after ``check``, if given). What the user can fix (``SeamError``)
+    ends with one line, ``<prog> <command>: <what is wrong>``, and exit status 2; Ctrl-C with one
+    line and 130; anything else is a bug: its traceback, a line on reporting it, exit 1.
+    ``--debug`` shows every traceback."""
     try:
         if check is not None:
             check(args)
         args.func(args)
-    except USER_ERRORS as err:
+    except SeamError as err:
         if args.debug:
             raise
         print(f"{prog} {args.command}: {error_line(err)}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt as err:
+        if args.debug:
+            raise
+        where = err.stage if isinstance(err, Interrupted) else args.command
+        print(f"{prog} {args.command}: interrupted during {where}; rerun the same command to "
+              "resume", file=sys.stderr)
+        sys.exit(130)
+    except Exception:
+        if args.debug:
+            raise
+        traceback.print_exc()
+        print(f"{prog} {args.command}: this is a bug in seamlib, not in your input; please "
+              "report it with the command and the traceback above", file=sys.stderr)
+        sys.exit(1)
 
 
 def error_line(err: BaseException) -> str:
@@ -380,19 +395,24 @@ def error_line(err: BaseException) -> str:
 
 
 def require_dataset(args: argparse.Namespace) -> None:
-    """Refuse a stage whose data.root does not exist yet, naming the ``seam data`` command
-    that makes it (a stage would otherwise fail deep inside with a missing file)."""
+    """Refuse a command whose input folder (its argument) or data.root does not exist, naming
+    what is missing first, then the ``seam data`` command that makes the data (a stage would
+    otherwise fail deep inside with a missing file)."""
+    for name in INPUT_FOLDERS:
+        folder = getattr(args, name, None)
+        if folder is not None and not Path(folder).is_dir():
+            raise MissingFile(f"{folder}: no such folder (the {name.replace('_', ' ')} to read)")
     cfg = config_from(args)
     root = Path(cfg.data.root)
     if root.is_dir():
         return
     if cfg.data.prepare == "validate":
-        raise ValueError(f"data.root {root} does not exist; point --data-root at your "
+        raise InputError(f"data.root {root} does not exist; point --data-root at your "
                          f"VOC-format folder (JPEGImages/, ImageSets/Segmentation/)")
     command = ["seam", "data", "--profile", args.profile]
     command += ["--data-root", args.data_root] if args.data_root else []
     command += [word for item in args.set for word in ("--set", item)]
-    raise ValueError(f"data.root {root} does not exist; make it first with "
+    raise InputError(f"data.root {root} does not exist; make it first with "
                      f"`{shlex.join(command)}`")
 
 

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from seamlib.errors import InputError
+
 PROFILES_NAMES = ("smoke", "proxy", "proxy448", "voc")
 DEFAULT_PROFILE = "proxy"  # the main job: what load_config and every `seam` command use
 # The ResNet38 ImageNet model the reference (voc) training starts from; see models/weights.py.
@@ -368,9 +370,10 @@ def variant_config(cfg: Config, variant: str, seed: int) -> Config:
     """The config of one run: ``cfg`` with the variant's overlay and ``seed`` for every trainer
     (SEAM, AffinityNet, DeepLab; its stages live in ``pipeline.run_folder``)."""
     if variant not in VARIANTS:
-        raise ValueError(f"unknown variant {variant!r}; expected one of {', '.join(VARIANTS)}")
+        raise InputError(f"unknown variant {variant!r}; expected one of {', '.join(VARIANTS)}")
     run = apply_overrides(cfg, VARIANTS[variant])
     run.train.seed = run.aff_train.seed = run.seg_train.seed = seed
+    check_bounds(run)
     return run
 
 
@@ -380,6 +383,12 @@ BOUNDS: dict[str, tuple[float, float | None]] = {
     "crf.bg_threshold": (0, 1), "loss.ecr_topk_ratio": (0, 1), "seg.flip_prob": (0, 1),
     **{f"{stage}.{key}": (1, None) for stage in ("train", "aff_train", "seg_train", "pretrain")
        for key in ("epochs", "batch_size")},
+    **{f"{stage}.seed": (0, None) for stage in ("train", "aff_train", "seg_train", "pretrain",
+                                                "synthetic")},
+    "data.crop_size": (1, None), "data.num_workers": (0, None),
+    **{f"synthetic.{key}": (1, None) for key in ("n_train", "n_val", "n_test", "min_size",
+                                                 "max_size")},
+    "synthetic.n_extra": (0, None),
 }
 BOOLS = {"true": True, "1": True, "false": False, "0": False}
 NONES = ("none", "null")
@@ -415,30 +424,30 @@ def _convert(value: Any, hint: Any) -> Any:
                 return _convert(value, option)
             except ValueError:
                 continue
-        raise ValueError(value)
+        raise InputError(value)
     if typing.get_origin(hint) is tuple:
         items = _split(value) if isinstance(value, str) else value
         if not isinstance(items, (tuple, list)):
-            raise ValueError(value)
+            raise InputError(value)
         if len(args) == 2 and args[1] is Ellipsis:
             return tuple(_convert(v, args[0]) for v in items)
         if len(items) != len(args):
-            raise ValueError(value)
+            raise InputError(value)
         return tuple(_convert(v, a) for v, a in zip(items, args, strict=True))
     if isinstance(value, str) and hint is not str:
         text = value.strip()
         if hint is bool:
             if text.lower() not in BOOLS:
-                raise ValueError(value)
+                raise InputError(value)
             return BOOLS[text.lower()]
         return hint(text)  # int("2.5") and float("abc") raise ValueError
     if isinstance(value, bool) and hint is not bool:
-        raise ValueError(value)
+        raise InputError(value)
     if hint is float and isinstance(value, int):
         return float(value)
     if isinstance(value, hint):
         return value
-    raise ValueError(value)
+    raise InputError(value)
 
 
 def parse_setting(setting: str, value: Any, hint: Any) -> Any:
@@ -453,7 +462,7 @@ def parse_setting(setting: str, value: Any, hint: Any) -> Any:
     examples = {bool: " (true/false/1/0)", tuple: " (comma-separated, e.g. 128,224)"}
     example = examples.get(typing.get_origin(base) or base, "")
     none = " (none or null for None)" if optional else ""
-    raise ValueError(f"setting {setting}: cannot use {value!r}; expected "
+    raise InputError(f"setting {setting}: cannot use {value!r}; expected "
                      f"{type_name(hint)}{example}{none}")
 
 
@@ -470,11 +479,11 @@ def apply_overrides(cfg: Config, overrides: dict[str, dict[str, Any]]) -> Config
         section = getattr(cfg, stage, None)
         if not dataclasses.is_dataclass(section):
             stages = [f.name for f in dataclasses.fields(cfg) if f.name not in TOP_LEVEL]
-            raise ValueError(f"unknown config stage {stage!r}; expected one of {stages}")
+            raise InputError(f"unknown config stage {stage!r}; expected one of {stages}")
         hints = typing.get_type_hints(type(section))
         for key, value in values.items():
             if key not in hints:
-                raise ValueError(f"unknown setting {stage}.{key}; expected one of {sorted(hints)}")
+                raise InputError(f"unknown setting {stage}.{key}; expected one of {sorted(hints)}")
             setattr(section, key, parse_setting(f"{stage}.{key}", value, hints[key]))
     check_bounds(cfg)
     return cfg
@@ -488,7 +497,7 @@ def check_bounds(cfg: Config) -> None:
         value = getattr(getattr(cfg, stage), key)
         if not (low <= value and (high is None or value <= high)):  # NaN fails too
             expected = f"a value in [{low}, {high}]" if high is not None else f"at least {low}"
-            raise ValueError(f"setting {setting}: cannot use {value!r}; expected {expected} "
+            raise InputError(f"setting {setting}: cannot use {value!r}; expected {expected} "
                              f"(--set {setting}=VALUE)")
 
 
@@ -496,7 +505,7 @@ def load_config(profile: str = DEFAULT_PROFILE, overrides: dict[str, dict[str, A
                 data_root: str | Path | None = None) -> Config:
     """Build the configuration of a profile, then apply user overrides."""
     if profile not in PROFILES:
-        raise ValueError(f"unknown profile {profile!r}; expected one of {PROFILES_NAMES}")
+        raise InputError(f"unknown profile {profile!r}; expected one of {PROFILES_NAMES}")
     cfg = apply_overrides(Config(profile=profile), PROFILES[profile])
     cfg = apply_overrides(cfg, overrides or {})
     if data_root is not None:

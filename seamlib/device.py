@@ -10,6 +10,8 @@ from pathlib import Path
 
 import torch
 
+from seamlib.errors import InputError
+
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
 
 
@@ -20,10 +22,10 @@ def resolve_device(spec: str = "auto") -> torch.device:
     try:
         device = torch.device(spec)
     except RuntimeError as err:
-        raise ValueError(f"device: cannot parse {spec!r}; expected auto, cpu, cuda or "
+        raise InputError(f"device: cannot parse {spec!r}; expected auto, cpu, cuda or "
                          f"cuda:N") from err
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device: {spec!r} asked for, but torch sees no CUDA device")
+        raise InputError(f"device: {spec!r} asked for, but torch sees no CUDA device")
     return device
 
 

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from seamlib.errors import InputError
 from seamlib.models.seam import SEAMNet, SEAMOutput
 
 METHODS = ("cam", "gradcam", "gradcam++")
@@ -43,7 +44,7 @@ class GradCAMNet(nn.Module):
 
     def __init__(self, net: SEAMNet, method: str = "gradcam") -> None:
         if method not in METHODS[1:]:
-            raise ValueError(f"method must be one of {METHODS[1:]}, got {method!r}")
+            raise InputError(f"method must be one of {METHODS[1:]}, got {method!r}")
         super().__init__()
         self.net = net
         self.method = method
@@ -74,7 +75,7 @@ class GradCAMNet(nn.Module):
     def forward(self, x: torch.Tensor, with_pcm: bool = False) -> SEAMOutput:
         """(N, C, H, W) maps upsampled like SEAMNet's CAM, background 0; there is no PCM."""
         if with_pcm:
-            raise ValueError(f"{self.method} has no PCM output: call it with with_pcm=False")
+            raise InputError(f"{self.method} has no PCM output: call it with with_pcm=False")
         maps = self.maps(x)
         maps = torch.cat([torch.zeros_like(maps[:, :1]), maps], dim=1)
         return SEAMOutput(F.interpolate(maps, x.shape[2:], mode="bilinear", align_corners=True),

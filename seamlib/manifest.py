@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 from seamlib.data.datasets import VOCImages
+from seamlib.errors import MissingFile
 from seamlib.io import atomic_write, sha256_file
 from seamlib.runs import as_json, require_same
 
@@ -35,7 +36,7 @@ def cam_hashes(cam_dir: Path, images: VOCImages) -> dict[str, str]:
     """{id: sha256 of its CAM file} for a list; an error naming the folder if any is missing."""
     missing = [i for i in images.ids if not (cam_dir / f"{i}.npz").is_file()]
     if missing:
-        raise FileNotFoundError(f"{cam_dir}: no CAM file for {len(missing)} ids of "
+        raise MissingFile(f"{cam_dir}: no CAM file for {len(missing)} ids of "
                                 f"{images.list_path}, e.g. {missing[:3]}; run the cams stage")
     return {i: sha256_file(cam_dir / f"{i}.npz") for i in images.ids}
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from seamlib.config import Config, uses_pcm, variant_config
+from seamlib.errors import InputError, Interrupted, MissingFile
 from seamlib.io import atomic_write
 from seamlib.runs import as_json, changed_settings
 
@@ -228,7 +229,7 @@ def run_pipeline(cfg: Config, run_dir: str | Path, until: str | None = None) -> 
     """Run the stages up to ``until`` (all by default) in ``run_dir``; return, per stage, its
     wall seconds and whether it ran now or was up to date."""
     if until is not None and until not in STAGE_NAMES:
-        raise ValueError(f"until={until!r}: expected one of {', '.join(STAGE_NAMES)}")
+        raise InputError(f"until={until!r}: expected one of {', '.join(STAGE_NAMES)}")
     run = Path(run_dir)
     timings: dict[str, dict] = {}
     key = ""
@@ -277,7 +278,7 @@ def made_record(path: Path, key: str, run: bool, what: str, make: Callable[[], d
     if (record := read_record(path, key)) is not None:
         return record
     if not run:
-        raise FileNotFoundError(f"{path}: no record of {what} with these settings; run it "
+        raise MissingFile(f"{path}: no record of {what} with these settings; run it "
                                 "first (seam reproduce, make reproduce) or allow training")
     return write_record(path, {"key": key, **make()})
 
@@ -288,7 +289,7 @@ def recorded_run(cfg: Config, variant: str, seed: int, until: str = "cam_eval",
     record when that was made with the same settings; else (``run``) the pipeline runs,
     resuming what it finds, and the record is written."""
     if until not in ("cam_eval", "evaluate"):
-        raise ValueError(f"until={until!r}: expected cam_eval or evaluate (the stages with "
+        raise InputError(f"until={until!r}: expected cam_eval or evaluate (the stages with "
                          "metrics)")
     run_cfg = variant_config(cfg, variant, seed)
     folder = run_folder(cfg.profile, variant, seed)
@@ -336,7 +337,10 @@ def _run_stage(cfg: Config, run: Path, stage: Stage, key: str) -> dict:
 
     _mark(marker, {"key": key, "settings": settings, "complete": False})
     start, ticks = time.time(), cpu_ticks()
-    stage.run(cfg, run)
+    try:
+        stage.run(cfg, run)
+    except KeyboardInterrupt as err:
+        raise Interrupted(stage.name) from err
     seconds = round(time.time() - start, 1)
     done = {"seconds": seconds, "hardware": hardware(),
             "cpu_steal_percent": steal_percent(ticks, cpu_ticks())}

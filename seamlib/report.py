@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from seamlib.device import hardware
+from seamlib.errors import InputError, MissingFile
 from seamlib.io import atomic_write
 from seamlib.pipeline import STAGE_NAMES, TIMINGS
 from seamlib.stages.evaluate import json_safe
@@ -28,11 +29,11 @@ def pipeline_report(runs: dict[str, Path], command: str = "", setup: str = "") -
         metrics_path, timings_path = run / "evaluate" / "metrics.json", run / TIMINGS
         for path in (metrics_path, timings_path):
             if not path.is_file():
-                raise FileNotFoundError(f"{path}: not a finished pipeline run (run `seam run "
+                raise MissingFile(f"{path}: not a finished pipeline run (run `seam run "
                                         f"--run-dir {run}` to the evaluate stage)")
         metrics, timings = (json.loads(p.read_text()) for p in (metrics_path, timings_path))
         if list(timings) != list(STAGE_NAMES):
-            raise ValueError(f"{timings_path}: the last `seam run` there stopped after "
+            raise InputError(f"{timings_path}: the last `seam run` there stopped after "
                              f"{list(timings)[-1]!r} (--until), so later stages may be stale; "
                              "run it to the end first")
         seconds = {stage: t["seconds"] for stage, t in timings.items()}
@@ -98,7 +99,7 @@ def write_table(rows: list[dict], base: str | Path, title: str = "") -> Path:
 
     base = Path(base)
     if not rows:
-        raise ValueError(f"{base}: a table needs at least one row")
+        raise InputError(f"{base}: a table needs at least one row")
     columns = list(rows[0])
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, columns, lineterminator="\n")

@@ -28,6 +28,7 @@ from pathlib import Path
 from unittest import mock
 
 from seamlib.config import Config, uses_pcm, variant_config
+from seamlib.errors import InputError
 from seamlib.io import atomic_write
 from seamlib.pipeline import (
     METRICS,
@@ -439,7 +440,7 @@ def reproduce(cfg: Config, workers: int = 1, seeds: Iterable[int] | None = None,
     from seamlib.data.prepare import prepare_data
 
     if workers < 1:
-        raise ValueError(f"workers={workers}: expected at least 1")
+        raise InputError(f"workers={workers}: expected at least 1")
     left = remaining(cfg, plan(cfg, seeds), results)
     print(describe(cfg, left, workers, recorded_seconds(cfg.profile, results)), flush=True)
     if dry_run or not left:

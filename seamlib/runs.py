@@ -9,6 +9,7 @@ from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
+from seamlib.errors import InputError
 from seamlib.io import atomic_write
 
 MISSING = "(absent)"
@@ -50,7 +51,7 @@ def require_same(saved: Mapping[str, Any], current: Mapping[str, Any], where: st
     if changed:
         name, old, new = changed[0]
         more = f" and {len(changed) - 1} more" if len(changed) > 1 else ""
-        raise ValueError(f"{where} holds {what} made with other settings: {name} was {old!r}, "
+        raise InputError(f"{where} holds {what} made with other settings: {name} was {old!r}, "
                          f"now {new!r}{more}; use another folder or delete that one")
 
 
@@ -67,6 +68,6 @@ def claim(path: str | Path, settings: Mapping[str, Any], what: str = "outputs",
     try:
         saved = json.loads(path.read_text())
     except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: not a settings record ({err}); delete that folder") from err
+        raise InputError(f"{path}: not a settings record ({err}); delete that folder") from err
     require_same(saved, settings, path.parent, what, ignore)
     return False

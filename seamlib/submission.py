@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image
 
 from seamlib.data.voc import NUM_CLASSES, load_label_png, voc_palette
+from seamlib.errors import InputError, MissingFile
 from seamlib.io import atomic_write
 
 SUBMISSION_DIR = "results/VOC2012/Segmentation/comp6_test_cls"
@@ -34,11 +35,11 @@ def palette_png(label: np.ndarray) -> bytes:
 def _checked_label(path: Path) -> np.ndarray:
     """A prediction PNG, which must exist and hold only class indices 0..20."""
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no prediction for this test id; run the segment "
+        raise MissingFile(f"{path}: no prediction for this test id; run the segment "
                                 "stage on the test list first")
     label = load_label_png(path)
     if label.max() >= NUM_CLASSES:
-        raise ValueError(f"{path}: values {np.unique(label[label >= NUM_CLASSES]).tolist()} are "
+        raise InputError(f"{path}: values {np.unique(label[label >= NUM_CLASSES]).tolist()} are "
                          f"not class indices 0..{NUM_CLASSES - 1}; the server rejects them")
     return label
 
@@ -48,10 +49,10 @@ def export_submission(pred_dir: str | Path, ids: Sequence[str], out_dir: str | P
     the server's layout; every id must have a valid prediction. Returns the archive path."""
     pred_dir = Path(pred_dir)
     if not ids:
-        raise ValueError("export_submission: the id list is empty")
+        raise InputError("export_submission: the id list is empty")
     missing = [i for i in ids if not (pred_dir / f"{i}.png").is_file()]
     if missing:
-        raise FileNotFoundError(f"{pred_dir}: {len(missing)} of {len(ids)} test ids have no "
+        raise MissingFile(f"{pred_dir}: {len(missing)} of {len(ids)} test ids have no "
                                 f"prediction PNG, e.g. {missing[:3]}")
 
     def write(tmp: Path) -> None:

@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 
 from seamlib.config import TrainConfig
 from seamlib.device import hardware, keep_freed_memory
+from seamlib.errors import InputError
 from seamlib.io import atomic_write
 from seamlib.runs import claim
 
@@ -62,7 +63,7 @@ def lr_factor(step: int, max_step: int, train: TrainConfig) -> float:
     if train.schedule == "poly":
         return poly_factor(step, max_step, train.poly_power)
     if train.schedule != "cosine":
-        raise ValueError(f"train.schedule: expected poly or cosine; got {train.schedule!r}")
+        raise InputError(f"train.schedule: expected poly or cosine; got {train.schedule!r}")
     warm = max(1, round(train.warmup * max_step))
     if step < warm:
         return (step + 1) / warm
@@ -121,10 +122,10 @@ class EpochBatches(Sampler):
     def __init__(self, size: int, batch_size: int, seed: int, rank: int = 0,
                  world: int = 1) -> None:
         if batch_size % world:
-            raise ValueError(f"train.batch_size {batch_size} is not divisible by the {world} "
+            raise InputError(f"train.batch_size {batch_size} is not divisible by the {world} "
                              f"processes (WORLD_SIZE); the global batch is split evenly")
         if size < batch_size:
-            raise ValueError(f"the dataset has {size} samples, fewer than one batch "
+            raise InputError(f"the dataset has {size} samples, fewer than one batch "
                              f"(train.batch_size {batch_size})")
         self.size, self.batch_size, self.seed = size, batch_size, seed
         self.share, self.rank = batch_size // world, rank
@@ -177,7 +178,7 @@ def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
     if amp == "auto":
         return None
     if amp not in AMP:
-        raise ValueError(f"train.amp: expected auto, {', '.join(AMP)}; got {amp!r}")
+        raise InputError(f"train.amp: expected auto, {', '.join(AMP)}; got {amp!r}")
     return AMP[amp]
 
 
@@ -185,7 +186,7 @@ def use_channels_last(setting: str, device: torch.device) -> bool:
     """Whether ``train.channels_last`` is on: only when set "on" ("auto" and "off": the default
     memory format on every device)."""
     if setting not in ("auto", "on", "off"):
-        raise ValueError(f"train.channels_last: expected auto, on or off; got {setting!r}")
+        raise InputError(f"train.channels_last: expected auto, on or off; got {setting!r}")
     return setting == "on"
 
 
@@ -245,7 +246,7 @@ class Run:
         self.rank, self.world, self.device = rank, world, device
         self.train, self.out, self.main = train, out, self.rank == 0
         if train.log_every < 1 or train.checkpoint_every < 0:
-            raise ValueError(f"train.log_every must be >= 1 and train.checkpoint_every >= 0 "
+            raise InputError(f"train.log_every must be >= 1 and train.checkpoint_every >= 0 "
                              f"(0: at each epoch's end); got {train.log_every}, "
                              f"{train.checkpoint_every}")
         self.sampler = EpochBatches(size, train.batch_size, train.seed, self.rank, self.world)
@@ -296,7 +297,7 @@ class Run:
             return
         state = torch.load(path, map_location=self.device, weights_only=True)
         if state["max_step"] != self.max_step:
-            raise ValueError(f"{path}: made for {state['max_step']} steps, this run has "
+            raise InputError(f"{path}: made for {state['max_step']} steps, this run has "
                              f"{self.max_step} (dataset or batch size changed); delete it")
         self.net.load_state_dict(state["model"])
         self.opt.load_state_dict(state["optimizer"])
@@ -335,7 +336,7 @@ class Run:
         if bad:
             kept = (f"the last good checkpoint {self.out / CHECKPOINT} (step {self.saved_step}) "
                     f"is kept" if self.saved_step else "no checkpoint was written yet")
-            raise FloatingPointError(f"step {self.step + 1}: loss term {bad[0]!r} is "
+            raise InputError(f"step {self.step + 1}: loss term {bad[0]!r} is "
                                      f"{values[bad[0]]} (non-finite: {', '.join(bad)}); {kept}")
 
     def train_step(self, batch: Any, loss_fn: LossFn) -> tuple[dict[str, float], float]:

@@ -14,6 +14,8 @@ import torch.nn.functional as F
 from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
+from seamlib.errors import InputError
+
 
 class Transform:
     """An affine spatial transform of NCHW tensors."""
@@ -94,5 +96,5 @@ def _parse_one(spec: str) -> Transform:
             return Translate(dx, dy)
     except ValueError:
         pass
-    raise ValueError(f"loss.transform: cannot parse {spec!r}; expected rescale:F, flip, "
+    raise InputError(f"loss.transform: cannot parse {spec!r}; expected rescale:F, flip, "
                      f"rotate:DEG or translate:DX,DY, joined by '+'")

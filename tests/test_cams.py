@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from seamlib.config import ModelConfig
+from seamlib.errors import InputError
 from seamlib.models import build_model
 from seamlib.models.seam import SEAMOutput
 from seamlib.stages.cams import (
@@ -66,7 +67,7 @@ def test_a_truncated_cam_file_is_an_error_naming_it(tmp_path):
     path = tmp_path / "a.npz"
     save_cam(path, torch.rand(20, 3, 4), torch.ones(20))
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
-    with pytest.raises(OSError, match=r"a\.npz: cannot read these CAMs"):
+    with pytest.raises(InputError, match=r"a\.npz: cannot read these CAMs"):
         load_cam(path)
 
 

@@ -176,3 +176,46 @@ def test_reproduce_with_no_workers_and_a_failed_run_end_in_one_line(tmp_path, mo
         {"job": "seam seed 0 cam_eval", "error": "OSError: x.jpg: truncated"}]})
     err = fails(capsys, "reproduce", "--profile", "smoke")
     assert "1 runs failed, the first: seam seed 0 cam_eval: OSError: x.jpg: truncated" in err
+
+
+def test_a_bug_shows_its_traceback_and_exits_1(monkeypatch, capsys):
+    """Only what the user can fix (seamlib.errors.SeamError) is one line with exit 2; any
+    other exception is a bug: its traceback, a line saying so, exit 1."""
+    import seamlib.stages.evaluate
+
+    def bug(*args, **kwargs):
+        return {}["missing key"]
+
+    monkeypatch.setattr(seamlib.stages.evaluate, "evaluate", bug)
+    with pytest.raises(SystemExit) as exit_:
+        main(["evaluate", str(REPO), "--profile", "smoke", "--data-root", str(REPO)])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 1
+    assert "Traceback" in err and "KeyError: 'missing key'" in err
+    assert err.rstrip().splitlines()[-1].startswith("seam evaluate: this is a bug in seamlib")
+
+
+def test_ctrl_c_names_the_stage_and_exits_130(tmp_path, monkeypatch, capsys):
+    def interrupted(cfg):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(seamlib.stages.train_cam, "train", interrupted)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_:
+        main(["run", "--profile", "smoke", "--data-root", str(tmp_path / "VOC2012")])
+    assert exit_.value.code == 130
+    err = capsys.readouterr().err.split("\r")[-1]
+    assert err == ("seam run: interrupted during train; rerun the same command to resume\n")
+
+
+def test_a_negative_seed_is_refused_before_any_stage(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    err = fails(capsys, "run", "--profile", "smoke", "--seed", "-1")
+    assert "setting train.seed: cannot use -1; expected at least 0" in err
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "data").exists()
+
+
+def test_evaluate_names_a_missing_folder_before_the_data(tmp_path, capsys):
+    missing = tmp_path / "nothing_here"
+    err = fails(capsys, "evaluate", str(missing), "--data-root", str(tmp_path / "no_data"))
+    assert err == f"seam evaluate: {missing}: no such folder (the pred dir to read)\n"

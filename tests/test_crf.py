@@ -12,6 +12,7 @@ from seamlib.config import CRFConfig, load_config
 from seamlib.data.affinity_data import AffinityDataset
 from seamlib.data.lists import list_path
 from seamlib.data.voc import IGNORE, load_label_png, read_list
+from seamlib.errors import InputError
 from seamlib.manifest import MANIFEST
 from seamlib.stages.cams import save_cam
 from seamlib.stages.crf import (
@@ -48,7 +49,7 @@ def test_dense_crf_bad_input():
 
 def test_missing_pydensecrf_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "pydensecrf.densecrf", None)
-    with pytest.raises(ImportError, match="'crf' extra"):
+    with pytest.raises(InputError, match="'crf' extra"):
         dense_crf(np.zeros((4, 4, 3), np.uint8), np.ones((2, 4, 4)), CRFConfig())
 
 
@@ -74,7 +75,7 @@ def test_score_maps_round_trip_and_errors(tmp_path):
     with pytest.raises(ValueError, match="2 classes"):
         save_score_maps(tmp_path / "b.npz", la[:2], ha[:2], np.array([3, 15]))
     (tmp_path / "c.npz").write_bytes(b"not an npz")
-    with pytest.raises(OSError, match="c.npz"):
+    with pytest.raises(InputError, match="c.npz"):
         load_score_maps(tmp_path / "c.npz")
 
 

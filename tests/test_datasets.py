@@ -24,6 +24,7 @@ from seamlib.data.datasets import (
 )
 from seamlib.data.lists import labels_for, labels_from_masks
 from seamlib.data.voc import IGNORE, IMAGES, SEG_CLASS, save_label_png
+from seamlib.errors import InputError
 
 NO_JITTER = (0.0, 0.0, 0.0, 0.0)
 
@@ -222,10 +223,10 @@ def test_cache_matches_decoding_each_time(voc_root: Path, labels):
 def test_undecodable_image_names_the_file(voc_root: Path, labels):
     path = voc_root / IMAGES / "2007_000002.jpg"
     path.write_bytes(path.read_bytes()[:200])  # truncated JPEG
-    with pytest.raises(OSError, match="2007_000002.jpg: cannot decode"):
+    with pytest.raises(InputError, match="2007_000002.jpg: cannot decode"):
         ClassificationDataset(voc_root, "train", labels, 24, (20, 40), cache_images=True)
     ds = ClassificationDataset(voc_root, "train", labels, 24, (20, 40))
-    with pytest.raises(OSError, match="2007_000002.jpg: cannot decode"):
+    with pytest.raises(InputError, match="2007_000002.jpg: cannot decode"):
         ds[1]
 
 
@@ -236,9 +237,9 @@ def test_half_a_file_is_a_decoding_error_naming_it_even_if_pil_is_lenient(voc_ro
     monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)
     for path in (voc_root / IMAGES / "2007_000002.jpg", voc_root / SEG_CLASS / "2007_000002.png"):
         path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
-    with pytest.raises(OSError, match=r"JPEGImages/2007_000002\.jpg: cannot decode.*truncated"):
+    with pytest.raises(InputError, match=r"JPEGImages/2007_000002\.jpg: cannot decode.*truncated"):
         VOCImages(voc_root, "train").load_image("2007_000002")
-    with pytest.raises(OSError, match=r"SegmentationClass/2007_000002\.png: cannot decode"):
+    with pytest.raises(InputError, match=r"SegmentationClass/2007_000002\.png: cannot decode"):
         SegmentationDataset(voc_root, "train").load_mask("2007_000002")
     assert ImageFile.LOAD_TRUNCATED_IMAGES  # the caller's setting is left as it was
 

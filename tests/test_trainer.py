@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 from seamlib import trainer
 from seamlib.config import LossConfig, ModelConfig, TrainConfig
 from seamlib.data.datasets import ClassificationDataset
+from seamlib.errors import InputError
 from seamlib.losses import seam_loss
 from seamlib.models import build_model
 from seamlib.trainer import CHECKPOINT, LOG, MODEL, EpochBatches, SeededSamples, fit
@@ -161,7 +162,7 @@ def test_a_non_finite_loss_stops_naming_the_step_and_term(tmp_path):
             terms["mse"] = terms["mse"] * float("nan")
         return terms
 
-    with pytest.raises(FloatingPointError, match=r"step 3: loss term 'mse' is nan.*\(step 2\)"):
+    with pytest.raises(InputError, match=r"step 3: loss term 'mse' is nan.*\(step 2\)"):
         toy_fit(tmp_path, nan_at_step_3, checkpoint_every=2)
     assert torch.load(tmp_path / CHECKPOINT, weights_only=True)["step"] == 2
     assert not (tmp_path / MODEL).exists()

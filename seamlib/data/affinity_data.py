@@ -22,6 +22,7 @@ from torchvision import transforms
 
 from seamlib.data.datasets import RandomCropPad, VOCImages, normalise
 from seamlib.data.voc import IGNORE
+from seamlib.errors import InputError, MissingFile
 from seamlib.models.affinity import STRIDE
 from seamlib.stages.crf import load_score_maps
 
@@ -64,11 +65,11 @@ class AffinityDataset(VOCImages):
                  color_jitter: Sequence[float] = (0.3, 0.3, 0.3, 0.1)) -> None:
         super().__init__(root, list_name)
         if crop_size % STRIDE:
-            raise ValueError(f"affinity.crop_size must be a multiple of {STRIDE}, got {crop_size}")
+            raise InputError(f"affinity.crop_size must be a multiple of {STRIDE}, got {crop_size}")
         self.score_dir = Path(score_dir)
         missing = [i for i in self.ids if not self.score_path(i).is_file()]
         if missing:
-            raise FileNotFoundError(f"{self.score_dir}: no CRF score maps (.npz) for "
+            raise MissingFile(f"{self.score_dir}: no CRF score maps (.npz) for "
                                     f"{len(missing)} ids of {self.list_path}, e.g. "
                                     f"{missing[:3]}; run the crf stage (kind 'affinity') first")
         self.resize_long = tuple(resize_long) if resize_long else None
@@ -83,7 +84,7 @@ class AffinityDataset(VOCImages):
         image = self.load_image(image_id)
         la, ha, classes = load_score_maps(self.score_path(image_id))
         if la.shape[1:] != (image.height, image.width):
-            raise ValueError(f"{self.score_path(image_id)}: score maps are {la.shape[2]}x"
+            raise InputError(f"{self.score_path(image_id)}: score maps are {la.shape[2]}x"
                              f"{la.shape[1]} but its image is {image.width}x{image.height}")
         scores = torch.from_numpy(np.concatenate([la, ha]))
         if self.resize_long:

@@ -31,6 +31,7 @@ from seamlib.data.voc import (
     load_label_png,
     read_list,
 )
+from seamlib.errors import InputError, MissingFile
 
 # PIL RGB image -> float32 CHW tensor on the 0..1 scale, normalised with the ImageNet statistics.
 normalise = transforms.Compose([transforms.ToTensor(), transforms.Normalize(MEAN, STD)])
@@ -49,7 +50,7 @@ class RandomResizeLong:
 
     def __init__(self, low: int, high: int) -> None:
         if not 0 < low <= high:
-            raise ValueError(f"resize_long range must satisfy 0 < low <= high, got ({low}, {high})")
+            raise InputError(f"resize_long range must satisfy 0 < low <= high, got ({low}, {high})")
         self.low, self.high = int(low), int(high)
 
     def __call__(self, image: Image.Image) -> Image.Image:
@@ -127,7 +128,7 @@ class VOCImages(Dataset):
             return Image.fromarray(self._cache[image_id])
         path = self.image_path(image_id)
         if not path.is_file():
-            raise FileNotFoundError(f"{path}: image of an id listed in {self.list_path} "
+            raise MissingFile(f"{path}: image of an id listed in {self.list_path} "
                                     f"does not exist")
         return decode_image(path, "RGB")
 
@@ -139,7 +140,7 @@ class VOCImages(Dataset):
         """Fail early, naming the list, when some listed ids have no image-level label."""
         missing = [i for i in self.ids if i not in labels]
         if missing:
-            raise ValueError(f"{self.list_path}: {len(missing)} ids have no image-level label, "
+            raise InputError(f"{self.list_path}: {len(missing)} ids have no image-level label, "
                              f"e.g. {missing[:3]} (build them with lists.labels_for)")
 
     def _label(self, labels: dict[str, np.ndarray], image_id: str) -> torch.Tensor:
@@ -223,6 +224,6 @@ class SegmentationDataset(VOCImages):
         image_id = self.ids[index]
         image, mask = self.load_image(image_id), self.load_mask(image_id)
         if mask.shape != (image.height, image.width):
-            raise ValueError(f"{self.mask_path(image_id)}: mask is {mask.shape[1]}x"
+            raise InputError(f"{self.mask_path(image_id)}: mask is {mask.shape[1]}x"
                              f"{mask.shape[0]} but its image is {image.width}x{image.height}")
         return normalise(image), torch.from_numpy(mask.astype(np.int64)), image_id

@@ -39,6 +39,7 @@ from seamlib.data.voc import (
     save_label_png,
     write_list,
 )
+from seamlib.errors import InputError, MissingFile, SeamError
 from seamlib.io import atomic_write
 
 log = logging.getLogger(__name__)
@@ -76,11 +77,11 @@ SBD = Resource(
 RESOURCES: tuple[Resource, ...] = (VOC2012, SBD)
 
 
-class DownloadError(RuntimeError):
+class DownloadError(SeamError, RuntimeError):
     """A resource could not be fetched (network, HTTP or server trouble)."""
 
 
-class ChecksumError(ValueError):
+class ChecksumError(InputError):
     """A downloaded file does not have the expected md5."""
 
 
@@ -213,7 +214,7 @@ def extract(archive: Path, dest_dir: Path) -> Path:
                 members = [_check_member(m, dest_dir, archive) for m in tar.getmembers()]
                 tar.extractall(dest_dir, members=members)
     except _FILTER_ERRORS as err:
-        raise ValueError(f"{archive}: refusing unsafe archive member: {err}") from err
+        raise InputError(f"{archive}: refusing unsafe archive member: {err}") from err
     atomic_write(marker, lambda tmp: tmp.write_text(f"{archive.name}\n"))
     return dest_dir
 
@@ -229,10 +230,10 @@ def _check_member(member: tarfile.TarInfo, dest_dir: Path, archive: Path) -> tar
         targets.append(root / member.linkname)
     for target in targets:
         if not target.resolve().is_relative_to(root):
-            raise ValueError(f"{archive}: member {member.name!r} would be written outside "
+            raise InputError(f"{archive}: member {member.name!r} would be written outside "
                              f"{dest_dir} (via {target}); refusing to extract")
     if member.isdev():
-        raise ValueError(f"{archive}: member {member.name!r} is a device file; refusing to extract")
+        raise InputError(f"{archive}: member {member.name!r} is a device file; refusing to extract")
     return member
 
 
@@ -243,11 +244,11 @@ def _check_member(member: tarfile.TarInfo, dest_dir: Path, archive: Path) -> tar
 def _check_labels(path: Path, label: np.ndarray) -> np.ndarray:
     """Return ``label`` as uint8 if it is a 2-D map of VOC classes 0..20 or 255, else raise."""
     if label.ndim != 2 or not np.issubdtype(label.dtype, np.integer):
-        raise ValueError(f"{path}: expected a 2-D integer class map, got {label.dtype} "
+        raise InputError(f"{path}: expected a 2-D integer class map, got {label.dtype} "
                          f"{label.shape}")
     bad = np.setdiff1d(np.unique(label), _VALID_LABELS)
     if bad.size:
-        raise ValueError(f"{path}: class values {bad.tolist()} outside 0..{NUM_CLASSES - 1} "
+        raise InputError(f"{path}: class values {bad.tolist()} outside 0..{NUM_CLASSES - 1} "
                          f"and {IGNORE}")
     return label.astype(np.uint8)
 
@@ -257,12 +258,12 @@ def load_sbd_mat(path: Path) -> np.ndarray:
     try:
         mat = scipy.io.loadmat(path)
     except (OSError, ValueError, TypeError, scipy.io.matlab.MatReadError) as err:
-        raise ValueError(f"{path}: cannot read as a MATLAB file: {err}") from err
+        raise InputError(f"{path}: cannot read as a MATLAB file: {err}") from err
     gt = mat.get("GTcls")
     if not isinstance(gt, np.ndarray) or gt.dtype.names is None \
             or "Segmentation" not in gt.dtype.names or gt.size != 1:
         found = sorted(k for k in mat if not k.startswith("__"))
-        raise ValueError(f"{path}: expected a struct GTcls with a field Segmentation "
+        raise InputError(f"{path}: expected a struct GTcls with a field Segmentation "
                          f"(SBD class map), found variables {found}")
     return _check_labels(path, np.asarray(gt["Segmentation"].flat[0]))
 
@@ -290,7 +291,7 @@ def copy_voc_masks(seg_class_dir: Path, out_dir: Path) -> list[str]:
     """
     seg_class_dir, out_dir = Path(seg_class_dir), Path(out_dir)
     if not seg_class_dir.is_dir():
-        raise FileNotFoundError(f"VOC mask folder {seg_class_dir} does not exist")
+        raise MissingFile(f"VOC mask folder {seg_class_dir} does not exist")
     paths = sorted(seg_class_dir.glob("*.png"))
     todo = [p for p in paths if not (out_dir / p.name).exists()]
     for path in tqdm(todo, desc="VOC masks -> PNG", unit="img"):
@@ -314,13 +315,13 @@ def _place_voc_root(data_dir: Path) -> Path:
     voc_root, extracted = data_dir / "VOC2012", data_dir / "VOCdevkit" / "VOC2012"
     if extracted.exists():
         if voc_root.exists():
-            raise FileExistsError(f"both {extracted} and {voc_root} exist; remove one of them "
+            raise InputError(f"both {extracted} and {voc_root} exist; remove one of them "
                                   "and run again")
         os.replace(extracted, voc_root)
         if not any(extracted.parent.iterdir()):
             extracted.parent.rmdir()
     if not (voc_root / IMAGES).is_dir():
-        raise FileNotFoundError(f"{voc_root / IMAGES} missing: expected the VOC archive to "
+        raise MissingFile(f"{voc_root / IMAGES} missing: expected the VOC archive to "
                                 "contain VOCdevkit/VOC2012/JPEGImages")
     return voc_root
 
@@ -343,7 +344,7 @@ def prepare_voc(data_dir: Path, downloads_dir: Path | None = None,
     _fetch_and_extract(sbd, data_dir / "SBD", downloads_dir, timeout)
     sbd_dir = data_dir / "SBD" / SBD_DATASET
     if not sbd_dir.is_dir():
-        raise FileNotFoundError(f"{sbd_dir} missing: expected {sbd.filename} to contain "
+        raise MissingFile(f"{sbd_dir} missing: expected {sbd.filename} to contain "
                                 f"{SBD_DATASET}")
     aug = voc_root / SEG_CLASS_AUG
     voc_ids = copy_voc_masks(voc_root / SEG_CLASS, aug)  # first: VOC masks take precedence

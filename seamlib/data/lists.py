@@ -45,6 +45,7 @@ from seamlib.data.voc import (
     strict_decoding,
     write_list,
 )
+from seamlib.errors import InputError
 from seamlib.io import atomic_write
 
 EXPECTED_SIZES = {"train_aug": 10582, "train": 1464, "val": 1449}
@@ -57,7 +58,7 @@ MAX_STAMPS = 256  # passes kept there (one per fingerprint), the oldest dropped 
 Disagreement = tuple[str, tuple[str, ...], tuple[str, ...]]  # (id, only_in_mask, only_in_xml)
 
 
-class DataError(ValueError):
+class DataError(InputError):
     """A dataset problem found before a stage runs; the message lists every problem found."""
 
     def __init__(self, message: str, problems: list[str] | None = None) -> None:
@@ -143,7 +144,7 @@ def labels_from_masks(root: str | Path, ids: Iterable[str],
         values = _mask_values(load_label_png(path))
         bad = _bad_values(values)
         if bad:
-            raise ValueError(f"{path}: mask values {bad} are outside 0..{NUM_FG} and {IGNORE}")
+            raise InputError(f"{path}: mask values {bad} are outside 0..{NUM_FG} and {IGNORE}")
         labels[image_id] = multi_hot(v for v in values if 0 < v < NUM_CLASSES)
     return labels
 
@@ -153,12 +154,12 @@ def xml_classes(path: str | Path) -> list[int]:
     try:
         tree = ET.parse(path)
     except ET.ParseError as err:
-        raise ValueError(f"{path}: malformed annotation XML ({err})") from err
+        raise InputError(f"{path}: malformed annotation XML ({err})") from err
     classes = []
     for obj in tree.getroot().findall("object"):
         name = (obj.findtext("name") or "").strip()
         if name not in CLASSES[1:]:
-            raise ValueError(f"{path}: unknown object class {name!r}; expected one of "
+            raise InputError(f"{path}: unknown object class {name!r}; expected one of "
                              f"{', '.join(CLASSES[1:])}")
         classes.append(CLASSES.index(name))
     return classes
@@ -178,7 +179,7 @@ def cross_check(mask_labels: dict[str, np.ndarray],
     """
     differ = sorted(set(mask_labels) ^ set(xml_labels))
     if differ:
-        raise ValueError(f"cross_check needs labels for the same ids on both sides; "
+        raise InputError(f"cross_check needs labels for the same ids on both sides; "
                          f"{len(differ)} ids are on one side only, e.g. {differ[:5]}")
     out = []
     for image_id in sorted(mask_labels):
@@ -214,14 +215,14 @@ def load_labels(path: str | Path) -> dict[str, np.ndarray]:
     try:
         data = json.loads(Path(path).read_text())
     except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: not valid JSON ({err})") from err
+        raise InputError(f"{path}: not valid JSON ({err})") from err
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a JSON object mapping id -> list of class indices")
+        raise InputError(f"{path}: expected a JSON object mapping id -> list of class indices")
     labels = {}
     for image_id, classes in data.items():
         if not isinstance(classes, list) or not all(
                 isinstance(c, int) and 0 < c < NUM_CLASSES for c in classes):
-            raise ValueError(f"{path}: {image_id!r} must map to a list of class indices "
+            raise InputError(f"{path}: {image_id!r} must map to a list of class indices "
                              f"1..{NUM_FG}, got {classes!r}")
         labels[image_id] = multi_hot(classes)
     return labels
@@ -230,7 +231,7 @@ def load_labels(path: str | Path) -> dict[str, np.ndarray]:
 def check_label_source(source: str) -> str:
     """Return ``source`` if it is a known label source, else raise naming the setting."""
     if source not in LABEL_SOURCES:
-        raise ValueError(f"data.label_source: {source!r}; expected one of {LABEL_SOURCES}")
+        raise InputError(f"data.label_source: {source!r}; expected one of {LABEL_SOURCES}")
     return source
 
 

@@ -27,6 +27,7 @@ from seamlib.data.lists import (
     write_train_aug,
 )
 from seamlib.data.synthetic import generate
+from seamlib.errors import InputError
 from seamlib.io import atomic_write
 
 CROSSCHECK = "label_crosscheck.txt"
@@ -41,7 +42,7 @@ def prepare_data(cfg: Config, workers: int = 2) -> Path:
     root, source = Path(cfg.data.root), check_label_source(cfg.data.label_source)
     train_list, mode = cfg.data.train_list, cfg.data.prepare
     if mode not in PREPARE_MODES:
-        raise ValueError(f"data.prepare must be one of {', '.join(PREPARE_MODES)}, "
+        raise InputError(f"data.prepare must be one of {', '.join(PREPARE_MODES)}, "
                          f"got {mode!r}")
     if mode != "validate" and not writable(root):
         print(f"{root}: not made by this project (no {voc.GENERATED} or {voc.PREPARED}), so "

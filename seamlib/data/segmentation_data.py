@@ -18,6 +18,7 @@ from PIL import Image
 from seamlib.config import SegmentationConfig
 from seamlib.data.datasets import RandomCropPad, VOCImages, normalise
 from seamlib.data.voc import IGNORE, NUM_CLASSES, load_label_png
+from seamlib.errors import InputError, MissingFile
 
 OPENCV_HUE_RANGE = 180  # the reference's hue shift is in OpenCV units; PIL's hue spans 256
 
@@ -66,7 +67,7 @@ class PseudoLabelDataset(VOCImages):
         self.label_dir, self.seg, self.num_classes = Path(label_dir), seg, num_classes
         missing = [i for i in self.ids if not self.label_path(i).is_file()]
         if missing:
-            raise FileNotFoundError(f"{self.label_dir}: {len(missing)} of the {len(self.ids)} "
+            raise MissingFile(f"{self.label_dir}: {len(missing)} of the {len(self.ids)} "
                                     f"ids of {self.list_path} have no label PNG, e.g. "
                                     f"{missing[:3]}; run the pseudo-label stage first")
 
@@ -79,11 +80,11 @@ class PseudoLabelDataset(VOCImages):
         path = self.label_path(image_id)
         label = load_label_png(path)
         if label.shape != (size[1], size[0]):
-            raise ValueError(f"{path}: label is {label.shape[1]}x{label.shape[0]} but its image "
+            raise InputError(f"{path}: label is {label.shape[1]}x{label.shape[0]} but its image "
                              f"is {size[0]}x{size[1]}")
         bad = np.setdiff1d(np.unique(label), [*range(self.num_classes), IGNORE])
         if bad.size:
-            raise ValueError(f"{path}: values {bad.tolist()} are not class indices "
+            raise InputError(f"{path}: values {bad.tolist()} are not class indices "
                              f"0..{self.num_classes - 1} or {IGNORE}")
         return label
 

@@ -31,6 +31,7 @@ from seamlib.data.shapes import (
     body_family,
     part_style,
 )
+from seamlib.errors import InputError
 from seamlib.io import atomic_write
 from seamlib.runs import claim
 
@@ -85,7 +86,7 @@ def raster(prims: tuple, box: tuple, flip: bool, size: tuple[int, int]) -> np.nd
         elif kind == "line":
             draw.line([pt(a[0], a[1]), pt(a[2], a[3])], fill=255, width=max(1, round(a[4] * scale)))
         else:
-            raise ValueError(f"unknown primitive {kind!r}")
+            raise InputError(f"unknown primitive {kind!r}")
     return np.asarray(canvas) > 0
 
 
@@ -167,7 +168,7 @@ def scene_texture(rng: np.random.Generator, scene: str, h: int, w: int,
         img = np.stack([np.full_like(yy, 125), np.full_like(yy, 115), np.full_like(yy, 100)], -1)
         img[yy < horizon] = sky[yy < horizon]
     else:
-        raise ValueError(f"unknown scene {scene!r}")
+        raise InputError(f"unknown scene {scene!r}")
     return img + noise(rng, h, w, 6)
 
 

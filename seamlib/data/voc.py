@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFile
 
+from seamlib.errors import InputError, MissingFile
 from seamlib.io import atomic_write
 
 CLASSES: tuple[str, ...] = (
@@ -71,7 +72,7 @@ def voc_palette() -> np.ndarray:
 def save_label_png(path: Path, label: np.ndarray) -> None:
     """Write a (H, W) uint8 label map as a VOC palette PNG, atomically."""
     if label.dtype != np.uint8 or label.ndim != 2:
-        raise ValueError(f"{path}: label map must be a 2-D uint8 array, got {label.dtype} "
+        raise InputError(f"{path}: label map must be a 2-D uint8 array, got {label.dtype} "
                          f"{label.shape}")
     image = Image.fromarray(label, mode="P")
     image.putpalette(voc_palette().ravel().tolist())
@@ -99,14 +100,14 @@ def decode_image(path: Path, mode: str | None = None) -> Image.Image:
     except FileNotFoundError:
         raise
     except Exception as err:  # PIL raises OSError, SyntaxError, ValueError... on bad data
-        raise OSError(f"{path}: cannot decode this image ({err})") from err
+        raise InputError(f"{path}: cannot decode this image ({err})") from err
 
 
 def load_label_png(path: Path) -> np.ndarray:
     """Read a label PNG (palette or grayscale) into a (H, W) uint8 array of class indices."""
     image = decode_image(path)
     if image.mode not in ("P", "L"):
-        raise ValueError(f"{path}: label PNG must be palette (P) or grayscale (L) mode, "
+        raise InputError(f"{path}: label PNG must be palette (P) or grayscale (L) mode, "
                          f"got {image.mode}")
     return np.asarray(image, dtype=np.uint8).copy()
 
@@ -118,15 +119,15 @@ def read_list(path: Path) -> list[str]:
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"image list {path} does not exist")
+        raise MissingFile(f"image list {path} does not exist")
     ids: list[str] = []
     seen: dict[str, int] = {}
     for lineno, line in enumerate(path.read_text().splitlines(), start=1):
         if not line.strip():
-            raise ValueError(f"{path}:{lineno}: blank line in image list")
+            raise InputError(f"{path}:{lineno}: blank line in image list")
         image_id = line.split()[0]
         if image_id in seen:
-            raise ValueError(f"{path}:{lineno}: duplicate id {image_id!r} "
+            raise InputError(f"{path}:{lineno}: duplicate id {image_id!r} "
                              f"(first on line {seen[image_id]})")
         seen[image_id] = lineno
         ids.append(image_id)

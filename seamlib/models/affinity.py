@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from seamlib.config import ModelConfig
+from seamlib.errors import InputError
 from seamlib.models.seam import build_backbone
 from seamlib.models.trunk import TrunkNet
 
@@ -153,7 +154,7 @@ class AffinityNet(TrunkNet):
     def dense(self, x: torch.Tensor) -> torch.Tensor:
         """The (hw, hw) affinity matrix of one image ``x`` (1, 3, H, W), hw at stride 8."""
         if x.shape[0] != 1:
-            raise ValueError(f"AffinityNet.dense takes one image, got a batch of {x.shape[0]}")
+            raise InputError(f"AffinityNet.dense takes one image, got a batch of {x.shape[0]}")
         feats = self.features(x)
         height, width = feats.shape[2:]
         return dense_affinity(pair_affinity(feats, self.radius)[0], height, width, self.radius)

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from seamlib.config import ModelConfig, SegmentationConfig
+from seamlib.errors import InputError
 from seamlib.models.resnet38 import ResNet38
 from seamlib.models.trunk import TrunkNet
 
@@ -60,7 +61,7 @@ class DeepLabLargeFOV(TrunkNet):
 def build_deeplab(model: ModelConfig, seg: SegmentationConfig) -> DeepLabLargeFOV:
     """The segmentation network: ResNet38 of ``model.width`` with the LargeFOV head."""
     if model.backbone != "resnet38":
-        raise ValueError(f"model.backbone must be 'resnet38' for the segmentation network "
+        raise InputError(f"model.backbone must be 'resnet38' for the segmentation network "
                          f"(DeepLab-LargeFOV on ResNet38), got {model.backbone!r}")
     return DeepLabLargeFOV(ResNet38(width=model.width), model.num_classes, seg.frozen_bn,
                            seg.bn_momentum, seg.train_bn_affine)

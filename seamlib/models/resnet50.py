@@ -11,6 +11,8 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models import resnet50
 
+from seamlib.errors import InputError
+
 
 class ResNet50(nn.Module):
     """ResNet-50 with dilated late stages; module names match torchvision's state dict."""
@@ -20,7 +22,7 @@ class ResNet50(nn.Module):
     def __init__(self, output_stride: int = 8) -> None:
         super().__init__()
         if output_stride not in (8, 16):
-            raise ValueError(f"model.output_stride must be 8 or 16 for resnet50, "
+            raise InputError(f"model.output_stride must be 8 or 16 for resnet50, "
                              f"got {output_stride}")
         net = resnet50(weights=None, replace_stride_with_dilation=[False, output_stride == 8, True])
         for name in ("conv1", "bn1", "maxpool", "layer1", "layer2", "layer3", "layer4"):

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from seamlib.config import ModelConfig
+from seamlib.errors import InputError
 from seamlib.models.resnet38 import ResNet38
 from seamlib.models.resnet50 import ResNet50
 from seamlib.models.trunk import TrunkNet
@@ -74,9 +75,9 @@ def build_backbone(cfg: ModelConfig) -> nn.Module:
         return ResNet38(width=cfg.width)
     if cfg.backbone == "resnet50":
         if cfg.width != 1.0:
-            raise ValueError(f"model.width must be 1.0 for resnet50, got {cfg.width}")
+            raise InputError(f"model.width must be 1.0 for resnet50, got {cfg.width}")
         return ResNet50(output_stride=cfg.output_stride)
-    raise ValueError(f"model.backbone must be 'resnet38' or 'resnet50', got {cfg.backbone!r}")
+    raise InputError(f"model.backbone must be 'resnet38' or 'resnet50', got {cfg.backbone!r}")
 
 
 def build_model(cfg: ModelConfig) -> SEAMNet:

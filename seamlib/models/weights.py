@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from seamlib.config import IMAGENET_WEIGHTS, ModelConfig
+from seamlib.errors import InputError, MissingFile
 from seamlib.io import atomic_write, sha256_file
 
 # (our prefix, released prefix), most specific first; the last row is the catch-all for the
@@ -76,9 +77,9 @@ def key_to_released(key: str, table: tuple[tuple[str, str], ...] = KEY_TABLE) ->
         if key.startswith(ours):
             name = released + key[len(ours):]
             if key_from_released(name, table) != key:  # e.g. a trunk module called "f9"
-                raise ValueError(f"key {key!r} has no unambiguous released name ({name!r})")
+                raise InputError(f"key {key!r} has no unambiguous released name ({name!r})")
             return name
-    raise ValueError(f"key {key!r} is not a SEAMNet key (nor one of the network's key table); "
+    raise InputError(f"key {key!r} is not a SEAMNet key (nor one of the network's key table); "
                      f"expected one of the prefixes {[ours for ours, _ in table]}")
 
 
@@ -123,7 +124,7 @@ class _Reader:
 
     def take(self, n: int, what: str) -> bytes:
         if n > self.size - self.pos:
-            raise ValueError(f"{self.path}: truncated MXNet file: expected {n} bytes for {what} "
+            raise InputError(f"{self.path}: truncated MXNet file: expected {n} bytes for {what} "
                              f"at offset {self.pos}, but only {self.size - self.pos} remain")
         data = self.f.read(n)
         self.pos += n
@@ -140,7 +141,7 @@ def _read_array(r: _Reader, index: int) -> np.ndarray:
     if magic in (MX_V2_MAGIC, MX_V3_MAGIC):
         (stype,) = r.unpack("i", f"{what} storage type")
         if stype != 0:
-            raise ValueError(f"{r.path}: array {index} has storage type {stype}; only dense "
+            raise InputError(f"{r.path}: array {index} has storage type {stype}; only dense "
                              "arrays (storage type 0) are supported")
     if magic in (MX_V1_MAGIC, MX_V2_MAGIC, MX_V3_MAGIC):
         (ndim,) = r.unpack("I", f"{what} ndim")
@@ -153,11 +154,11 @@ def _read_array(r: _Reader, index: int) -> np.ndarray:
     if ndim == 0:
         return np.zeros((0,), dtype=np.float32)
     if any(d < 0 for d in shape):
-        raise ValueError(f"{r.path}: array {index} has a negative dimension in shape {shape}")
+        raise InputError(f"{r.path}: array {index} has a negative dimension in shape {shape}")
     r.unpack("ii", f"{what} context")
     (flag,) = r.unpack("i", f"{what} dtype")
     if flag not in MX_DTYPES:
-        raise ValueError(f"{r.path}: array {index} has unknown dtype flag {flag}; expected one "
+        raise InputError(f"{r.path}: array {index} has unknown dtype flag {flag}; expected one "
                          f"of {sorted(MX_DTYPES)}")
     dtype = np.dtype(MX_DTYPES[flag])
     data = r.take(prod(shape) * dtype.itemsize, f"{what} data, shape {shape}, {dtype.name}")
@@ -176,13 +177,13 @@ def read_mxnet_params(path: str | Path) -> dict[str, np.ndarray]:
         r = _Reader(f, path)
         magic, _reserved = r.unpack("QQ", "file header")
         if magic != MX_LIST_MAGIC:
-            raise ValueError(f"{path}: not an MXNet NDArray file: header magic {magic:#x}, "
+            raise InputError(f"{path}: not an MXNet NDArray file: header magic {magic:#x}, "
                              f"expected {MX_LIST_MAGIC:#x}")
         (count,) = r.unpack("Q", "array count")
         arrays = [_read_array(r, i) for i in range(count)]
         (n_names,) = r.unpack("Q", "name count")
         if n_names != count:
-            raise ValueError(f"{path}: MXNet file has {count} arrays but {n_names} names; "
+            raise InputError(f"{path}: MXNet file has {count} arrays but {n_names} names; "
                              "expected one name per array")
         names = []
         for i in range(n_names):
@@ -190,7 +191,7 @@ def read_mxnet_params(path: str | Path) -> dict[str, np.ndarray]:
             names.append(r.take(length, f"name {i}").decode("utf-8"))
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
-        raise ValueError(f"{path}: MXNet file repeats the names {duplicates}")
+        raise InputError(f"{path}: MXNet file repeats the names {duplicates}")
     return dict(zip(names, arrays, strict=True))
 
 
@@ -237,11 +238,11 @@ def _convert_mxnet(params: Mapping[str, np.ndarray]) -> tuple[dict[str, torch.Te
         elif name == "":
             dropped.append(mx_name)
         elif name in out:
-            raise ValueError(f"two MXNet parameters map to {name!r} (the second is {mx_name!r})")
+            raise InputError(f"two MXNet parameters map to {name!r} (the second is {mx_name!r})")
         else:
             out[name] = torch.from_numpy(np.ascontiguousarray(array))
     if unknown:
-        raise ValueError(f"{len(unknown)} MXNet parameter names are not ResNet38 names: "
+        raise InputError(f"{len(unknown)} MXNet parameter names are not ResNet38 names: "
                          f"{_first(sorted(unknown))}")
     return out, dropped
 
@@ -286,9 +287,9 @@ def _first(keys: list[str], n: int = 10) -> str:
 def _read_state(path: Path) -> tuple[dict[str, torch.Tensor], str, list[str]]:
     """Read a weights file -> (tensors, naming "mxnet"/"released"/"seamlib", dropped names)."""
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: weights file not found")
+        raise MissingFile(f"{path}: weights file not found")
     if path.stat().st_size == 0:
-        raise ValueError(f"{path}: empty file (0 bytes), perhaps from an interrupted save; "
+        raise InputError(f"{path}: empty file (0 bytes), perhaps from an interrupted save; "
                          f"expected a {WEIGHTS_KINDS}: rerun the stage that wrote it")
     with path.open("rb") as f:
         header = f.read(len(MX_HEADER))
@@ -297,26 +298,26 @@ def _read_state(path: Path) -> tuple[dict[str, torch.Tensor], str, list[str]]:
         try:
             state, dropped = _convert_mxnet(params)
         except ValueError as e:
-            raise ValueError(f"{path}: {e}") from e
+            raise InputError(f"{path}: {e}") from e
         return state, "mxnet", dropped
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # pickle, zip and weights_only errors all mean "not a weights file"
         first = (str(e).strip().splitlines() or [""])[0].split(". ")[0][:200]
         why = f"{type(e).__name__}: {first}" if first else type(e).__name__
-        raise ValueError(f"{path}: unreadable ({why}); expected a {WEIGHTS_KINDS}") from e
+        raise InputError(f"{path}: unreadable ({why}); expected a {WEIGHTS_KINDS}") from e
     if isinstance(obj, Mapping):
         for entry in ("state_dict", "model"):
             if isinstance(obj.get(entry), Mapping):
                 obj = obj[entry]
                 break
     if not isinstance(obj, Mapping) or not obj:
-        raise ValueError(f"{path}: expected a state dict (parameter name -> tensor), got "
+        raise InputError(f"{path}: expected a state dict (parameter name -> tensor), got "
                          f"{'an empty dict' if isinstance(obj, Mapping) else type(obj).__name__}")
     bad = [str(k) for k, v in obj.items() if not isinstance(k, str)
            or not isinstance(v, torch.Tensor)]
     if bad:
-        raise ValueError(f"{path}: expected a state dict (parameter name -> tensor), but "
+        raise InputError(f"{path}: expected a state dict (parameter name -> tensor), but "
                          f"{len(bad)} entries are not tensors: {_first(bad)}")
     state = dict(obj)
     if all(k.startswith("module.") for k in state):  # saved from nn.DataParallel
@@ -397,7 +398,7 @@ def load_weights(model: nn.Module, path: str | Path, kind: str = "auto") -> Load
     raises ValueError.
     """
     if kind not in KINDS:
-        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+        raise InputError(f"kind must be one of {KINDS}, got {kind!r}")
     path = Path(path)
     raw, source, dropped = _read_state(path)
     if source == "seamlib":
@@ -438,7 +439,7 @@ def load_weights(model: nn.Module, path: str | Path, kind: str = "auto") -> Load
         hint = _hint(state, target, misshaped)
         if hint:
             lines.append(f"  hint: {hint}")
-        raise ValueError("\n".join(lines))
+        raise InputError("\n".join(lines))
     model.load_state_dict(state, strict=False)
     return LoadReport(str(path), kind, source, len(state), tuple(expected_missing),
                       tuple(dropped))
@@ -475,7 +476,7 @@ def require_weights(model: ModelConfig) -> None:
     found = "is not set" if path is None else f"= {path} is not a readable file"
     why = (f" ({' and '.join('model.' + n for n in frozen)} keep those layers at their "
            f"pretrained values, so training cannot start from random weights)" if frozen else "")
-    raise FileNotFoundError(
+    raise MissingFile(
         f"model.weights {found}{why}. The reference initialisation is the MXNet file "
         f"{Path(IMAGENET_WEIGHTS).name} (or its PyTorch conversion with the released names, "
         f".pth), published as {IMAGENET_SOURCE}; put it at {IMAGENET_WEIGHTS} (the voc "
@@ -487,13 +488,13 @@ def verify_trunk(path: str | Path, sha256: str | None) -> Path:
     """Check that the trunk file exists and has the pinned sha256; return its path."""
     path = Path(path)
     if sha256 is None:
-        raise ValueError(f"no checksum pinned for {path}: set pretrain.trunk_sha256")
+        raise InputError(f"no checksum pinned for {path}: set pretrain.trunk_sha256")
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: pretrained trunk not found; make it with "
+        raise MissingFile(f"{path}: pretrained trunk not found; make it with "
                                 "`python -m experiments pretrain --force` (or `make pretrain`)")
     actual = sha256_file(path)
     if actual != sha256:
-        raise ValueError(f"{path}: sha256 {actual} does not match the pinned "
+        raise InputError(f"{path}: sha256 {actual} does not match the pinned "
                          f"pretrain.trunk_sha256 {sha256}; restore the committed file or "
                          "regenerate it with `python -m experiments pretrain --force` and pin "
                          "the new checksum")

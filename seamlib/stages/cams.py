@@ -32,6 +32,7 @@ from seamlib.cam_ops import EPS, normalise_maps
 from seamlib.config import Config
 from seamlib.data.datasets import MultiScaleDataset, collate_list
 from seamlib.device import resolve_device
+from seamlib.errors import InputError, MissingFile
 from seamlib.io import atomic_write, sha256_file
 from seamlib.runs import require_same
 
@@ -118,7 +119,7 @@ def load_cam(path: Path) -> tuple[np.ndarray, np.ndarray]:
     except FileNotFoundError:
         raise
     except Exception as err:  # zipfile.BadZipFile, EOFError, KeyError, ValueError...
-        raise OSError(f"{path}: cannot read these CAMs ({err!r})") from err
+        raise InputError(f"{path}: cannot read these CAMs ({err!r})") from err
 
 
 def model_digest(net: torch.nn.Module) -> str:
@@ -160,11 +161,11 @@ def claim_folder(out: Path, manifest: dict[str, Any], overwrite: bool) -> None:
         if path.exists():
             require_same(json.loads(path.read_text()), manifest, out, "CAMs", ignore=RECORDED)
         elif stale:
-            raise ValueError(f"{out} holds CAMs with no manifest (no record of the network "
+            raise InputError(f"{out} holds CAMs with no manifest (no record of the network "
                              "that made them); use another folder or delete that one")
     except ValueError as err:
         if not overwrite:
-            raise ValueError(f"{err} (or rerun with overwrite=True)") from None
+            raise InputError(f"{err} (or rerun with overwrite=True)") from None
         for file in stale:
             file.unlink()
         path.unlink(missing_ok=True)
@@ -226,7 +227,7 @@ def iter_cams(cam_dir: str | Path, ids: list[str]) -> Iterator[tuple[str, np.nda
     for iid in ids:
         path = Path(cam_dir) / f"{iid}.npz"
         if not path.exists():
-            raise FileNotFoundError(f"{path}: no CAM for {iid!r}; run the cams stage first")
+            raise MissingFile(f"{path}: no CAM for {iid!r}; run the cams stage first")
         cams, classes = load_cam(path)
         yield iid, cams, classes
 
@@ -246,7 +247,7 @@ def cams_stage(cfg: Config, weights: str | Path | None = None, list_name: str | 
     from seamlib.models.weights import load_weights
 
     if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+        raise InputError(f"method must be one of {METHODS}, got {method!r}")
     use_pcm = use_pcm and method == "cam"
     list_name = list_name or cfg.data.cam_list
     run = Path(cfg.train.out_dir)
@@ -254,7 +255,7 @@ def cams_stage(cfg: Config, weights: str | Path | None = None, list_name: str | 
     kind = f"_{method}" if method != "cam" else "" if use_pcm else "_raw"
     out = Path(out_dir) if out_dir else run / f"cams{kind}_{list_name}"
     if not weights.is_file():
-        raise FileNotFoundError(f"{weights}: no trained weights; run `seam train` first or "
+        raise MissingFile(f"{weights}: no trained weights; run `seam train` first or "
                                 f"pass the SEAM checkpoint to use")
     check_inputs(cfg.data.root, [list_name], progress=progress)
     net = build_model(cfg.model)

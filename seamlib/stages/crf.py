@@ -28,6 +28,7 @@ from seamlib.config import CRFConfig
 from seamlib.data.datasets import VOCImages
 from seamlib.data.lists import check_inputs
 from seamlib.data.voc import save_label_png
+from seamlib.errors import InputError
 from seamlib.io import atomic_write
 from seamlib.manifest import Manifest, cam_hashes
 from seamlib.stages.cams import load_cam
@@ -42,7 +43,7 @@ def _pydensecrf():
         import pydensecrf.densecrf as dcrf
         from pydensecrf.utils import unary_from_softmax
     except ImportError as e:
-        raise ImportError("the dense CRF needs pydensecrf: install the 'crf' extra "
+        raise InputError("the dense CRF needs pydensecrf: install the 'crf' extra "
                           "(pip install 'seamlib[crf]', i.e. pydensecrf2)") from e
     return dcrf, unary_from_softmax
 
@@ -50,10 +51,10 @@ def _pydensecrf():
 def dense_crf(image: np.ndarray, probs: np.ndarray, cfg: CRFConfig) -> np.ndarray:
     """CRF marginals (C, H, W) float32 of scores ``probs`` (C, H, W) on an RGB uint8 image."""
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"dense_crf: image must be (H, W, 3) uint8, got {image.dtype} "
+        raise InputError(f"dense_crf: image must be (H, W, 3) uint8, got {image.dtype} "
                          f"{image.shape}")
     if probs.ndim != 3 or probs.shape[1:] != image.shape[:2]:
-        raise ValueError(f"dense_crf: scores must be (C, H, W) with (H, W) = {image.shape[:2]}, "
+        raise InputError(f"dense_crf: scores must be (C, H, W) with (H, W) = {image.shape[:2]}, "
                          f"got {probs.shape}")
     dcrf, unary_from_softmax = _pydensecrf()
     n, height, width = probs.shape
@@ -102,7 +103,7 @@ def save_score_maps(path: Path, la: np.ndarray, ha: np.ndarray, classes: np.ndar
     """Write la and ha (K+1, H, W) and the 1-based classes (K,) of their channels 1..K as a
     float16 npz, atomically."""
     if la.shape != ha.shape or la.ndim != 3 or len(la) != len(classes) + 1:
-        raise ValueError(f"{path}: la {la.shape} and ha {ha.shape} must both be (K+1, H, W) "
+        raise InputError(f"{path}: la {la.shape} and ha {ha.shape} must both be (K+1, H, W) "
                          f"for {len(classes)} classes")
     arrays = {"la": la.astype(np.float16), "ha": ha.astype(np.float16),
               "classes": np.asarray(classes, dtype=np.int64)}
@@ -123,7 +124,7 @@ def load_score_maps(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     except FileNotFoundError:
         raise
     except Exception as err:  # zipfile.BadZipFile, EOFError, KeyError, ValueError...
-        raise OSError(f"{path}: cannot read these CRF score maps ({err!r})") from err
+        raise InputError(f"{path}: cannot read these CRF score maps ({err!r})") from err
 
 
 # ------------------------------------------------------------------------------------ stage
@@ -135,7 +136,7 @@ def load_image_cams(cam_dir: Path, images: VOCImages, image_id: str,
     cam_path = cam_dir / f"{image_id}.npz"
     cams, classes = load_cam(cam_path)
     if cams.shape[1:] != tuple(size):
-        raise ValueError(f"{cam_path}: CAMs are {cams.shape[1:]} but the image "
+        raise InputError(f"{cam_path}: CAMs are {cams.shape[1:]} but the image "
                          f"{images.image_path(image_id)} is {tuple(size)}")
     return cams, classes
 
@@ -184,7 +185,7 @@ def crf_stage(cam_dir: str | Path, root: str | Path, list_name: str, out_dir: st
     file is unchanged. A folder made with other settings is an error.
     """
     if kind not in LABEL_KINDS:
-        raise ValueError(f"kind must be one of {LABEL_KINDS}, got {kind!r}")
+        raise InputError(f"kind must be one of {LABEL_KINDS}, got {kind!r}")
     check_inputs(root, [list_name], progress=progress)
     cam_dir, out = Path(cam_dir), Path(out_dir)
     images = VOCImages(root, list_name)

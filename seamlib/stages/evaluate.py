@@ -17,13 +17,14 @@ import numpy as np
 
 from seamlib.data.lists import check_inputs, list_path
 from seamlib.data.voc import CLASSES, IGNORE, NUM_CLASSES, SEG_CLASS, load_label_png, read_list
+from seamlib.errors import InputError, MissingFile
 from seamlib.stages.cams import iter_cams
 
 
 def confusion(pred: np.ndarray, gt: np.ndarray, n: int = NUM_CLASSES) -> np.ndarray:
     """(n, n) counts of ground truth (rows) vs prediction (columns), void pixels ignored."""
     if pred.shape != gt.shape:
-        raise ValueError(f"prediction {pred.shape} and ground truth {gt.shape} differ in shape")
+        raise InputError(f"prediction {pred.shape} and ground truth {gt.shape} differ in shape")
     keep = gt != IGNORE
     index = gt[keep].astype(np.int64) * n + pred[keep].astype(np.int64)
     return np.bincount(index, minlength=n * n).reshape(n, n)
@@ -133,7 +134,7 @@ def ground_truth(root: str | Path, mask_dir: str, iid: str) -> np.ndarray:
     """The label mask of ``iid`` under ``root/mask_dir``; a missing file is an error naming it."""
     path = Path(root) / mask_dir / f"{iid}.png"
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no ground-truth mask for {iid!r}")
+        raise MissingFile(f"{path}: no ground-truth mask for {iid!r}")
     return load_label_png(path)
 
 
@@ -166,14 +167,14 @@ def png_confusion(pred_dir: str | Path, root: str | Path, list_name: str,
     for iid in read_list(list_path(root, list_name)):
         path = Path(pred_dir) / f"{iid}.png"
         if not path.is_file():
-            raise FileNotFoundError(f"{path}: no prediction for {iid!r}")
+            raise MissingFile(f"{path}: no prediction for {iid!r}")
         pred = load_label_png(path)
         if pred.max(initial=0) >= NUM_CLASSES:
-            raise ValueError(f"{path}: prediction holds class {pred.max()}; expected 0..20")
+            raise InputError(f"{path}: prediction holds class {pred.max()}; expected 0..20")
         try:
             conf += confusion(pred, ground_truth(root, mask_dir, iid))
         except ValueError as err:
-            raise ValueError(f"{path}: {err}") from None
+            raise InputError(f"{path}: {err}") from None
     return conf
 
 
@@ -182,7 +183,7 @@ def detect_kind(pred_dir: str | Path, first_id: str) -> str:
     for kind, ext in (("cam", "npz"), ("png", "png")):
         if (Path(pred_dir) / f"{first_id}.{ext}").is_file():
             return kind
-    raise FileNotFoundError(f"{pred_dir}: neither {first_id}.npz (CAMs) nor {first_id}.png "
+    raise MissingFile(f"{pred_dir}: neither {first_id}.npz (CAMs) nor {first_id}.png "
                             f"(label maps) for the list's first image")
 
 
@@ -195,11 +196,11 @@ def evaluate(pred_dir: str | Path, root: str | Path, list_name: str, kind: str =
     segmentation) or "auto" (from the files). CAMs are scored at ``threshold`` or, when it is
     None, at the best threshold of a sweep over ``THRESHOLDS`` (the curve is included)."""
     if threshold is not None and not 0 <= threshold <= 1:
-        raise ValueError(f"threshold {threshold}: expected a CAM background threshold in "
+        raise InputError(f"threshold {threshold}: expected a CAM background threshold in "
                          f"[0, 1], or none for the best of a sweep")
     ids = read_list(list_path(root, list_name))
     if not ids:
-        raise ValueError(f"{list_path(root, list_name)}: empty list, nothing to evaluate")
+        raise InputError(f"{list_path(root, list_name)}: empty list, nothing to evaluate")
     kind = detect_kind(pred_dir, ids[0]) if kind == "auto" else kind
     result: dict[str, Any] = {"pred_dir": str(pred_dir), "list": list_name, "kind": kind,
                               "images": len(ids), "mask_dir": mask_dir}
@@ -214,7 +215,7 @@ def evaluate(pred_dir: str | Path, root: str | Path, list_name: str, kind: str =
         if threshold is None:
             result["curve"] = sweep_table(confs, thresholds)
     else:
-        raise ValueError(f"kind {kind!r}: expected 'auto', 'cam' or 'png'")
+        raise InputError(f"kind {kind!r}: expected 'auto', 'cam' or 'png'")
     result.update(scores(conf), classes=list(CLASSES), confusion=conf.tolist())
     return json_safe(result)
 

@@ -31,6 +31,7 @@ from seamlib.data.lists import check_inputs
 from seamlib.data.segmentation_data import RawImages
 from seamlib.data.voc import MEAN, STD, save_label_png
 from seamlib.device import resolve_device
+from seamlib.errors import InputError, MissingFile
 from seamlib.io import sha256_file
 from seamlib.models.deeplab import DeepLabLargeFOV, build_deeplab
 from seamlib.models.weights import load_weights
@@ -58,7 +59,7 @@ def multiscale_probs(net: nn.Module, image: torch.Tensor, scales: Sequence[float
     """(C, H, W) class probabilities of a normalised image (3, H, W) from every scale and, with
     ``flip``, its mirror; ``average`` is "logits" (reference) or "probs"."""
     if average not in AVERAGES:
-        raise ValueError(f"seg.average must be one of {AVERAGES}, got {average!r}")
+        raise InputError(f"seg.average must be one of {AVERAGES}, got {average!r}")
     size = image.shape[1:]
     total, passes = None, 0
     for scale in scales:
@@ -148,7 +149,7 @@ def segment_stage(cfg: Config, weights: str | Path, list_name: str, out_dir: str
     out.mkdir(parents=True, exist_ok=True)
     weights = Path(weights)
     if not weights.is_file():
-        raise FileNotFoundError(f"{weights}: segmentation weights not found; run retrain first")
+        raise MissingFile(f"{weights}: segmentation weights not found; run retrain first")
     check_inputs(cfg.data.root, [list_name], progress=progress)
     claim(out / MANIFEST, {"weights_sha256": sha256_file(weights),
                            "settings": inference_settings(cfg)}, "predictions")

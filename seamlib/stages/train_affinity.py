@@ -17,6 +17,7 @@ from seamlib.config import Config
 from seamlib.data.affinity_data import AffinityDataset
 from seamlib.data.lists import check_inputs
 from seamlib.device import resolve_device
+from seamlib.errors import InputError
 from seamlib.models.affinity import AffinityNet, build_affinity_net, pair_labels
 from seamlib.models.weights import load_weights, save_released
 from seamlib.trainer import fit
@@ -39,11 +40,11 @@ def affinity_loss_fn(net: AffinityNet, batch) -> dict[str, torch.Tensor]:
     images, labels = batch[0], batch[1]
     aff = net(images)
     if aff.shape[1] == 0:
-        raise ValueError(f"affinity.crop_size {images.shape[-1]} gives a {labels.shape[-1]}-wide "
+        raise InputError(f"affinity.crop_size {images.shape[-1]} gives a {labels.shape[-1]}-wide "
                          "label map: too small for any pair; use a larger crop")
     targets = pair_labels(labels, net.radius)
     if targets[0].shape != aff.shape:
-        raise ValueError(f"label maps {tuple(labels.shape[1:])} give pairs "
+        raise InputError(f"label maps {tuple(labels.shape[1:])} give pairs "
                          f"{tuple(targets[0].shape)} but the network's stride-8 features give "
                          f"{tuple(aff.shape)}: labels must be the crop at stride 8")
     return affinity_loss(aff, *targets)
