@@ -13,20 +13,41 @@ OUT := results/$(PROFILE)
 NOTEBOOKS := 01_data 02_train_seam 03_cams 04_ablations 05_sota_table
 TABLES := 04_ablations 05_sota_table
 
-.PHONY: install test lint reproduce lab tables data pretrain pipeline notebooks clean
+.PHONY: install hooks test lint reproduce lab tables data pretrain pipeline notebooks clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev,crf]'
-	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3" >/dev/null
+	$(MAKE) --no-print-directory hooks
 	touch $(STAMP)
 
 install: $(STAMP)
 
+# A git filter that strips what JupyterLab saves into notebooks/*.ipynb (outputs, counts but
+# the checked cells') when git reads them: running a notebook leaves git status clean. The
+# executed copies in results/ keep their outputs.
+hooks:
+	if git rev-parse --git-dir >/dev/null 2>&1; then \
+	  git config filter.nbstripout.clean "'$(abspath $(BIN))/python' -m nbstripout --keep-count"; \
+	  git config filter.nbstripout.smudge cat; \
+	  git config filter.nbstripout.required true; \
+	  attributes=$$(git rev-parse --git-path info/attributes); mkdir -p $$(dirname $$attributes); \
+	  grep -qxF 'notebooks/*.ipynb filter=nbstripout' $$attributes 2>/dev/null || \
+	    echo 'notebooks/*.ipynb filter=nbstripout' >> $$attributes; \
+	fi
+
+# Notebooks are checked as git holds them (the filter above strips a working copy on its way
+# in); a new notebook not in git yet is checked as it is.
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/nbstripout --keep-count --verify notebooks/*.ipynb
+	@for nb in notebooks/*.ipynb; do \
+	  (git show ":$$nb" 2>/dev/null || cat "$$nb") | $(BIN)/nbstripout --keep-count --verify \
+	    >/dev/null || { echo "$$nb: holds outputs outside the checked cells; fix with" \
+	    "'$(BIN)/nbstripout --keep-count $$nb' (make install sets up a git filter that" \
+	    "does it whenever git reads the notebook)"; exit 1; }; \
+	done
 
 test: lint
 	$(BIN)/pytest --nbval-lax -p no:cacheprovider

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shlex
 import sys
 import traceback
@@ -205,9 +206,51 @@ def cmd_notebook(args: argparse.Namespace) -> None:
     if args.data_root:
         params["data_root"] = str(Path(args.data_root).resolve())
     papermill.execute_notebook(str(source), str(target), parameters=params, cwd=str(NOTEBOOKS))
+    make_stable(target, source)
     if args.update_checks:
         copy_checked_outputs(target, source)
     print(target)
+
+
+PROGRESS = re.compile(r"\r|\|\s*\d+/\d+ \[")  # a tqdm bar in a stream output
+
+
+def make_stable(executed: Path, source: Path) -> None:
+    """Make an executed copy byte-stable across runs and machines: no timestamps or durations,
+    cell ids by position, the source's kernelspec and language, paths relative to the
+    repository, each cell's streams joined, progress bars and widget views left out."""
+    import nbformat
+
+    nb, src = nbformat.read(executed, as_version=4), nbformat.read(source, as_version=4)
+    repo = f"{NOTEBOOKS.parent}/"
+    paper = nb.metadata.get("papermill", {})
+    nb.metadata = {**src.metadata, "papermill": {
+        "parameters": paper.get("parameters", {}),
+        **{k: str(Path(paper[k]).resolve().relative_to(NOTEBOOKS.parent))
+           for k in ("input_path", "output_path") if k in paper}}}
+    for i, cell in enumerate(nb.cells):
+        cell.id = f"cell-{i}"
+        cell.metadata.pop("execution", None)
+        cell.metadata.pop("papermill", None)
+        if cell.cell_type != "code":
+            continue
+        outputs = []
+        for out in cell.outputs:
+            if out.output_type == "stream":
+                if out.name == "stderr" and PROGRESS.search(out.text):
+                    continue
+                out.text = out.text.replace(repo, "")
+                if outputs and outputs[-1].output_type == "stream" and \
+                        outputs[-1].name == out.name:
+                    outputs[-1].text += out.text
+                    continue
+            elif "application/vnd.jupyter.widget-view+json" in out.get("data", {}):
+                continue
+            elif "text/plain" in out.get("data", {}):
+                out.data["text/plain"] = out.data["text/plain"].replace(repo, "")
+            outputs.append(out)
+        cell.outputs = outputs
+    nbformat.write(nb, executed)
 
 
 def copy_checked_outputs(executed: Path, source: Path) -> None:
