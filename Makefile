@@ -25,12 +25,12 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# A git filter that strips what JupyterLab saves into notebooks/*.ipynb (outputs, counts but
-# the checked cells') when git reads them: running a notebook leaves git status clean. The
+# A git filter (tools/notebook_filter.py) that strips what JupyterLab saves into
+# notebooks/*.ipynb when git reads them: running a notebook leaves git status clean. The
 # executed copies in results/ keep their outputs.
 hooks:
 	if git rev-parse --git-dir >/dev/null 2>&1; then \
-	  git config filter.nbstripout.clean "'$(abspath $(BIN))/python' -m nbstripout --keep-count"; \
+	  git config filter.nbstripout.clean "'$(abspath $(BIN))/python' tools/notebook_filter.py"; \
 	  git config filter.nbstripout.smudge cat; \
 	  git config filter.nbstripout.required true; \
 	  attributes=$$(git rev-parse --git-path info/attributes); mkdir -p $$(dirname $$attributes); \
@@ -38,16 +38,19 @@ hooks:
 	    echo 'notebooks/*.ipynb filter=nbstripout' >> $$attributes; \
 	fi
 
-# Notebooks are checked as git holds them (the filter above strips a working copy on its way
-# in); a new notebook not in git yet is checked as it is.
+# Notebooks as they will be committed: where make install set up the filter, git cleans them
+# itself; elsewhere each must already be clean (the message says the one command that does it).
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	@for nb in notebooks/*.ipynb; do \
-	  (git show ":$$nb" 2>/dev/null || cat "$$nb") | $(BIN)/nbstripout --keep-count --verify \
-	    >/dev/null || { echo "$$nb: holds outputs outside the checked cells; fix with" \
-	    "'$(BIN)/nbstripout --keep-count $$nb' (make install sets up a git filter that" \
-	    "does it whenever git reads the notebook)"; exit 1; }; \
-	done
+	@if git check-attr filter notebooks/01_data.ipynb 2>/dev/null | grep -q ': nbstripout$$' \
+	    && git config filter.nbstripout.clean >/dev/null; then \
+	  echo "notebooks/*.ipynb: cleaned by the git filter (tools/notebook_filter.py) on commit"; \
+	else for nb in notebooks/*.ipynb; do \
+	  $(BIN)/python tools/notebook_filter.py < $$nb | cmp -s - $$nb || { \
+	    echo "$$nb: holds outputs or counts outside the checked cells; fix with" \
+	    "'$(BIN)/python tools/notebook_filter.py < $$nb > $$nb.clean && mv $$nb.clean $$nb'" \
+	    "(make install sets up a git filter that does it on every commit)"; exit 1; }; \
+	done; fi
 
 test: lint
 	$(BIN)/pytest --nbval-lax -p no:cacheprovider
