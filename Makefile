@@ -4,6 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PROFILE ?= proxy
+# Where torch comes from: empty, PyPI's default build (with the CUDA libraries); on a machine
+# without a GPU, PyTorch's CPU-only wheels: make install TORCH_INDEX=https://download.pytorch.org/whl/cpu
+TORCH_INDEX ?=
 # runs at once in seam reproduce and compare (proxy: one per CPU core; a GPU profile: one)
 WORKERS_proxy := 2
 WORKERS ?= $(or $(WORKERS_$(PROFILE)),1)
@@ -18,6 +21,8 @@ TABLES := 04_ablations 05_sota_table
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	if [ -n "$(TORCH_INDEX)" ]; then $(BIN)/pip install --quiet --index-url $(TORCH_INDEX) \
+	  'torch>=2.2,<=2.14.1' 'torchvision>=0.17,<=0.29.1'; fi
 	$(BIN)/pip install --quiet -e '.[dev,crf]'
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3" >/dev/null
 	$(MAKE) --no-print-directory hooks

@@ -377,11 +377,43 @@ def minutes_left(estimates: list[float | None], workers: int) -> tuple[float, in
     return sum(known) / 60 / max(1, workers), len(estimates) - len(known)
 
 
+# What the notebooks run themselves on top of the records (make reproduce executes them):
+# 02 trains SEAM's inference seed, 03 scores both methods' CAMs and SEAM's random walk.
+NOTEBOOK_RUNS = {"02_train_seam": (("seam", "train"),),
+                 "03_cams": (("baseline", "cams"), ("seam", "random_walk"))}
+
+
+def notebook_work(cfg: Config, seconds: dict) -> str:
+    """The notebooks' own stages that are not complete in ``runs/`` (a fresh clone: all of
+    them), with their estimated single-worker minutes."""
+    covered: dict[str, set[str]] = defaultdict(set)
+    lines, total = [], 0.0
+    for name, runs in NOTEBOOK_RUNS.items():
+        for variant, until in runs:
+            run_cfg = variant_config(cfg, variant, INFER_SEED)
+            stale = [s for s in stale_stages(run_cfg, run_folder(cfg.profile, variant,
+                                                                 INFER_SEED), until)
+                     if s not in covered[variant]]
+            covered[variant].update(stale)
+            parts = [seconds.get((s, uses_pcm(run_cfg)), seconds.get((s, None))) for s in stale]
+            if stale:
+                minutes = sum(p or 0 for p in parts) / 60
+                total += minutes
+                lines.append(f"  notebook {name}: {variant} seed {INFER_SEED} up to {until} "
+                             f"(~{minutes:.0f} min)")
+    if not lines:
+        return "the notebooks' own runs are in runs/: they only render"
+    return "\n".join(["the notebooks also run (make reproduce; runs/ lacks them):", *lines,
+                      f"about {total:.0f} min on one worker"])
+
+
 def describe(cfg: Config, left: list[list[Job]], workers: int, seconds: dict) -> str:
-    """Which jobs remain and the estimated time left on ``workers`` workers."""
+    """Which jobs remain and the estimated time left on ``workers`` workers, then what the
+    notebooks run themselves."""
     jobs = [job for chain in left for job in chain]
     if not jobs:
-        return "every run behind the tables is recorded; nothing remains"
+        return ("every run behind the tables is recorded; nothing remains\n"
+                + notebook_work(cfg, seconds))
     estimates = job_estimates(cfg, left, seconds)
     lines = [f"{len(jobs)} runs remain:"]
     lines += [f"  {job}" + ("" if e is None else f" (~{e / 60:.0f} min)")
@@ -391,7 +423,7 @@ def describe(cfg: Config, left: list[list[Job]], workers: int, seconds: dict) ->
                  f"({total * workers:.0f} min of one worker's time, from the runs recorded "
                  "so far)" + (f"; {unknown} runs with no estimate yet (nothing like them "
                               "recorded)" if unknown else ""))
-    return "\n".join(lines)
+    return "\n".join([*lines, notebook_work(cfg, seconds)])
 
 
 PROGRESS_LOG = "progress.log"  # in a run folder: its stages' progress bars (several workers)

@@ -108,3 +108,19 @@ def test_recorded_compute_counts_each_stage_of_a_run_once_plus_inference_jobs(tm
     (runs / "cams_scales_1.json").write_text(json.dumps({"seconds": 5.0, "scales": [1.0]}))
     compute = rep.recorded_compute("proxy", tmp_path / "results")
     assert compute == {"seconds": 165.0, "run_folders": 1, "hardware": ["cpu x"]}
+
+
+def test_the_dry_run_counts_the_notebooks_own_work_where_runs_are_gone(tmp_path, monkeypatch):
+    """A fresh clone has every record but no runs/: the dry run says nothing remains of the
+    plan and then what notebooks 02 and 03 still train, with their estimated minutes."""
+    from pathlib import Path
+
+    results = Path(rep.__file__).resolve().parents[1] / "results"
+    seconds = rep.recorded_seconds("proxy", results)
+    monkeypatch.chdir(tmp_path)  # no runs/ here
+    text = rep.describe(load_config("proxy"), [], 2, seconds)
+    assert text.startswith("every run behind the tables is recorded; nothing remains")
+    assert "notebook 02_train_seam: seam seed 0 up to train (~" in text
+    assert "notebook 03_cams: baseline seed 0 up to cams (~" in text
+    assert "notebook 03_cams: seam seed 0 up to random_walk (~" in text  # its training counted once
+    assert "min on one worker" in text.splitlines()[-1]
