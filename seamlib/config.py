@@ -342,7 +342,7 @@ VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
     "er_only": {"loss": {"use_ecr": False, "use_rvmin": False}},
     "pcm_only": {"loss": {"use_er": False}},  # the PCM trained by ECR, no ER
     # The transformation A of ER (rescale 0.3 is the reference). Angle and shift are this
-    # implementation's choice: the paper's values could not be read here (PAPER_TABLES.md).
+    # implementation's choice: the paper's values are not sourced in this repository.
     "transform_flip": {"loss": {"transform": "flip"}},
     "transform_rotate": {"loss": {"transform": "rotate:15"}},
     "transform_translate": {"loss": {"transform": "translate:15,15"}},
