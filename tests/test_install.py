@@ -4,8 +4,9 @@ torch from PyTorch's CPU-only wheels on request."""
 from __future__ import annotations
 
 import subprocess
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 REPO = Path(__file__).resolve().parents[1]
 
