@@ -7,11 +7,12 @@ PROFILE ?= proxy
 # Where torch comes from: empty, PyPI's default build (with the CUDA libraries); on a machine
 # without a GPU, PyTorch's CPU-only wheels: make install TORCH_INDEX=https://download.pytorch.org/whl/cpu
 TORCH_INDEX ?=
-# runs at once in seam reproduce and compare (proxy: one per CPU core; a GPU profile: one)
+# runs at once in python -m study reproduce and compare (proxy: one per CPU core; a GPU profile: one)
 WORKERS_proxy := 2
 WORKERS ?= $(or $(WORKERS_$(PROFILE)),1)
 SEEDS ?= 0 1 2
 LAB := $(BIN)/python -m experiments
+STUDY := $(BIN)/python -m study
 OUT := results/$(PROFILE)
 NOTEBOOKS := 01_data 02_train_seam 03_cams 04_ablations 05_sota_table
 TABLES := 04_ablations 05_sota_table
@@ -68,20 +69,20 @@ pretrain: $(STAMP)
 	$(BIN)/python -m experiments pretrain --profile $(PROFILE) --force --out results/$(PROFILE)
 
 # The main job: data for the profile, the pretrained trunk's checksum checked (profiles that
-# pretrain), every run behind the tables of notebooks 04 and 05 (seam reproduce: what remains,
+# pretrain), every run behind the tables of notebooks 04 and 05 (python -m study reproduce: what remains,
 # its estimated time, WORKERS runs at once; resumable, and a run recorded under
 # results/<profile>/runs/ is never run again), then every notebook executed into
 # results/<profile>/ (02 and 03 reuse the seed-0 runs' weights, or train them where runs/ is
 # gone) and results/<profile>/summary.md. Each step's wall time is printed.
 reproduce: data
 	if [ "$(PROFILE)" = proxy ]; then $(LAB) pretrain --profile $(PROFILE) --verify; fi
-	$(BIN)/seam reproduce --profile $(PROFILE) --workers $(WORKERS)
+	$(STUDY) reproduce --profile $(PROFILE) --workers $(WORKERS)
 	for nb in $(NOTEBOOKS); do \
 	  start=$$(date +%s); \
 	  $(BIN)/seam notebook $$nb --profile $(PROFILE) || exit 1; \
 	  echo "$$nb: $$(( ($$(date +%s) - start) / 60 )) min"; \
 	done
-	$(LAB) summary --profile $(PROFILE)
+	$(STUDY) summary --profile $(PROFILE)
 
 # Lab reports over the same runs (they need the run folders: on a fresh clone they retrain the
 # seed-0 baseline): SEAM vs baseline per class, the benchmark's difficulty, its datasheet.
@@ -112,7 +113,7 @@ tables: $(STAMP)
 	for nb in $(TABLES); do \
 	  $(BIN)/seam notebook $$nb --profile $(PROFILE) --no-train || exit 1; \
 	done
-	$(LAB) summary --profile $(PROFILE)
+	$(STUDY) summary --profile $(PROFILE)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -7,7 +7,6 @@
     python -m experiments probe --profile proxy
     python -m experiments random-walk-sweep runs/proxy --profile proxy --out rw.json
     python -m experiments pipeline-report seam=DIR baseline=DIR --out results/proxy/pipeline
-    python -m experiments summary --profile proxy   # results/proxy/summary.md
 
 Each writes under runs/PROFILE/ unless told ``--out``; the committed results/ change only
 when asked. Errors end as in ``seam``: one line, exit status 2 (``--debug``: the traceback).
@@ -125,14 +124,6 @@ def cmd_random_walk_sweep(args: argparse.Namespace) -> None:
     print(f"best: {result['best']} -> {args.out}")
 
 
-def cmd_summary(args: argparse.Namespace) -> None:
-    """link every table and figure of results/PROFILE in results/PROFILE/summary.md"""
-    from experiments.summary import write_summary
-
-    cfg = config_from(args)
-    print(write_summary(cfg, Path(args.out or Path("results") / cfg.profile)))
-
-
 def cmd_pipeline_report(args: argparse.Namespace) -> None:
     """tabulate finished `seam run` folders (NAME=DIR ...) into OUT.json and OUT.md"""
     from seamlib.report import pipeline_report, write_pipeline_report
@@ -194,8 +185,6 @@ def build_parser() -> argparse.ArgumentParser:
                      "help": "background exponents (default: 2 3 4 6)"}),
         ("--list", {"default": None, "help": "list scored (default: data.cam_list)"}),
         ("--out", {"required": True, "help": "JSON file to write the grid to"}))
-    add(cmd_summary, False, ("--out", {"default": None,
-                                       "help": "results folder (default: results/PROFILE)"}))
     p = sub.add_parser("pipeline-report", help=cmd_pipeline_report.__doc__)
     p.add_argument("runs", nargs="+", metavar="NAME=DIR", help="finished `seam run` folders")
     p.add_argument("--out", required=True, help="output path without suffix")

@@ -30,10 +30,10 @@ from seamlib.errors import InputError, MissingFile
 from seamlib.io import atomic_write, save_figure
 from seamlib.pipeline import METRICS as METRICS_FILE
 from seamlib.pipeline import run_folder, run_pipeline
-from seamlib.report import mean_std
 from seamlib.runs import require_same
 from seamlib.stages.evaluate import THRESHOLDS, json_safe
 from seamlib.trainer import SUMMARY
+from study.tables import mean_std
 
 METHODS = ("baseline", "seam")  # variants of seamlib.config.VARIANTS
 # Scalars of one run, reported as mean +- std over seeds.

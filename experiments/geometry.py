@@ -1,7 +1,7 @@
-"""The geometry diagnosis on the CPU proxy (issue #29 §3): does SEAM lose to the plain-CAM
+"""The geometry diagnosis on the CPU proxy: does SEAM lose to the plain-CAM
 baseline because ER compares CAMs on a 5x5 map at the proxy's crop 128?
 
-Each diagnostic is a named overlay of the profile's settings (``DIAGNOSTICS``): SEAM with a
+Each diagnostic is a variant of ``seamlib.config.VARIANTS`` (``DIAGNOSTICS``): SEAM with a
 larger second branch (rescale 0.5, 0.7), SEAM without ER, and both branches' classification
 alone. Every model is trained once (seed of the profile), then scored on its fc8 CAM and, when
 it trained a PCM, on the PCM output: best-threshold and val-chosen-threshold CAM mIoU with mFP
@@ -35,15 +35,9 @@ from seamlib.stages.cams import multiscale_cams, run_cams, save_cam
 from seamlib.stages.evaluate import THRESHOLDS, cam_confusions, json_safe, sweep_metrics
 from seamlib.stages.train_cam import train
 
-DIAGNOSTICS: dict[str, dict] = {
-    "seam_rescale0.5": {"loss": {"transform": "rescale:0.5"}},
-    "seam_rescale0.7": {"loss": {"transform": "rescale:0.7"}},
-    "baseline": VARIANTS["baseline"],
-    "seam": VARIANTS["seam"],
-    "seam_no_er": {"loss": {"use_er": False}},
-    "two_branch_cls": {"loss": {"use_er": False, "use_ecr": False, "use_rvmin": False,
-                                "two_branches": True}},
-}
+# The diagnostics: variants of the one registry (seamlib.config.VARIANTS), trained by this tool.
+DIAGNOSTICS = ("seam_rescale05", "seam_rescale07", "baseline", "seam", "pcm_only",
+               "two_branch_cls")
 SCALED = ("baseline", "seam")  # scored single-scale at every input scale below
 MASKED = ("seam",)  # its PCM also scored with the label-masked top class as input
 INPUT_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0)
@@ -53,7 +47,7 @@ KEPT = ("train_miou_best", "train_miou_at_val_threshold", "best_threshold", "val
 
 def diagnostic_config(cfg: Config, name: str, root: Path) -> Config:
     """The profile's config with the diagnostic's overlay, training into ``root/name``."""
-    run = apply_overrides(cfg, DIAGNOSTICS[name])
+    run = apply_overrides(cfg, VARIANTS[name])
     run.train.out_dir = str(root / name)
     return run
 
@@ -124,7 +118,7 @@ def diagnose(cfg: Config, name: str, root: Path) -> dict:
     start = time.time()
     weights = train(run, progress=False)
     summary = json.loads((weights.parent / "summary.json").read_text())
-    record = {"name": name, "overrides": DIAGNOSTICS[name], "out_dir": run.train.out_dir,
+    record = {"name": name, "overrides": VARIANTS[name], "out_dir": run.train.out_dir,
               "train_seconds": summary["seconds"], "hardware": hardware(),
               "fc8": score(run, weights, False, "_fc8")}
     if run.loss.use_ecr:
@@ -192,7 +186,7 @@ def pct(metrics: dict | None, key: str) -> str:
 
 def format_markdown(report: dict) -> str:
     """The records as tables: every model on fc8 and PCM, then the input-scale sweep."""
-    lines = ["# Geometry diagnosis on the CPU proxy (#29 §3)", "",
+    lines = ["# Geometry diagnosis on the CPU proxy", "",
              "Commands: " + "; ".join(f"`{c}`" for c in report["commands"])
              + f"; profile `{report['profile']}`, seed "
              f"{report['seed']}; one torch thread per run. CAM mIoU / mFP / mFN in % on the cam "

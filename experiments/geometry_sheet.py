@@ -1,4 +1,4 @@
-"""The geometry table of a profile's benchmark (issue #29): how many stride-8 cells an object
+"""The geometry table of a profile's benchmark: how many stride-8 cells an object
 covers in SEAM's two branches.
 
 The main branch sees the training crop; the transformed branch sees the crop rescaled by the

@@ -1,6 +1,6 @@
-"""Issue #29 §1 on one GPU, in one process: the ``proxy448`` benchmark, its trunk, the baseline
-acceptance, then baseline and SEAM over 3 seeds (SEAM scored on its PCM output and its fc8 CAM),
-the input-scale sweep and the geometry datasheet.
+"""The proxy at the paper's geometry on one GPU, in one process: the ``proxy448`` benchmark,
+its trunk, the baseline acceptance, then baseline and SEAM over 3 seeds (SEAM scored on its PCM
+output and its fc8 CAM), the input-scale sweep and the geometry datasheet.
 
     python -m experiments.proxy448_gpu --device cuda --out results/proxy448 --budget 570
     python -m experiments.proxy448_gpu --tiny --device cpu --out /tmp/p448   # the CPU test
@@ -41,7 +41,7 @@ from seamlib.trainer import MODEL
 
 SEEDS = (0, 1, 2)
 BF16_JOBS = [("baseline_bf16", 0), ("seam_bf16", 0)]  # beside the fp32 runs of the same seed
-ACCEPT_MAP = 0.85  # issue #29 (the CPU proxy's datasheet asks 0.9)
+ACCEPT_MAP = 0.85  # the baseline acceptance (the CPU proxy's datasheet asks 0.9)
 
 
 def tiny_overrides(out: Path) -> dict[str, dict]:
@@ -69,7 +69,7 @@ def build_config(tiny: bool, device: str, out: Path) -> Config:
 
 
 def accepted(d: dict) -> bool:
-    """Issue #29's baseline acceptance: val mAP >= 0.85, best-threshold train CAM mIoU in the
+    """The baseline acceptance: val mAP >= 0.85, best-threshold train CAM mIoU in the
     datasheet's window."""
     return d["val_map"] >= ACCEPT_MAP and MIOU_WINDOW[0] <= d["train_miou_best"] <= MIOU_WINDOW[1]
 
@@ -129,7 +129,7 @@ class Session:
 
     def write(self) -> None:
         gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "none"
-        lines = ["# proxy448 on one GPU (issue #29 §1-2)", "",
+        lines = ["# proxy448 on one GPU", "",
                  f"Command: `{self.command}`  ", f"GPU: {gpu}; hardware: {hardware()}  ",
                  f"torch {torch.__version__}; budget {self.budget:.0f} s; wall so far "
                  f"{time.time() - self.start:.0f} s", "", "| part | status | wall s |",

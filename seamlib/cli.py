@@ -11,11 +11,11 @@
     seam evaluate DIR                  # mIoU / mFP / mFN against the masks
     seam export --pred DIR --out DIR   # VOC evaluation-server archive
     seam run --profile smoke           # every stage above in one run folder, resumable
-    seam reproduce --profile proxy     # every run behind notebooks 04 and 05, on N workers
     seam notebook 01_data              # execute a notebook into results/PROFILE/
 
-Lab tools (comparisons, difficulty, probes, the proxy trunk's pretraining) are
-``python -m experiments``; benchmarks are ``python -m benchmarks.bench``.
+The runs behind the paper's tables are ``python -m study reproduce``; lab tools (comparisons,
+difficulty, probes, the proxy trunk's pretraining) are ``python -m experiments``; benchmarks
+are ``python -m benchmarks.bench``.
 A bad input ends with one line, ``seam <command>: <what is wrong>``, and exit status 2; Ctrl-C
 with one line and 130; a bug with its traceback and 1 (``--debug``: every traceback).
 """
@@ -48,7 +48,7 @@ NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 CHECK_MARK = "# NBVAL_CHECK_OUTPUT"
 INPUT_FOLDERS = ("pred_dir", "pred", "cams", "labels")  # arguments naming folders a command reads
 # Commands that make data.root themselves (or do not read it): no dataset check first.
-MAKES_DATA = ("data", "run", "reproduce", "notebook")
+MAKES_DATA = ("data", "run", "notebook")
 
 
 def parse_overrides(items: list[str]) -> dict[str, dict[str, str]]:
@@ -178,16 +178,6 @@ def cmd_run(args: argparse.Namespace) -> None:
         print(format_report(pipeline_report({name: run}, " ".join(["seam", *sys.argv[1:]]))))
     else:
         print(f"stopped after {list(timings)[-1]} (--until); stage times: {run / 'timings.json'}")
-
-
-def cmd_reproduce(args: argparse.Namespace) -> None:
-    """every run behind notebooks 04 and 05, what remains and its time, run on N workers"""
-    from seamlib.reproduce import reproduce
-
-    summary = reproduce(config_from(args), args.workers, args.seeds, dry_run=args.dry_run)
-    if summary["failed"]:
-        raise InputError(f"{len(summary['failed'])} runs failed, the first: "
-                           f"{summary['failed'][0]['job']}: {summary['failed'][0]['error']}")
 
 
 def cmd_notebook(args: argparse.Namespace) -> None:
@@ -343,15 +333,6 @@ COMMANDS: list[tuple[Callable, bool, Options]] = [
                     "help": "training seed (default: the profile's train.seed)"}),
         ("--run-dir", {"default": None,
                        "help": "run folder (default: runs/PROFILE/VARIANT/seedSEED)"})]),
-    (cmd_reproduce, True, [
-        ("--workers", {"type": int, "default": 1,
-                       "help": "runs at once, the CPU threads shared between them (default: 1; "
-                               "on a CPU one per core is fastest)"}),
-        ("--seeds", {"type": int, "nargs": "+", "default": None,
-                     "help": "seeds of every variant (default: 0 1 2 for baseline and seam, "
-                             "0 for the others)"}),
-        ("--dry-run", {"action": "store_true",
-                       "help": "only list the remaining runs and their estimated time"})]),
 ]
 
 

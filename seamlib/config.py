@@ -286,7 +286,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     },
     # The proxy's benchmark rendered 3.5x larger, under the voc settings (crop 448, resize
     # [448, 768], rescale 0.3, batch 8, 8 epochs, the authors' optimiser): the CAM stage at the
-    # paper's geometry (issue #29), for a GPU. Each remaining deviation from voc carries its
+    # paper's geometry, for a GPU. Each remaining deviation from voc carries its
     # reason; stages after the CAMs keep voc's settings, only their folders move.
     "proxy448": {
         "data": {"root": "data/proxy448/VOC2012", "prepare": "generate",
@@ -356,6 +356,8 @@ VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
     # against the fp32 runs of the same seed before it is recommended.
     "seam_bf16": {"train": {"amp": "bf16"}},
     "baseline_bf16": {"loss": BASELINE_LOSS, "train": {"amp": "bf16"}},
+    # Diagnostic (experiments/geometry.py): both branches' classification alone, no ER or PCM.
+    "two_branch_cls": {"loss": {**BASELINE_LOSS, "two_branches": True}},
     # The baseline with a wider random-rescale range (ER is not just augmentation).
     "baseline_wide_aug": {"loss": BASELINE_LOSS, "data": {"resize_long_scale": (0.5, 1.5)}},
 }

@@ -25,8 +25,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from seamlib.config import Config, uses_pcm, variant_config
-from seamlib.errors import InputError, Interrupted, MissingFile
+from seamlib.config import Config, uses_pcm
+from seamlib.errors import InputError, Interrupted
 from seamlib.io import atomic_write
 from seamlib.runs import as_json, changed_settings
 
@@ -248,59 +248,6 @@ def final_key(cfg: Config, until: str) -> str:
     for stage in STAGES[:STAGE_NAMES.index(until) + 1]:
         key = stage_key(cfg, stage, key)
     return key
-
-
-def record_path(results: str | Path, profile: str, variant: str, seed: int, name: str) -> Path:
-    """Where a run's metrics are recorded: ``results/<profile>/runs/<variant>/seed<k>/<name>.json``
-    (committed, so tables render on any machine without retraining)."""
-    return Path(results) / profile / "runs" / variant / f"seed{seed}" / f"{name}.json"
-
-
-def read_record(path: Path, key: str) -> dict | None:
-    """The record at ``path`` if it was made with the settings whose key is ``key``."""
-    if path.is_file():
-        record = json.loads(path.read_text())
-        if record.get("key") == key:
-            return record
-    return None
-
-
-def write_record(path: Path, record: dict) -> dict:
-    from seamlib.stages.evaluate import json_safe
-
-    atomic_write(path, lambda t: t.write_text(json.dumps(json_safe(record), indent=1)))
-    return record
-
-
-def made_record(path: Path, key: str, run: bool, what: str, make: Callable[[], dict]) -> dict:
-    """The record at ``path`` made with settings ``key``; else (``run``) ``make()``'s, written
-    there with the key; else an error naming the file and ``what`` is missing."""
-    if (record := read_record(path, key)) is not None:
-        return record
-    if not run:
-        raise MissingFile(f"{path}: no record of {what} with these settings; run it "
-                                "first (seam reproduce, make reproduce) or allow training")
-    return write_record(path, {"key": key, **make()})
-
-
-def recorded_run(cfg: Config, variant: str, seed: int, until: str = "cam_eval",
-                 results: str | Path = "results", run: bool = True) -> dict:
-    """The metrics of one (variant, seed) run up to ``until`` (cam_eval or evaluate), from its
-    record when that was made with the same settings; else (``run``) the pipeline runs,
-    resuming what it finds, and the record is written."""
-    if until not in ("cam_eval", "evaluate"):
-        raise InputError(f"until={until!r}: expected cam_eval or evaluate (the stages with "
-                         "metrics)")
-    run_cfg = variant_config(cfg, variant, seed)
-    folder = run_folder(cfg.profile, variant, seed)
-
-    def make() -> dict:
-        timings = run_pipeline(run_cfg, folder, until)
-        return {"variant": variant, "seed": seed, "profile": cfg.profile,
-                "run_dir": str(folder), "timings": timings,
-                "metrics": json.loads((folder / until / METRICS).read_text())}
-    return made_record(record_path(results, cfg.profile, variant, seed, until),
-                       final_key(run_cfg, until), run, "this run", make)
 
 
 def stale_stages(cfg: Config, run_dir: str | Path, until: str) -> list[str]:

@@ -165,19 +165,6 @@ def test_help_does_not_import_torch():
     assert out.strip() == "False"
 
 
-def test_reproduce_with_no_workers_and_a_failed_run_end_in_one_line(tmp_path, monkeypatch,
-                                                                    capsys):
-    monkeypatch.chdir(tmp_path)
-    err = fails(capsys, "reproduce", "--profile", "smoke", "--workers", "0")
-    assert "workers=0: expected at least 1" in err
-    import seamlib.reproduce as rep
-
-    monkeypatch.setattr(rep, "reproduce", lambda *a, **k: {"failed": [
-        {"job": "seam seed 0 cam_eval", "error": "OSError: x.jpg: truncated"}]})
-    err = fails(capsys, "reproduce", "--profile", "smoke")
-    assert "1 runs failed, the first: seam seed 0 cam_eval: OSError: x.jpg: truncated" in err
-
-
 def test_a_bug_shows_its_traceback_and_exits_1(monkeypatch, capsys):
     """Only what the user can fix (seamlib.errors.SeamError) is one line with exit 2; any
     other exception is a bug: its traceback, a line saying so, exit 1."""

@@ -15,8 +15,8 @@ from experiments.compare import (
 )
 from seamlib.config import load_config, variant_config
 from seamlib.data.synthetic import generate
-from seamlib.report import mean_std
 from seamlib.stages.evaluate import THRESHOLDS, sweep_metrics
+from study.tables import mean_std
 
 SMALL = {"synthetic": {"n_train": 6, "n_val": 4, "n_test": 2, "n_extra": 4}}  # 2 steps, 10 CAMs
 

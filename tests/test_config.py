@@ -73,7 +73,7 @@ def test_every_variant_is_what_its_name_says():
     cfg = load_config("proxy")
     runs = {name: variant_config(cfg, name, 0) for name in VARIANTS}
     for name, run in runs.items():
-        baseline = name.startswith("baseline")
+        baseline = name.startswith("baseline") or name == "two_branch_cls"
         assert run.loss.use_er == (not baseline and name != "pcm_only"), name
         assert run.loss.use_ecr == (not baseline and name != "er_only"), name
         expected = {"transform_flip": "flip", "transform_rotate": "rotate:15",

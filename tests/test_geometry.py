@@ -29,8 +29,10 @@ def test_diagnostics_record_every_model_and_resume(tmp_path):
     assert again["records"] == json.loads(json.dumps(records))
 
 
-def test_every_diagnostic_changes_only_the_loss():
-    assert set(DIAGNOSTICS) >= {"baseline", "seam", "seam_no_er", "two_branch_cls"}
-    for name, overlay in DIAGNOSTICS.items():
-        assert set(overlay) <= {"loss"}, name
-    assert DIAGNOSTICS["seam_no_er"] == {"loss": {"use_er": False}}
+def test_every_diagnostic_is_a_variant_that_changes_only_the_loss():
+    from seamlib.config import VARIANTS
+
+    assert {"baseline", "seam", "pcm_only", "two_branch_cls"} <= set(DIAGNOSTICS) <= set(VARIANTS)
+    for name in DIAGNOSTICS:
+        assert set(VARIANTS[name]) <= {"loss"}, name
+    assert VARIANTS["pcm_only"] == {"loss": {"use_er": False}}  # SEAM without ER

@@ -1,5 +1,5 @@
 """The house: the library's stages read as the paper's flow, and data flows down the tree:
-nothing in seamlib imports the lab tools (experiments/) or the benchmarks."""
+nothing in seamlib imports the lab tools (experiments/), the benchmarks or the study."""
 
 import ast
 from pathlib import Path

@@ -64,7 +64,7 @@ def test_a_variant_and_seed_run_in_their_own_folder(smoke_run, tmp_path, monkeyp
 
 def test_a_recorded_run_is_read_back_and_a_changed_setting_is_not(smoke_run, tmp_path,
                                                                   monkeypatch):
-    from seamlib.pipeline import recorded_run
+    from study.records import recorded_run
 
     cfg, _, _ = smoke_run
     monkeypatch.chdir(tmp_path)

@@ -100,7 +100,7 @@ def test_a_generating_profile_never_writes_into_a_users_folder(voc_root, profile
 
 def test_a_generated_folder_keeps_a_list_its_user_edited(tmp_path, capsys):
     """A folder the generator made is finished where incomplete, never rewritten: an edited
-    train_aug.txt survives the next prepare (the data loss of issue #37)."""
+    train_aug.txt survives the next prepare."""
     root = tmp_path / "VOC2012"
     cfg = load_config("smoke", data_root=root)
     prepare_data(cfg)

@@ -1,5 +1,5 @@
 """The proxy448 profile, the scaled synthetic rendering, the geometry table and the GPU script's
-tiny CPU run (issue #29)."""
+tiny CPU run."""
 
 import dataclasses
 import json

@@ -4,7 +4,7 @@ import csv
 
 import pytest
 
-from seamlib.report import pm, write_table
+from study.tables import pm, write_table
 
 
 def test_pm_gives_mean_and_sample_std_in_percent():

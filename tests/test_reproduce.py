@@ -1,5 +1,6 @@
-"""`seam reproduce`: the plan of runs behind notebooks 04 and 05, what remains, estimates from
-what was recorded, and the runs themselves on two worker processes (smoke, a reduced plan)."""
+"""`python -m study reproduce`: the plan of runs behind notebooks 04 and 05, what remains,
+estimates from what was recorded, and the runs themselves on two worker processes (smoke, a
+reduced plan)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,9 @@ import json
 
 import pytest
 
-from seamlib import reproduce as rep
 from seamlib.config import load_config
-from seamlib.reproduce import Job, plan, remaining
+from study import reproduce as rep
+from study.reproduce import Job, plan, remaining
 
 
 def test_the_plan_holds_every_table_row_and_starts_with_the_runs_inference_reuses():
@@ -124,3 +125,34 @@ def test_the_dry_run_counts_the_notebooks_own_work_where_runs_are_gone(tmp_path,
     assert "notebook 03_cams: baseline seed 0 up to cams (~" in text
     assert "notebook 03_cams: seam seed 0 up to random_walk (~" in text  # its training counted once
     assert "min on one worker" in text.splitlines()[-1]
+
+
+def study_fails(capsys, *argv: str) -> str:
+    """Run ``python -m study ARGV``; check it exits 2 with one line on stderr; return it."""
+    from study.__main__ import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(list(argv))
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.count("\n") == 1, err
+    return err
+
+
+def test_reproduce_with_no_workers_and_a_failed_run_end_in_one_line(tmp_path, monkeypatch,
+                                                                    capsys):
+    monkeypatch.chdir(tmp_path)
+    err = study_fails(capsys, "reproduce", "--profile", "smoke", "--workers", "0")
+    assert err == "python -m study reproduce: workers=0: expected at least 1\n"
+    monkeypatch.setattr(rep, "reproduce", lambda *a, **k: {"failed": [
+        {"job": "seam seed 0 cam_eval", "error": "OSError: x.jpg: truncated"}]})
+    err = study_fails(capsys, "reproduce", "--profile", "smoke")
+    assert "1 runs failed, the first: seam seed 0 cam_eval: OSError: x.jpg: truncated" in err
+
+
+def test_seam_has_no_reproduce_command_the_study_does(capsys):
+    """The library runs the method; the runs behind the paper's tables are the study's."""
+    from seamlib.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["reproduce", "--help"])
+    assert "invalid choice: 'reproduce'" in capsys.readouterr().err

@@ -1,13 +1,13 @@
-"""experiments.summary: every table and figure linked, with notebook 04's verdicts and the runs
+"""study.summary: every table and figure linked, with notebook 04's verdicts and the runs
 not recorded yet."""
 
 from __future__ import annotations
 
 import json
 
-from experiments.summary import write_summary
 from seamlib.config import load_config
-from seamlib.reproduce import plan
+from study.reproduce import plan
+from study.summary import write_summary
 
 
 def test_the_summary_links_tables_and_figures_with_verdicts_and_missing_runs(tmp_path):

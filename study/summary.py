@@ -8,7 +8,7 @@ from pathlib import Path
 
 from seamlib.config import Config
 from seamlib.io import atomic_write
-from seamlib.reproduce import plan, recorded_compute, remaining
+from study.reproduce import plan, recorded_compute, remaining
 
 # What each table can show on the synthetic proxy (the paper's VOC numbers are never in them).
 TABLES = {
@@ -83,11 +83,11 @@ def write_summary(cfg: Config, out: str | Path, results: str | Path = "results")
               f"(the sum of their measured stage times, {compute['run_folders']} trained runs "
               "and the inference-only jobs), on: " + "; ".join(compute["hardware"]) + "."]
     left = [str(job) for chain in remaining(cfg, plan(cfg), results) for job in chain]
+    plan_note = (f"{len(left)} of the runs behind the tables: " + ", ".join(left) +
+                 f" (`python -m study reproduce --profile {cfg.profile} --dry-run` lists them "
+                 "with their estimated time).")
     lines += ["", "## Runs not recorded yet", "",
-              (f"{len(left)} of the runs behind the tables: " + ", ".join(left) +
-               " (`seam reproduce --profile " + cfg.profile + " --dry-run` lists them with "
-               "their estimated time).") if left else "None: every run behind the tables is "
-              "recorded."]
+              plan_note if left else "None: every run behind the tables is recorded."]
     path = out / "summary.md"
     atomic_write(path, lambda t: t.write_text("\n".join(lines) + "\n"))
     return path

@@ -1,9 +1,9 @@
-"""``seam reproduce``: every run behind the tables of notebooks 04 (ablations) and 05 (pseudo
-masks and segmentation), which of them remain, an estimate of their time, and running them on
-several workers at once.
+"""``python -m study reproduce``: every run behind the tables of notebooks 04 (ablations) and
+05 (pseudo masks and segmentation), which of them remain, an estimate of their time, and
+running them on several workers at once.
 
 A job is one record under ``results/<profile>/runs/<variant>/seed<k>/``: a run of the pipeline
-up to ``cam_eval`` or ``evaluate`` (``pipeline.recorded_run``), the CAMs of a trained run at
+up to ``cam_eval`` or ``evaluate`` (``records.recorded_run``), the CAMs of a trained run at
 other inference scales (``scales_record``), or its CAMs refined by the CRF with a constant
 background score (``crf_record``). A job whose record exists with the current settings is done;
 the others run, resuming whatever their run folder already holds. The notebooks read the same
