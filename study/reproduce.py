@@ -33,16 +33,13 @@ from seamlib.io import atomic_write
 from seamlib.pipeline import (
     METRICS,
     final_key,
-    made_record,
-    read_record,
-    record_path,
-    recorded_run,
     run_folder,
     run_pipeline,
     score_cams,
     scored_cams,
     stale_stages,
 )
+from study.records import made_record, read_record, record_path, recorded_run
 
 MAIN = ("baseline", "seam")  # the whole pipeline for PIPELINE_SEEDS; other scales for SCALE_SEEDS
 SEEDS = {"baseline": 5, "seam": 5, "seam_rescale05": 5,  # seeds 0..n-1; the others 1
