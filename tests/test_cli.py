@@ -87,7 +87,7 @@ def test_subcommands_are_listed_in_the_pipelines_order():
     parser = build_parser()
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     assert list(sub.choices) == ["data", "train", "cams", "crf", "affinity", "random-walk",
-                                 "retrain", "segment", "evaluate", "export", "run", "reproduce",
+                                 "retrain", "segment", "evaluate", "export", "run",
                                  "notebook"]
 
 

@@ -55,7 +55,7 @@ def test_every_lab_command_has_a_help_line():
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command")
     assert {"compare", "difficulty", "datasheet", "pretrain", "probe", "geometry",
-            "random-walk-sweep", "summary", "pipeline-report"} == set(sub.choices)
+            "random-walk-sweep", "pipeline-report"} == set(sub.choices)
     for name, p in sub.choices.items():
         for action in p._actions:
             assert action.help and action.help.strip(), (name, action.dest)
