@@ -25,7 +25,6 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
-from unittest import mock
 
 from seamlib.config import Config, uses_pcm, variant_config
 from seamlib.errors import InputError
@@ -450,13 +449,23 @@ def _run_chain(cfg: Config, chain: list[Job], results: str, quiet: bool) -> list
     return done
 
 
-def _run_chains(cfg: Config, left: list[list[Job]], workers: int,
+def _start_worker(threads: int) -> None:
+    """A spawned worker's share of the CPU: ``threads`` OpenMP and torch threads."""
+    import torch
+
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    torch.set_num_threads(threads)
+
+
+def _run_chains(cfg: Config, left: list[list[Job]], workers: int, threads: int,
                 results: str) -> Iterator[list[dict]]:
-    """Each chain's outcome as it finishes, the chains run on ``workers`` spawned processes."""
+    """Each chain's outcome as it finishes, the chains run on ``workers`` spawned processes of
+    ``threads`` threads each."""
     import multiprocessing
 
     # not multiprocessing.Pool: its daemonic workers cannot start data-loading processes
-    with ProcessPoolExecutor(workers, multiprocessing.get_context("spawn")) as pool:
+    with ProcessPoolExecutor(workers, multiprocessing.get_context("spawn"),
+                             initializer=_start_worker, initargs=(threads,)) as pool:
         futures = [pool.submit(_run_chain, cfg, chain, results, workers > 1) for chain in left]
         for future in as_completed(futures):
             yield future.result()
@@ -483,16 +492,15 @@ def reproduce(cfg: Config, workers: int = 1, seeds: Iterable[int] | None = None,
     summary = {"started": time.strftime("%F %T"), "finished": None, "minutes": 0.0,
                "workers": workers, "threads": threads, "hardware": hardware(),
                "ran": [], "failed": []}
-    with mock.patch.dict(os.environ, {"OMP_NUM_THREADS": str(threads)}):  # for the workers
-        for i, done in enumerate(_run_chains(cfg, left, workers, str(results)), 1):
-            summary["ran"] += done
-            summary["failed"] = [d for d in summary["ran"] if "error" in d]
-            summary["minutes"] = round((time.time() - start) / 60, 1)
-            write_log(log, [*earlier, summary])
-            rest, _ = minutes_left(job_estimates(cfg, remaining(cfg, left, results),
-                                                 recorded_seconds(cfg.profile, results)), workers)
-            print(f"{i} of {len(left)} chains done after {summary['minutes']:.0f} min; "
-                  f"about {rest:.0f} min left", flush=True)
+    for i, done in enumerate(_run_chains(cfg, left, workers, threads, str(results)), 1):
+        summary["ran"] += done
+        summary["failed"] = [d for d in summary["ran"] if "error" in d]
+        summary["minutes"] = round((time.time() - start) / 60, 1)
+        write_log(log, [*earlier, summary])
+        rest, _ = minutes_left(job_estimates(cfg, remaining(cfg, left, results),
+                                             recorded_seconds(cfg.profile, results)), workers)
+        print(f"{i} of {len(left)} chains done after {summary['minutes']:.0f} min; "
+              f"about {rest:.0f} min left", flush=True)
     summary["finished"] = time.strftime("%F %T")
     write_log(log, [*earlier, summary])
     print(f"{len(summary['ran']) - len(summary['failed'])} runs made in {summary['minutes']} "

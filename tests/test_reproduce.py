@@ -156,3 +156,18 @@ def test_seam_has_no_reproduce_command_the_study_does(capsys):
     with pytest.raises(SystemExit):
         main(["reproduce", "--help"])
     assert "invalid choice: 'reproduce'" in capsys.readouterr().err
+
+
+def test_a_worker_takes_its_share_of_the_threads(monkeypatch):
+    """The worker environment is explicit: each spawned worker sets its own thread count."""
+    import os
+
+    import torch
+
+    before = torch.get_num_threads()
+    monkeypatch.setenv("OMP_NUM_THREADS", "9")  # restored after the test
+    try:
+        rep._start_worker(1)
+        assert os.environ["OMP_NUM_THREADS"] == "1" and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
