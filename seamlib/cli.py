@@ -230,17 +230,26 @@ def make_stable(executed: Path, source: Path) -> None:
                 if out.name == "stderr" and PROGRESS.search(out.text):
                     continue
                 out.text = out.text.replace(repo, "")
-                if outputs and outputs[-1].output_type == "stream" and \
-                        outputs[-1].name == out.name:
-                    outputs[-1].text += out.text
-                    continue
             elif "application/vnd.jupyter.widget-view+json" in out.get("data", {}):
                 continue
             elif "text/plain" in out.get("data", {}):
                 out.data["text/plain"] = out.data["text/plain"].replace(repo, "")
             outputs.append(out)
-        cell.outputs = outputs
+        cell.outputs = join_streams(outputs)
     nbformat.write(nb, executed)
+
+
+def join_streams(outputs: list) -> list:
+    """A cell's outputs with consecutive stream outputs of the same name joined into one (how
+    a kernel chunks what a cell prints varies from run to run)."""
+    joined: list = []
+    for out in outputs:
+        if out.output_type == "stream" and joined and joined[-1].output_type == "stream" \
+                and joined[-1].name == out.name:
+            joined[-1].text += out.text
+        else:
+            joined.append(out)
+    return joined
 
 
 def copy_checked_outputs(executed: Path, source: Path) -> None:

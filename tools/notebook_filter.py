@@ -14,6 +14,8 @@ import sys
 import nbformat
 from nbstripout import strip_output
 
+from seamlib.cli import join_streams
+
 
 def clean(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     """The notebook stripped, its checked cells' outputs kept with count 1."""
@@ -25,16 +27,10 @@ def clean(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
             cell.execution_count = None
             continue
         cell.execution_count = 1
-        joined: list = []
         for out in cell.outputs:
             if "execution_count" in out:
                 out.execution_count = 1
-            if out.output_type == "stream" and joined and \
-                    joined[-1].output_type == "stream" and joined[-1].name == out.name:
-                joined[-1].text += out.text
-            else:
-                joined.append(out)
-        cell.outputs = joined
+        cell.outputs = join_streams(cell.outputs)
     return nb
 
 
