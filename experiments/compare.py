@@ -30,7 +30,7 @@ from seamlib.errors import InputError, MissingFile
 from seamlib.io import atomic_write, save_figure
 from seamlib.pipeline import METRICS as METRICS_FILE
 from seamlib.pipeline import run_folder, run_pipeline
-from seamlib.runs import require_same
+from seamlib.provenance import require_same
 from seamlib.stages.evaluate import THRESHOLDS, json_safe
 from seamlib.trainer import SUMMARY
 from study.tables import mean_std

@@ -29,6 +29,18 @@ def resolve_device(spec: str = "auto") -> torch.device:
     return device
 
 
+def device_kind(spec: str = "auto") -> str:
+    """The kind of device ``spec`` names ("cpu", "cuda"), "auto" resolved on this machine;
+    outputs depend on it, so stage keys record it."""
+    if spec == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        return torch.device(spec).type
+    except RuntimeError as err:
+        raise InputError(f"device: cannot parse {spec!r}; expected auto, cpu, cuda or "
+                         f"cuda:N") from err
+
+
 def keep_freed_memory(mmap_below: int = 32 << 20, trim_above: int = 1 << 30) -> bool:
     """Make glibc keep freed CPU memory for the next training step instead of returning it.
 

@@ -6,18 +6,17 @@
 Every run of a (variant, seed) lives in ``runs/<profile>/<variant>/seed<k>/<stage>/``
 (``run_folder``): ``seam run``, the comparisons, the ablations and the notebooks read and write
 that one layout. Each stage is a function of the config and the run folder that reads what
-earlier stages wrote there and writes ``<run>/<stage>/``. A stage records a key: the hash of the
-settings it depends on chained with the key of the stage before it. A stage whose key is
-unchanged is skipped; one whose settings (or any earlier stage's) changed is cleared and rerun,
-and so is everything after it, because their keys change too. The per-stage wall times land in
+earlier stages wrote there and writes ``<run>/<stage>/``. A stage records a key
+(``provenance.stage_key``: the settings it depends on, the device among them where it computes
+with torch, chained with the key of the stage before it). A stage whose key is unchanged is
+skipped; one whose settings (or any earlier stage's) changed is cleared and rerun, and so is
+everything after it, because their keys change too. The per-stage wall times land in
 ``<run>/timings.json``.
 """
 
 from __future__ import annotations
 
 import copy
-import dataclasses
-import hashlib
 import json
 import shutil
 import time
@@ -28,21 +27,30 @@ from pathlib import Path
 from seamlib.config import Config, uses_pcm
 from seamlib.errors import InputError, Interrupted
 from seamlib.io import atomic_write
-from seamlib.runs import as_json, changed_settings
+from seamlib.provenance import (
+    RECORD,
+    STAGE_RECORD,
+    changed_settings,
+    is_done,
+    record_stage,
+    stage_key,
+    stage_record,
+    stage_settings,
+)
 
-DONE = "stage.json"  # in each stage folder: the key and wall seconds of its last run
 TIMINGS = "timings.json"
 METRICS = "metrics.json"  # of the cam_eval and evaluate stages
-RECORD = ("key", "settings", "complete")  # in stage.json, not in the stage's timings
 
 
 @dataclass(frozen=True)
 class Stage:
-    """One pipeline step: the config sections it depends on and how to run it."""
+    """One pipeline step: the config sections it depends on, whether it computes with torch
+    (its outputs depend on the device) and how to run it."""
 
     name: str
     sections: tuple[str, ...]
     run: Callable[[Config, Path], None]
+    device: bool = False
 
 
 def _data(cfg: Config, run: Path) -> None:
@@ -193,31 +201,28 @@ def eval_lists(cfg: Config) -> list[str]:
 STAGES: tuple[Stage, ...] = (
     Stage("data", ("data", "synthetic"), _data),
     Stage("weights", ("model", "pretrain"), _weights),
-    Stage("train", ("model", "loss", "train"), _train),
-    Stage("cams", ("cams",), _cams),
+    Stage("train", ("model", "loss", "train"), _train, device=True),
+    Stage("cams", ("cams",), _cams, device=True),
     Stage("cam_eval", (), _cam_eval),
-    Stage("label_cams", ("cams",), _label_cams),
+    Stage("label_cams", ("cams",), _label_cams, device=True),
     Stage("crf", ("crf",), _crf),
-    Stage("affinity", ("affinity", "aff_train"), _affinity),
-    Stage("random_walk", ("random_walk",), _random_walk),
-    Stage("retrain", ("seg", "seg_train"), _retrain),
-    Stage("segment", ("seg",), _segment),
+    Stage("affinity", ("affinity", "aff_train"), _affinity, device=True),
+    Stage("random_walk", ("random_walk",), _random_walk, device=True),
+    Stage("retrain", ("seg", "seg_train"), _retrain, device=True),
+    Stage("segment", ("seg",), _segment, device=True),
     Stage("evaluate", (), _evaluate),
 )
 STAGE_NAMES = tuple(s.name for s in STAGES)
 
 
-def stage_settings(cfg: Config, stage: Stage) -> dict:
-    """The config sections a stage depends on, as they read back from JSON."""
-    return as_json({name: dataclasses.asdict(getattr(cfg, name)) for name in stage.sections})
-
-
-def stage_key(cfg: Config, stage: Stage, previous: str) -> str:
-    """Hash of the stage's settings, chained with the previous stage's key."""
-    settings = stage_settings(cfg, stage)
-    text = json.dumps({"previous": previous, "stage": stage.name, "settings": settings},
-                      sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+def keys(cfg: Config, until: str | None = None) -> dict[str, tuple[str, dict]]:
+    """Per stage up to ``until`` (all by default): its chained key and its settings."""
+    out, key = {}, ""
+    for stage in STAGES[:STAGE_NAMES.index(until) + 1 if until else None]:
+        settings = stage_settings(cfg, stage.sections, stage.device)
+        key = stage_key(stage.name, settings, key)
+        out[stage.name] = (key, settings)
+    return out
 
 
 def run_folder(profile: str, variant: str, seed: int) -> Path:
@@ -231,49 +236,33 @@ def run_pipeline(cfg: Config, run_dir: str | Path, until: str | None = None) -> 
     if until is not None and until not in STAGE_NAMES:
         raise InputError(f"until={until!r}: expected one of {', '.join(STAGE_NAMES)}")
     run = Path(run_dir)
-    timings: dict[str, dict] = {}
-    key = ""
-    for stage in STAGES:
-        key = stage_key(cfg, stage, key)
-        timings[stage.name] = _run_stage(cfg, run, stage, key)
-        if stage.name == until:
-            break
+    timings = {stage.name: _run_stage(cfg, run, stage, *key)
+               for stage, key in zip(STAGES, keys(cfg, until).values(), strict=False)}
     atomic_write(run / TIMINGS, lambda t: t.write_text(json.dumps(timings, indent=1)))
     return timings
 
 
 def final_key(cfg: Config, until: str) -> str:
     """The chained key of stage ``until``: equal iff every setting up to it is equal."""
-    key = ""
-    for stage in STAGES[:STAGE_NAMES.index(until) + 1]:
-        key = stage_key(cfg, stage, key)
-    return key
+    return keys(cfg, until)[until][0]
 
 
 def stale_stages(cfg: Config, run_dir: str | Path, until: str) -> list[str]:
     """The stages up to ``until`` that a ``run_pipeline`` call would run (not complete with
     their current settings in ``run_dir``)."""
-    key, stale = "", []
-    for stage in STAGES[:STAGE_NAMES.index(until) + 1]:
-        key = stage_key(cfg, stage, key)
-        marker = Path(run_dir) / stage.name / DONE
-        state = json.loads(marker.read_text()) if marker.is_file() else {}
-        if not (state.get("key") == key and state.get("complete")):
-            stale.append(stage.name)
-    return stale
+    return [name for name, (key, _) in keys(cfg, until).items()
+            if not is_done(stage_record(Path(run_dir) / name), key)]
 
 
-def _run_stage(cfg: Config, run: Path, stage: Stage, key: str) -> dict:
-    """Run one stage unless its marker says it completed with ``key``. A folder made with
+def _run_stage(cfg: Config, run: Path, stage: Stage, key: str, settings: dict) -> dict:
+    """Run one stage unless its record says it completed with ``key``. A folder made with
     another key is cleared first; one interrupted with the same key is resumed (the stage's
     own files say how far it got)."""
     folder = run / stage.name
-    marker = folder / DONE
-    state = json.loads(marker.read_text()) if marker.is_file() else {}
-    if state.get("key") == key and state.get("complete"):
-        print(f"[{stage.name}] up to date ({marker})")
+    state = stage_record(folder)
+    if is_done(state, key):
+        print(f"[{stage.name}] up to date ({folder / STAGE_RECORD})")
         return {**{k: v for k, v in state.items() if k not in RECORD}, "ran": False}
-    settings = stage_settings(cfg, stage)
     if state.get("key") not in (None, key):
         changed = changed_settings(state.get("settings", {}), settings)
         why = (f"{changed[0][0]} was {changed[0][1]!r}, now {changed[0][2]!r}" if changed
@@ -282,7 +271,7 @@ def _run_stage(cfg: Config, run: Path, stage: Stage, key: str) -> dict:
         shutil.rmtree(folder)
     from seamlib.device import cpu_ticks, hardware, steal_percent
 
-    _mark(marker, {"key": key, "settings": settings, "complete": False})
+    record_stage(folder, {"key": key, "settings": settings, "complete": False})
     start, ticks = time.time(), cpu_ticks()
     try:
         stage.run(cfg, run)
@@ -291,10 +280,6 @@ def _run_stage(cfg: Config, run: Path, stage: Stage, key: str) -> dict:
     seconds = round(time.time() - start, 1)
     done = {"seconds": seconds, "hardware": hardware(),
             "cpu_steal_percent": steal_percent(ticks, cpu_ticks())}
-    _mark(marker, {"key": key, "settings": settings, "complete": True, **done})
+    record_stage(folder, {"key": key, "settings": settings, "complete": True, **done})
     print(f"[{stage.name}] done in {seconds} s")
     return {**done, "ran": True}
-
-
-def _mark(marker: Path, state: dict) -> None:
-    atomic_write(marker, lambda t: t.write_text(json.dumps(state)))

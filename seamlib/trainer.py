@@ -35,17 +35,13 @@ from seamlib.config import TrainConfig
 from seamlib.device import hardware, keep_freed_memory
 from seamlib.errors import InputError
 from seamlib.io import atomic_write
-from seamlib.runs import claim
+from seamlib.provenance import claim
 
 CHECKPOINT = "checkpoint.pth"
 MODEL = "model.pth"
 CONFIG = "config.json"
 LOG = "log.jsonl"
 SUMMARY = "summary.json"
-# Setting names (in any stage) that cannot change the trained weights: where files go, how
-# many loader processes decode the (seed, epoch, index)-seeded samples, and how often the log
-# and the checkpoints are written (a resume is exact).
-UNCHECKED = {"out_dir", "num_workers", "cache_images", "log_every", "checkpoint_every"}
 AMP = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 LossFn = Callable[[nn.Module, Any], dict[str, torch.Tensor]]
@@ -234,8 +230,9 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
 def check_run_config(out: Path, settings: dict[str, Any], write: bool = True) -> None:
     """Record the run's settings in ``out``; refuse to resume or reuse a run made with others.
     ``settings`` is ``{stage: {name: value}}`` (or ``{name: value}`` for run-wide ones such as
-    the device); names in ``UNCHECKED`` are not compared."""
-    claim(out / CONFIG, settings, "a training run", ignore=UNCHECKED, write=write)
+    the device); names that cannot change the weights (``provenance.UNCHECKED``) are not
+    compared."""
+    claim(out / CONFIG, settings, "a training run", write=write)
 
 
 class Run:

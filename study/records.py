@@ -48,6 +48,19 @@ def made_record(path: Path, key: str, run: bool, what: str, make: Callable[[], d
     return write_record(path, {"key": key, **make()})
 
 
+# The device each profile's committed records are made on: a machine with a GPU still renders
+# the tables from them, and its runs of the study's plan match them.
+RECORDED_ON = {"smoke": "cpu", "proxy": "cpu"}
+
+
+def run_config(cfg: Config, variant: str, seed: int) -> Config:
+    """The config of one recorded (variant, seed) run: the variant's settings and seed, on the
+    device the profile's records are made on."""
+    run = variant_config(cfg, variant, seed)
+    run.device = RECORDED_ON.get(cfg.profile, run.device)
+    return run
+
+
 def recorded_run(cfg: Config, variant: str, seed: int, until: str = "cam_eval",
                  results: str | Path = "results", run: bool = True) -> dict:
     """The metrics of one (variant, seed) run up to ``until`` (cam_eval or evaluate), from its
@@ -56,7 +69,7 @@ def recorded_run(cfg: Config, variant: str, seed: int, until: str = "cam_eval",
     if until not in ("cam_eval", "evaluate"):
         raise InputError(f"until={until!r}: expected cam_eval or evaluate (the stages with "
                          "metrics)")
-    run_cfg = variant_config(cfg, variant, seed)
+    run_cfg = run_config(cfg, variant, seed)
     folder = run_folder(cfg.profile, variant, seed)
 
     def make() -> dict:

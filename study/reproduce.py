@@ -26,7 +26,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
-from seamlib.config import Config, uses_pcm, variant_config
+from seamlib.config import Config, uses_pcm
 from seamlib.errors import InputError
 from seamlib.io import atomic_write
 from seamlib.pipeline import (
@@ -38,7 +38,7 @@ from seamlib.pipeline import (
     scored_cams,
     stale_stages,
 )
-from study.records import made_record, read_record, record_path, recorded_run
+from study.records import made_record, read_record, record_path, recorded_run, run_config
 
 MAIN = ("baseline", "seam")  # the whole pipeline for PIPELINE_SEEDS; other scales for SCALE_SEEDS
 SEEDS = {"baseline": 5, "seam": 5, "seam_rescale05": 5,  # seeds 0..n-1; the others 1
@@ -97,7 +97,7 @@ class Job:
 
 
 def scales_config(cfg: Config, variant: str, seed: int, scales: Iterable[float]) -> Config:
-    run = variant_config(cfg, variant, seed)
+    run = run_config(cfg, variant, seed)
     run.cams = dataclasses.replace(run.cams, scales=tuple(float(s) for s in scales))
     return run
 
@@ -109,9 +109,9 @@ def job_key(cfg: Config, job: Job) -> str:
         return key if job.method == "cam" else f"{key}+{job.method}"
     if job.kind in ("fc8", "recognisability"):
         until = "cam_eval" if job.kind == "fc8" else "train"
-        return f"{final_key(variant_config(cfg, job.variant, job.seed), until)}+{job.kind}"
+        return f"{final_key(run_config(cfg, job.variant, job.seed), until)}+{job.kind}"
     until = "crf" if job.kind == "crf_threshold" else job.kind
-    return final_key(variant_config(cfg, job.variant, job.seed), until)
+    return final_key(run_config(cfg, job.variant, job.seed), until)
 
 
 def scales_record(cfg: Config, variant: str, seed: int, scales: Iterable[float],
@@ -122,12 +122,12 @@ def scales_record(cfg: Config, variant: str, seed: int, scales: Iterable[float],
     run's weights (trained here if absent)."""
     job = Job(variant, seed, "scales", tuple(float(s) for s in scales), method)
     run_cfg = scales_config(cfg, variant, seed, job.scales)
-    if method == "cam" and run_cfg.cams == variant_config(cfg, variant, seed).cams:
+    if method == "cam" and run_cfg.cams == run_config(cfg, variant, seed).cams:
         return recorded_run(cfg, variant, seed, "cam_eval", results, run)
     folder = run_folder(cfg.profile, variant, seed)
 
     def make() -> dict:
-        run_pipeline(variant_config(cfg, variant, seed), folder, until="train")
+        run_pipeline(run_config(cfg, variant, seed), folder, until="train")
         cams = folder / job.name
         shutil.rmtree(cams, ignore_errors=True)  # made from other weights or settings
         start = time.time()
@@ -147,7 +147,7 @@ def fc8_record(cfg: Config, variant: str, seed: int, results: str | Path = "resu
     PCM output: recorded, else inferred from the run's weights (trained here if absent). The
     record also holds the PCM output's scores of the same weights (``pcm``)."""
     job = Job(variant, seed, "fc8")
-    run_cfg, folder = variant_config(cfg, variant, seed), run_folder(cfg.profile, variant, seed)
+    run_cfg, folder = run_config(cfg, variant, seed), run_folder(cfg.profile, variant, seed)
 
     def make() -> dict:
         run_pipeline(run_cfg, folder, until="cam_eval")
@@ -168,7 +168,7 @@ def recognisability_record(cfg: Config, variant: str, seed: int,
     """The run's ``val_list`` classification mAP on whole images downscaled by each of
     ``RECOGNISABILITY_SCALES``: recorded, else measured (trained here if absent)."""
     job = Job(variant, seed, "recognisability")
-    run_cfg, folder = variant_config(cfg, variant, seed), run_folder(cfg.profile, variant, seed)
+    run_cfg, folder = run_config(cfg, variant, seed), run_folder(cfg.profile, variant, seed)
 
     def make() -> dict:
         run_pipeline(run_cfg, folder, until="train")
@@ -219,7 +219,7 @@ def crf_record(cfg: Config, variant: str, seed: int, results: str | Path = "resu
     from seamlib.stages.evaluate import evaluate
 
     job = Job(variant, seed, "crf_threshold")
-    run_cfg, folder = variant_config(cfg, variant, seed), run_folder(cfg.profile, variant, seed)
+    run_cfg, folder = run_config(cfg, variant, seed), run_folder(cfg.profile, variant, seed)
 
     def make() -> dict:
         run_pipeline(run_cfg, folder, until="cams")
@@ -343,7 +343,7 @@ def job_estimate(cfg: Config, job: Job, seconds: dict, covered: set[str]) -> flo
     """Estimated single-worker seconds of ``job`` from ``recorded_seconds``, None if unknown:
     its own work plus the stages it needs that are stale in its run folder and not in
     ``covered`` (run by an earlier job of its chain; updated here)."""
-    run_cfg = variant_config(cfg, job.variant, job.seed)
+    run_cfg = run_config(cfg, job.variant, job.seed)
     until = OWN_WORK.get(job.kind, job.kind)
     stale = [s for s in stale_stages(run_cfg, run_folder(cfg.profile, job.variant, job.seed),
                                      until) if s not in covered]
@@ -386,7 +386,7 @@ def notebook_work(cfg: Config, seconds: dict) -> str:
     lines, total = [], 0.0
     for name, runs in NOTEBOOK_RUNS.items():
         for variant, until in runs:
-            run_cfg = variant_config(cfg, variant, INFER_SEED)
+            run_cfg = run_config(cfg, variant, INFER_SEED)
             stale = [s for s in stale_stages(run_cfg, run_folder(cfg.profile, variant,
                                                                  INFER_SEED), until)
                      if s not in covered[variant]]

@@ -13,7 +13,7 @@ from seamlib.data.affinity_data import AffinityDataset
 from seamlib.data.lists import list_path
 from seamlib.data.voc import IGNORE, load_label_png, read_list
 from seamlib.errors import InputError
-from seamlib.manifest import MANIFEST
+from seamlib.provenance import MANIFEST
 from seamlib.stages.cams import save_cam
 from seamlib.stages.crf import (
     SUFFIXES,

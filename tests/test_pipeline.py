@@ -12,7 +12,7 @@ from seamlib.config import apply_overrides, load_config
 from seamlib.data.lists import list_path
 from seamlib.data.voc import read_list
 from seamlib.device import hardware
-from seamlib.pipeline import STAGE_NAMES, run_pipeline, stage_key
+from seamlib.pipeline import STAGE_NAMES, keys, run_pipeline, stale_stages
 
 pytestmark = pytest.mark.slow  # the whole module: seconds, not milliseconds
 
@@ -137,18 +137,43 @@ def test_a_changed_setting_reruns_its_stage_and_everything_after(smoke_run, caps
     assert "[retrain] an earlier stage changed: clearing" in out
 
 
+def changed_keys(cfg, other) -> list[str]:
+    """The stages whose keys differ between two configs."""
+    a, b = keys(cfg), keys(other)
+    return [name for name in STAGE_NAMES if a[name][0] != b[name][0]]
+
+
 def test_keys_chain_so_an_early_change_moves_every_later_key():
     cfg = load_config("smoke")
     other = apply_overrides(cfg, {"train": {"epochs": 2}})
-    from seamlib.pipeline import STAGES
+    assert changed_keys(cfg, other) == list(STAGE_NAMES[STAGE_NAMES.index("train"):])
 
-    keys_a, keys_b, a, b = [], [], "", ""
-    for stage in STAGES:
-        a, b = stage_key(cfg, stage, a), stage_key(other, stage, b)
-        keys_a.append(a)
-        keys_b.append(b)
-    changed = [s.name for s, x, y in zip(STAGES, keys_a, keys_b, strict=True) if x != y]
-    assert changed == list(STAGE_NAMES[STAGE_NAMES.index("train"):])
+
+def test_the_device_is_in_the_key_from_the_first_stage_that_computes_with_torch():
+    cfg = load_config("smoke")
+    cpu, cuda = apply_overrides(cfg, {}), apply_overrides(cfg, {})
+    cpu.device, cuda.device = "cpu", "cuda:1"
+    assert changed_keys(cpu, cuda) == list(STAGE_NAMES[STAGE_NAMES.index("train"):])
+    assert keys(cuda)["train"][1]["device"] == "cuda"
+
+
+def test_where_files_go_and_how_many_processes_work_leave_every_key_alone():
+    cfg = load_config("smoke")
+    other = apply_overrides(cfg, {
+        "data": {"num_workers": 3, "cache_images": False},
+        **{s: {"out_dir": "elsewhere", "log_every": 7, "checkpoint_every": 5}
+           for s in ("train", "aff_train", "seg_train")},
+        "crf": {"workers": 5}, "pretrain": {"out_dir": "elsewhere", "threads": 2}})
+    assert changed_keys(cfg, other) == []
+    assert "out_dir" not in keys(cfg)["train"][1]["train"]
+
+
+def test_a_finished_run_asked_for_on_another_device_is_stale_from_train_on(smoke_run):
+    cfg, run, _ = smoke_run
+    assert stale_stages(cfg, run, "cam_eval") == []
+    other = apply_overrides(cfg, {})
+    other.device = "cuda"  # the smoke run was made on the CPU
+    assert stale_stages(other, run, "cam_eval") == ["train", "cams", "cam_eval"]
 
 
 def test_unknown_until_is_an_error_naming_the_stages():

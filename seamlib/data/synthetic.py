@@ -33,7 +33,7 @@ from seamlib.data.shapes import (
 )
 from seamlib.errors import InputError
 from seamlib.io import atomic_write
-from seamlib.runs import claim
+from seamlib.provenance import claim
 
 GENERATOR_VERSION = 4  # the rendering at scale 1; also seeds every image's RNG
 SCALED_VERSION = 5  # rendering at another scale: the version-4 scene draws, drawn larger

@@ -34,7 +34,7 @@ from seamlib.data.datasets import MultiScaleDataset, collate_list
 from seamlib.device import resolve_device
 from seamlib.errors import InputError, MissingFile
 from seamlib.io import atomic_write, sha256_file
-from seamlib.runs import require_same
+from seamlib.provenance import require_same
 
 MANIFEST = "manifest.json"
 MAX_PIXELS = 2 * 1000 * 750  # pixels per forward: a flip pair of VOC's largest pass (scale 2)

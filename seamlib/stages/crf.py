@@ -30,7 +30,7 @@ from seamlib.data.lists import check_inputs
 from seamlib.data.voc import save_label_png
 from seamlib.errors import InputError
 from seamlib.io import atomic_write
-from seamlib.manifest import Manifest, cam_hashes
+from seamlib.provenance import Manifest, cam_hashes
 from seamlib.stages.cams import load_cam
 
 LABEL_KINDS = ("threshold", "affinity")
@@ -189,7 +189,7 @@ def crf_stage(cam_dir: str | Path, root: str | Path, list_name: str, out_dir: st
     check_inputs(root, [list_name], progress=progress)
     cam_dir, out = Path(cam_dir), Path(out_dir)
     images = VOCImages(root, list_name)
-    hashes = cam_hashes(cam_dir, images)
+    hashes = cam_hashes(cam_dir, images.ids, images.list_path)
     out.mkdir(parents=True, exist_ok=True)
     manifest = Manifest(out, _settings(cfg, kind), hashes, suffix=SUFFIXES[kind])
     job = _Job(images, cam_dir, out, kind, cfg)

@@ -26,9 +26,9 @@ from seamlib.data.lists import check_inputs
 from seamlib.data.voc import save_label_png
 from seamlib.device import resolve_device
 from seamlib.io import sha256_file
-from seamlib.manifest import Manifest, cam_hashes
 from seamlib.models.affinity import STRIDE, AffinityNet, build_affinity_net
 from seamlib.models.weights import load_weights
+from seamlib.provenance import Manifest, cam_hashes
 from seamlib.stages.crf import load_image_cams, to_label, with_background
 
 
@@ -88,7 +88,7 @@ def random_walk_stage(cam_dir: str | Path, aff_weights: str | Path, root: str | 
     check_inputs(root, [list_name], progress=progress)
     cam_dir, out = Path(cam_dir), Path(out_dir)
     images = VOCImages(root, list_name)
-    hashes = cam_hashes(cam_dir, images)
+    hashes = cam_hashes(cam_dir, images.ids, images.list_path)
     net = load_affinity_net(cfg, aff_weights)
     settings = {"random_walk": dataclasses.asdict(cfg.random_walk),
                 "radius": cfg.affinity.radius, "weights": sha256_file(aff_weights)}

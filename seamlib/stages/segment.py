@@ -35,7 +35,7 @@ from seamlib.errors import InputError, MissingFile
 from seamlib.io import sha256_file
 from seamlib.models.deeplab import DeepLabLargeFOV, build_deeplab
 from seamlib.models.weights import load_weights
-from seamlib.runs import claim
+from seamlib.provenance import claim
 from seamlib.stages.crf import dense_crf
 
 MANIFEST = "manifest.json"

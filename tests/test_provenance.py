@@ -1,11 +1,20 @@
-"""The one settings check: a folder records the settings that made it and refuses others,
-naming the first that differs."""
+"""Provenance: a folder records the settings that made it and refuses others, naming the
+first that differs; what cannot change an output is never compared."""
 
 import json
 
 import pytest
 
-from seamlib.runs import changed_settings, claim, flatten, require_same
+from seamlib.provenance import (
+    changed_settings,
+    checked,
+    claim,
+    flatten,
+    is_done,
+    record_stage,
+    require_same,
+    stage_record,
+)
 
 
 def test_flatten_names_nested_settings_with_dots():
@@ -25,8 +34,7 @@ def test_claim_records_then_accepts_the_same_and_refuses_others(tmp_path):
     assert claim(path, settings) is True
     assert json.loads(path.read_text()) == settings
     assert claim(path, settings) is False
-    assert claim(path, {**settings, "train": {"lr": 0.1, "out_dir": "b"}},
-                 ignore={"out_dir"}) is False
+    assert claim(path, {**settings, "train": {"lr": 0.1, "out_dir": "b"}}) is False
     with pytest.raises(ValueError, match=r"run holds a training run made with other settings: "
                                          r"train\.lr was 0\.1, now 0\.2 and 1 more"):
         claim(path, {"train": {"lr": 0.2, "out_dir": "a"}, "device": "cuda"}, "a training run")
@@ -47,3 +55,17 @@ def test_require_same_names_where_the_settings_were_recorded():
     with pytest.raises(ValueError, match=r"^report\.json holds a comparison made with other "
                                          r"settings: seed was 0, now 1;"):
         require_same({"seed": 0}, {"seed": 1}, "report.json", "a comparison")
+
+
+def test_checked_settings_leave_out_what_cannot_change_an_output_at_any_depth():
+    settings = {"train": {"lr": 0.1, "out_dir": "a", "log_every": 5}, "crf": {"workers": 2},
+                "data": {"num_workers": 2, "cache_images": True, "crop_size": 128}}
+    assert checked(settings) == {"train": {"lr": 0.1}, "crf": {}, "data": {"crop_size": 128}}
+
+
+def test_a_stage_record_is_done_only_when_complete_with_the_same_key(tmp_path):
+    assert stage_record(tmp_path) == {}
+    record_stage(tmp_path, {"key": "k1", "settings": {}, "complete": False})
+    assert not is_done(stage_record(tmp_path), "k1")
+    record_stage(tmp_path, {"key": "k1", "settings": {}, "complete": True, "seconds": 1.0})
+    assert is_done(stage_record(tmp_path), "k1") and not is_done(stage_record(tmp_path), "k2")
