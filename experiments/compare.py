@@ -48,9 +48,9 @@ def run_method(cfg: Config, method: str, seed: int, progress: bool = True) -> di
     run, folder = variant_config(cfg, method, seed), run_folder(cfg.profile, method, seed)
     timings = run_pipeline(run, folder, until="cam_eval")
     metrics = json.loads((folder / "cam_eval" / METRICS_FILE).read_text())
-    summary = json.loads((folder / "train" / SUMMARY).read_text())
+    summary = json.loads((folder / "train_cam" / SUMMARY).read_text())
     return {"method": method, "seed": seed, "out_dir": str(folder), "steps": summary["steps"],
-            "reused_training": not timings["train"]["ran"],
+            "reused_training": not timings["train_cam"]["ran"],
             "threads": torch.get_num_threads(), "hardware": hardware(),  # this process's threads
             "train_threads": summary.get("threads"),  # the training's own
             "seconds": {"train": summary["seconds"], "cams": timings["cams"]["seconds"],

@@ -33,7 +33,7 @@ from seamlib.io import atomic_write
 from seamlib.models.seam import SEAMNet, SEAMOutput
 from seamlib.stages.cams import multiscale_cams, run_cams, save_cam
 from seamlib.stages.evaluate import THRESHOLDS, cam_confusions, json_safe, sweep_metrics
-from seamlib.stages.train_cam import train
+from seamlib.stages.train_cam import train_cam
 
 # The diagnostics: variants of the one registry (seamlib.config.VARIANTS), trained by this tool.
 DIAGNOSTICS = ("seam_rescale05", "seam_rescale07", "baseline", "seam", "pcm_only",
@@ -48,7 +48,7 @@ KEPT = ("train_miou_best", "train_miou_at_val_threshold", "best_threshold", "val
 def diagnostic_config(cfg: Config, name: str, root: Path) -> Config:
     """The profile's config with the diagnostic's overlay, training into ``root/name``."""
     run = apply_overrides(cfg, VARIANTS[name])
-    run.train.out_dir = str(root / name)
+    run.train_cam.out_dir = str(root / name)
     return run
 
 
@@ -98,7 +98,7 @@ def masked_pcm_score(run: Config, weights: Path) -> dict:
     for name in (run.data.cam_list, run.data.val_list):
         labels = labels_for(run.data.root, name, run.data.label_source)
         data = MultiScaleDataset(run.data.root, name, labels, run.cams.scales)
-        out = Path(run.train.out_dir) / f"cams_{name}_pcm_label_masked"
+        out = Path(run.train_cam.out_dir) / f"cams_{name}_pcm_label_masked"
         out.mkdir(parents=True, exist_ok=True)
         for sample in data:
             path = out / f"{sample['id']}.npz"
@@ -116,9 +116,9 @@ def diagnose(cfg: Config, name: str, root: Path) -> dict:
     """Train one diagnostic (or reuse it), then score it; its record."""
     run = diagnostic_config(cfg, name, root)
     start = time.time()
-    weights = train(run, progress=False)
+    weights = train_cam(run, progress=False)
     summary = json.loads((weights.parent / "summary.json").read_text())
-    record = {"name": name, "overrides": VARIANTS[name], "out_dir": run.train.out_dir,
+    record = {"name": name, "overrides": VARIANTS[name], "out_dir": run.train_cam.out_dir,
               "train_seconds": summary["seconds"], "hardware": hardware(),
               "fc8": score(run, weights, False, "_fc8")}
     if run.loss.use_ecr:
@@ -146,7 +146,7 @@ def run_diagnostics(cfg: Config, names: list[str], out: Path, root: Path, comman
     path = out / "geometry.json"
     report = json.loads(path.read_text()) if path.exists() else {"records": {}}
     commands = report.pop("commands", [report.pop("command")] if "command" in report else [])
-    report.update(commands=[*commands, command], profile=cfg.profile, seed=cfg.train.seed)
+    report.update(commands=[*commands, command], profile=cfg.profile, seed=cfg.train_cam.seed)
     todo = [n for n in names if n not in report["records"]]
     unknown = [n for n in todo if n not in DIAGNOSTICS]
     if unknown:
@@ -176,7 +176,7 @@ def complete_masked(report: dict, cfg: Config, root: Path) -> None:
         record = report["records"].get(name)
         if record is not None and "pcm_label_masked" not in record:
             run = diagnostic_config(cfg, name, root)
-            weights = Path(run.train.out_dir) / "model.pth"
+            weights = Path(run.train_cam.out_dir) / "model.pth"
             record["pcm_label_masked"] = json_safe(masked_pcm_score(run, weights))
 
 

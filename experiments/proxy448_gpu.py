@@ -54,7 +54,7 @@ def tiny_overrides(out: Path) -> dict[str, dict]:
         "data": {"root": str(out / "data" / "VOC2012"), "crop_size": 32,
                  "resize_long": (32, 48), "num_workers": 0},
         "model": {"width": 0.0625, "weights": trunk},
-        "train": {"batch_size": 4, "epochs": 1, "out_dir": str(out / "runs")},
+        "train_cam": {"batch_size": 4, "epochs": 1, "out_dir": str(out / "runs")},
         "pretrain": {"n_distractors": 20, "n_train": 2, "n_heldout": 1, "image_size": 32,
                      "batch_size": 16, "epochs": 1, "out_dir": str(out / "runs" / "pretrain"),
                      "trunk": trunk},
@@ -82,8 +82,8 @@ def scored_run(cfg: Config, method: str, seed: int) -> tuple[Config, Path]:
     """A compare run's config, its extra CAM folders inside its own run folder
     (pipeline.run_folder), and its trained weights."""
     run, folder = variant_config(cfg, method, seed), run_folder(cfg.profile, method, seed)
-    run.train.out_dir = str(folder)
-    return run, folder / "train" / MODEL
+    run.train_cam.out_dir = str(folder)
+    return run, folder / "train_cam" / MODEL
 
 
 def run_job(cfg: Config, method: str, seed: int) -> dict:

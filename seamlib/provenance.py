@@ -34,7 +34,7 @@ RECORD = ("key", "settings", "complete")  # in stage.json beside the stage's tim
 
 
 def flatten(settings: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"train": {"lr": 0.1}, "device": "cpu"}`` -> ``{"train.lr": 0.1, "device": "cpu"}``."""
+    """``{"crf": {"workers": 2}, "device": "cpu"}`` -> ``{"crf.workers": 2, "device": "cpu"}``."""
     flat: dict[str, Any] = {}
     for key, value in settings.items():
         name = f"{prefix}{key}"

@@ -108,7 +108,7 @@ def job_key(cfg: Config, job: Job) -> str:
         key = final_key(scales_config(cfg, job.variant, job.seed, job.scales), "cam_eval")
         return key if job.method == "cam" else f"{key}+{job.method}"
     if job.kind in ("fc8", "recognisability"):
-        until = "cam_eval" if job.kind == "fc8" else "train"
+        until = "cam_eval" if job.kind == "fc8" else "train_cam"
         return f"{final_key(run_config(cfg, job.variant, job.seed), until)}+{job.kind}"
     until = "crf" if job.kind == "crf_threshold" else job.kind
     return final_key(run_config(cfg, job.variant, job.seed), until)
@@ -127,11 +127,11 @@ def scales_record(cfg: Config, variant: str, seed: int, scales: Iterable[float],
     folder = run_folder(cfg.profile, variant, seed)
 
     def make() -> dict:
-        run_pipeline(run_config(cfg, variant, seed), folder, until="train")
+        run_pipeline(run_config(cfg, variant, seed), folder, until="train_cam")
         cams = folder / job.name
         shutil.rmtree(cams, ignore_errors=True)  # made from other weights or settings
         start = time.time()
-        scored_cams(run_cfg, folder / "train" / "model.pth", cams, progress=False,
+        scored_cams(run_cfg, folder / "train_cam" / "model.pth", cams, progress=False,
                     method=method)
         metrics = {"scales": list(job.scales), "method": method, **score_cams(run_cfg, cams)}
         return {"variant": variant, "seed": seed, "scales": list(job.scales), "method": method,
@@ -154,7 +154,7 @@ def fc8_record(cfg: Config, variant: str, seed: int, results: str | Path = "resu
         cams = folder / "fc8"
         shutil.rmtree(cams, ignore_errors=True)  # made from other weights or settings
         start = time.time()
-        scored_cams(run_cfg, folder / "train" / "model.pth", cams, progress=False, method="fc8")
+        scored_cams(run_cfg, folder / "train_cam" / "model.pth", cams, progress=False, method="fc8")
         return {"variant": variant, "seed": seed, "run_dir": str(folder),
                 "seconds": round(time.time() - start, 1),
                 "metrics": {**score_cams(run_cfg, cams), "use_pcm": False},
@@ -171,9 +171,9 @@ def recognisability_record(cfg: Config, variant: str, seed: int,
     run_cfg, folder = run_config(cfg, variant, seed), run_folder(cfg.profile, variant, seed)
 
     def make() -> dict:
-        run_pipeline(run_cfg, folder, until="train")
+        run_pipeline(run_cfg, folder, until="train_cam")
         start = time.time()
-        maps = {f"{s:g}": classification_map(run_cfg, folder / "train" / "model.pth",
+        maps = {f"{s:g}": classification_map(run_cfg, folder / "train_cam" / "model.pth",
                                              run_cfg.data.val_list, s)
                 for s in RECOGNISABILITY_SCALES}
         return {"variant": variant, "seed": seed, "run_dir": str(folder),
@@ -297,7 +297,8 @@ def remaining(cfg: Config, chains: list[list[Job]],
 def profile_records(profile: str, results: str | Path = "results") -> Iterator[tuple[Path, dict]]:
     """Every job record of the profile (``results/<profile>/runs/*/seed*/*.json``), read."""
     for path in sorted((Path(results) / profile / "runs").glob("*/seed*/*.json")):
-        yield path, json.loads(path.read_text())
+        if not path.name.startswith("."):  # a record being written (formats.atomic_write)
+            yield path, json.loads(path.read_text())
 
 
 def recorded_seconds(profile: str, results: str | Path = "results") -> dict:
@@ -335,8 +336,8 @@ def recorded_compute(profile: str, results: str | Path = "results") -> dict:
             "run_folders": len({run for run, _ in stages}), "hardware": sorted(hardware)}
 
 
-OWN_WORK = {"crf_threshold": "cams", "fc8": "cam_eval", "recognisability": "train",
-            "scales": "train"}  # jobs with work of their own: the stage they start from
+OWN_WORK = {"crf_threshold": "cams", "fc8": "cam_eval", "recognisability": "train_cam",
+            "scales": "train_cam"}  # jobs with work of their own: the stage they start from
 
 
 def job_estimate(cfg: Config, job: Job, seconds: dict, covered: set[str]) -> float | None:
@@ -375,7 +376,7 @@ def minutes_left(estimates: list[float | None], workers: int) -> tuple[float, in
 
 # What the notebooks run themselves on top of the records (make reproduce executes them):
 # 02 trains SEAM's inference seed, 03 scores both methods' CAMs and SEAM's random walk.
-NOTEBOOK_RUNS = {"02_train_seam": (("seam", "train"),),
+NOTEBOOK_RUNS = {"02_train_seam": (("seam", "train_cam"),),
                  "03_cams": (("baseline", "cams"), ("seam", "random_walk"))}
 
 

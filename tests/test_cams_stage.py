@@ -18,7 +18,7 @@ def trained(voc_root_difficult, tmp_path):
     root = voc_root_difficult
     write_list(root / SEG_LISTS / "pair.txt", ["2007_000001", "2007_000003"])
     write_list(root / SEG_LISTS / "one.txt", ["2007_000003"])
-    cfg = load_config("smoke", {"train": {"out_dir": str(tmp_path / "run")},
+    cfg = load_config("smoke", {"train_cam": {"out_dir": str(tmp_path / "run")},
                                 "data": {"cam_list": "pair"}}, data_root=root)
     save_released(build_model(cfg.model), tmp_path / "run" / "model.pth")
     return cfg

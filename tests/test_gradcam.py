@@ -121,7 +121,7 @@ def trained(voc_root, tmp_path):
     """A smoke config on the fixture dataset, a one-image list, random-init weights saved as
     its trained checkpoint."""
     write_list(voc_root / SEG_LISTS / "one.txt", ["2007_000003"])
-    cfg = load_config("smoke", {"train": {"out_dir": str(tmp_path / "run")},
+    cfg = load_config("smoke", {"train_cam": {"out_dir": str(tmp_path / "run")},
                                 "data": {"cam_list": "one"}}, data_root=voc_root)
     save_released(build_model(cfg.model), tmp_path / "run" / "model.pth")
     return cfg

@@ -15,12 +15,12 @@ from seamlib.data.synthetic import SCALED_VERSION, generate
 def test_proxy448_keeps_voc_settings_but_the_listed_deviations():
     voc, p = load_config("voc"), load_config("proxy448")
     for stage, field in (("data", "crop_size"), ("data", "resize_long"), ("loss", "transform"),
-                         ("train", "batch_size"), ("train", "epochs"), ("train", "lr")):
+                         ("train_cam", "batch_size"), ("train_cam", "epochs"), ("train_cam", "lr")):
         assert getattr(getattr(p, stage), field) == getattr(getattr(voc, stage), field)
-    assert p.train.momentum == 0.9 and p.model.width == 0.125 and p.synthetic.scale == 3.5
+    assert p.train_cam.momentum == 0.9 and p.model.width == 0.125 and p.synthetic.scale == 3.5
     assert p.data.color_jitter[3] == 0.0 and p.pretrain.trunk_sha256 is None
-    assert set(PROFILES["proxy448"]) == {"data", "synthetic", "model", "train", "pretrain",
-                                         "affinity", "aff_train", "seg_train"}
+    assert set(PROFILES["proxy448"]) == {"data", "synthetic", "model", "train_cam", "pretrain",
+                                         "affinity", "train_affinity", "train_seg"}
 
 
 def sizes(root):

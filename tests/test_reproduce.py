@@ -100,12 +100,12 @@ def test_recorded_compute_counts_each_stage_of_a_run_once_plus_inference_jobs(tm
     runs = tmp_path / "results/proxy/runs/baseline/seed0"
     runs.mkdir(parents=True)
     hw = {"hardware": "cpu x"}
-    first = {"train": {"seconds": 100.0, **hw}, "cams": {"seconds": 10.0, **hw}}
+    first = {"train_cam": {"seconds": 100.0, **hw}, "cams": {"seconds": 10.0, **hw}}
     (runs / "cam_eval.json").write_text(json.dumps(
         {"run_dir": "runs/proxy/baseline/seed0", "timings": first}))
     (runs / "evaluate.json").write_text(json.dumps(  # shares train and cams with cam_eval
         {"run_dir": "runs/proxy/baseline/seed0",
-         "timings": {**first, "retrain": {"seconds": 50.0, **hw}}}))
+         "timings": {**first, "train_seg": {"seconds": 50.0, **hw}}}))
     (runs / "cams_scales_1.json").write_text(json.dumps({"seconds": 5.0, "scales": [1.0]}))
     compute = rep.recorded_compute("proxy", tmp_path / "results")
     assert compute == {"seconds": 165.0, "run_folders": 1, "hardware": ["cpu x"]}
@@ -121,7 +121,7 @@ def test_the_dry_run_counts_the_notebooks_own_work_where_runs_are_gone(tmp_path,
     monkeypatch.chdir(tmp_path)  # no runs/ here
     text = rep.describe(load_config("proxy"), [], 2, seconds)
     assert text.startswith("every run behind the tables is recorded; nothing remains")
-    assert "notebook 02_train_seam: seam seed 0 up to train (~" in text
+    assert "notebook 02_train_seam: seam seed 0 up to train_cam (~" in text
     assert "notebook 03_cams: baseline seed 0 up to cams (~" in text
     assert "notebook 03_cams: seam seed 0 up to random_walk (~" in text  # its training counted once
     assert "min on one worker" in text.splitlines()[-1]

@@ -54,7 +54,7 @@ KINDS = ("auto", "seam", "full", "imagenet")
 KIND_TITLES = {"seam": "SEAM checkpoint", "full": "full checkpoint",
                "imagenet": "ImageNet backbone weights"}
 # What a weights file must be, for the errors of files that are not.
-WEIGHTS_KINDS = "PyTorch state dict (.pth, as seam train writes) or an MXNet .params file"
+WEIGHTS_KINDS = "PyTorch state dict (.pth, as seam train_cam writes) or an MXNet .params file"
 
 
 def _is_bookkeeping(key: str) -> bool:

@@ -236,11 +236,11 @@ def cams_stage(cfg: Config, weights: str | Path | None = None, list_name: str | 
                out_dir: str | Path | None = None, use_pcm: bool = True,
                progress: bool = True, method: str = "cam") -> Path:
     """Stage cams for the CLI and notebooks: load trained SEAM weights (default
-    ``<train.out_dir>/model.pth``) and write the CAMs of a list (default ``data.cam_list``),
-    PCM output or raw fc8 CAM, to ``out_dir`` (default ``<train.out_dir>/cams[_raw]_<list>``).
+    ``<train_cam.out_dir>/model.pth``) and write the CAMs of a list (default ``data.cam_list``),
+    PCM output or raw fc8 CAM, to ``out_dir`` (default ``<train_cam.out_dir>/cams[_raw]_<list>``).
     The image labels that mask the CAMs come from ``data.label_source``. ``method``
     "gradcam" or "gradcam++" writes that map of the network instead, without the PCM (default
-    folder ``<train.out_dir>/cams_<method>_<list>``)."""
+    folder ``<train_cam.out_dir>/cams_<method>_<list>``)."""
     from seamlib.data.lists import check_inputs, labels_for
     from seamlib.gradcam import METHODS, GradCAMNet
     from seamlib.models import build_model
@@ -250,12 +250,12 @@ def cams_stage(cfg: Config, weights: str | Path | None = None, list_name: str | 
         raise InputError(f"method must be one of {METHODS}, got {method!r}")
     use_pcm = use_pcm and method == "cam"
     list_name = list_name or cfg.data.cam_list
-    run = Path(cfg.train.out_dir)
+    run = Path(cfg.train_cam.out_dir)
     weights = Path(weights) if weights else run / "model.pth"
     kind = f"_{method}" if method != "cam" else "" if use_pcm else "_raw"
     out = Path(out_dir) if out_dir else run / f"cams{kind}_{list_name}"
     if not weights.is_file():
-        raise MissingFile(f"{weights}: no trained weights; run `seam train` first or "
+        raise MissingFile(f"{weights}: no trained weights; run `seam train_cam` first or "
                                 f"pass the SEAM checkpoint to use")
     check_inputs(cfg.data.root, [list_name], progress=progress)
     net = build_model(cfg.model)
@@ -270,6 +270,7 @@ def cams_stage(cfg: Config, weights: str | Path | None = None, list_name: str | 
 def run_cams(run: Config, weights: str | Path, use_pcm: bool, suffix: str = "",
              progress: bool = True) -> dict[str, Path]:
     """Multi-scale CAMs of the cam and val lists from ``weights``; {list: folder}."""
-    return {name: cams_stage(run, weights, name, Path(run.train.out_dir) / f"cams_{name}{suffix}",
-                             use_pcm=use_pcm, progress=progress)
+    out = Path(run.train_cam.out_dir)
+    return {name: cams_stage(run, weights, name, out / f"cams_{name}{suffix}", use_pcm=use_pcm,
+                             progress=progress)
             for name in (run.data.cam_list, run.data.val_list)}

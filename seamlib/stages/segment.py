@@ -82,10 +82,10 @@ def multiscale_probs(net: nn.Module, image: torch.Tensor, scales: Sequence[float
 
 def crf_settings(cfg: Config) -> CRFConfig | None:
     """The CRFConfig the segment stage applies (kernels of ``cfg.crf``, iterations from
-    ``seg.crf_iterations``), or None when ``seg.crf`` is off."""
-    if not cfg.seg.crf:
+    ``segment.crf_iterations``), or None when ``segment.crf`` is off."""
+    if not cfg.segment.crf:
         return None
-    return dataclasses.replace(cfg.crf, iterations=cfg.seg.crf_iterations)
+    return dataclasses.replace(cfg.crf, iterations=cfg.segment.crf_iterations)
 
 
 def write_prediction(path: Path, image: np.ndarray, probs: np.ndarray,
@@ -99,8 +99,8 @@ def write_prediction(path: Path, image: np.ndarray, probs: np.ndarray,
 
 def inference_settings(cfg: Config) -> dict:
     """Everything besides the weights that changes the predicted PNGs."""
-    settings = {k: getattr(cfg.seg, k) for k in TEST_SETTINGS}
-    if cfg.seg.crf:
+    settings = {k: getattr(cfg.segment, k) for k in TEST_SETTINGS}
+    if cfg.segment.crf:
         settings["crf_kernels"] = {k: v for k, v in dataclasses.asdict(cfg.crf).items()
                                    if k.startswith(CRF_KERNELS)}
     return settings
@@ -108,7 +108,7 @@ def inference_settings(cfg: Config) -> dict:
 
 def load_segmenter(cfg: Config, weights: str | Path, device: torch.device) -> DeepLabLargeFOV:
     """The trained segmentation network in eval mode on ``device`` (every tensor checked)."""
-    net = build_deeplab(cfg.model, cfg.seg)
+    net = build_deeplab(cfg.model, cfg.segment)
     print(load_weights(net, weights, kind="full"))
     return net.to(device).eval()
 
@@ -118,8 +118,8 @@ def predict(net: nn.Module, loader: Iterable, cfg: Config,
     """(id, (H, W, 3) uint8 image, (C, H, W) float32 probabilities) for each loaded image."""
     for image_id, image in loader:
         image = np.asarray(image)
-        probs = multiscale_probs(net, normalise_image(image, device), cfg.seg.test_scales,
-                                 cfg.seg.test_flip, cfg.seg.average)
+        probs = multiscale_probs(net, normalise_image(image, device), cfg.segment.test_scales,
+                                 cfg.segment.test_flip, cfg.segment.average)
         yield image_id, image, probs.float().cpu().numpy()
 
 
@@ -149,7 +149,7 @@ def segment_stage(cfg: Config, weights: str | Path, list_name: str, out_dir: str
     out.mkdir(parents=True, exist_ok=True)
     weights = Path(weights)
     if not weights.is_file():
-        raise MissingFile(f"{weights}: segmentation weights not found; run retrain first")
+        raise MissingFile(f"{weights}: segmentation weights not found; run train_seg first")
     check_inputs(cfg.data.root, [list_name], progress=progress)
     claim(out / MANIFEST, {"weights_sha256": sha256_file(weights),
                            "settings": inference_settings(cfg)}, "predictions")
