@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import multiprocessing
 import os
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +27,7 @@ from seamlib.data.voc import CLASSES
 from seamlib.device import hardware
 from seamlib.errors import InputError, MissingFile
 from seamlib.io import atomic_write, save_figure
+from seamlib.parallel import run_parallel
 from seamlib.pipeline import METRICS as METRICS_FILE
 from seamlib.pipeline import run_folder, run_pipeline
 from seamlib.provenance import require_same
@@ -58,28 +58,16 @@ def run_method(cfg: Config, method: str, seed: int, progress: bool = True) -> di
             **metrics}
 
 
-def start_worker(threads: int) -> None:
-    """A spawned run's process: its share of the CPU threads."""
-    torch.set_num_threads(threads)
-
-
 def run_methods(cfg: Config, jobs: list[tuple[str, int]], workers: int = 1,
                 progress: bool = True) -> list[dict]:
     """``run_method`` for each (method, seed) of ``jobs``, in order; ``workers`` > 1 runs that
     many at once in spawned processes, each with ``cpu_count // workers`` torch threads."""
-    if workers <= 1:
-        return [run_method(cfg, method, seed, progress) for method, seed in jobs]
-    threads = max(1, (os.cpu_count() or 1) // workers)
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=start_worker,
-                             initargs=(threads,)) as pool:
-        futures = {pool.submit(run_method, cfg, method, seed, False): i
-                   for i, (method, seed) in enumerate(jobs)}
-        runs: list[dict] = [{}] * len(jobs)
-        for future in tqdm(as_completed(futures), total=len(jobs), desc="compare runs",
-                           disable=not progress):
-            runs[futures[future]] = future.result()
-    return runs
+    threads = max(1, (os.cpu_count() or 1) // workers) if workers > 1 else None
+    done = run_parallel(partial(run_method, cfg, progress=False), jobs, workers,
+                        threads=threads, star=True)
+    runs = dict(tqdm(done, total=len(jobs), desc="compare runs",
+                     disable=not progress or workers <= 1))
+    return [runs[job] for job in jobs]
 
 
 def aggregate(runs: list[dict]) -> dict[str, dict]:

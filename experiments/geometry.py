@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import multiprocessing
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +30,7 @@ from seamlib.device import hardware
 from seamlib.errors import InputError
 from seamlib.io import atomic_write
 from seamlib.models.seam import SEAMNet, SEAMOutput
+from seamlib.parallel import run_parallel
 from seamlib.stages.cams import multiscale_cams, run_cams, save_cam
 from seamlib.stages.evaluate import THRESHOLDS, cam_confusions, json_safe, sweep_metrics
 from seamlib.stages.train_cam import train_cam
@@ -133,12 +133,6 @@ def diagnose(cfg: Config, name: str, root: Path) -> dict:
     return json_safe(record)
 
 
-def one_thread_diagnose(cfg: Config, name: str, root: Path) -> dict:
-    """``diagnose`` in a spawned worker at one torch thread (two runs share two cores)."""
-    torch.set_num_threads(1)
-    return diagnose(cfg, name, root)
-
-
 def run_diagnostics(cfg: Config, names: list[str], out: Path, root: Path, command: str,
                     workers: int = 2) -> dict:
     """Run the named diagnostics (``workers`` at once), adding each record to
@@ -151,20 +145,14 @@ def run_diagnostics(cfg: Config, names: list[str], out: Path, root: Path, comman
     unknown = [n for n in todo if n not in DIAGNOSTICS]
     if unknown:
         raise InputError(f"unknown diagnostics {unknown}; expected some of {list(DIAGNOSTICS)}")
-    if workers <= 1:
-        for name in todo:
-            report["records"][name] = diagnose(cfg, name, root)
-            write_report(report, out)
-        complete_masked(report, cfg, root)
+    # several at once: spawned workers at one torch thread each (two runs share two cores)
+    threads = 1 if workers > 1 else None
+    for name, record in run_parallel(partial(diagnose, cfg, root=root), todo, workers,
+                                     threads=threads):
+        report["records"][name] = record
         write_report(report, out)
-        return report
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=context) as pool:
-        futures = {pool.submit(one_thread_diagnose, cfg, n, root): n for n in todo}
-        for future in as_completed(futures):
-            report["records"][futures[future]] = future.result()
-            write_report(report, out)
-            print(f"{futures[future]} done -> {path}", flush=True)
+        if workers > 1:
+            print(f"{name} done -> {path}", flush=True)
     complete_masked(report, cfg, root)
     write_report(report, out)
     return report

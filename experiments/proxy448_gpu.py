@@ -15,17 +15,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import os
 import sys
 import time
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from functools import partial
 from pathlib import Path
 
 import torch
 
-from experiments.compare import compare, run_method, start_worker
+from experiments.compare import compare, run_method
 from experiments.datasheet import MIOU_WINDOW, write_datasheet
 from experiments.difficulty import measure_difficulty
 from experiments.geometry import scale_consistency, score
@@ -35,6 +34,7 @@ from seamlib.config import Config, load_config, variant_config
 from seamlib.data.prepare import prepare_data
 from seamlib.device import hardware
 from seamlib.io import atomic_write, sha256_file
+from seamlib.parallel import run_parallel
 from seamlib.pipeline import run_folder
 from seamlib.stages.evaluate import json_safe
 from seamlib.trainer import MODEL
@@ -146,21 +146,13 @@ def run_pool(session: Session, cfg: Config, fn: Callable, jobs: list[tuple[str, 
     record is written to ``<out>/runs/<name>_<method>_seed<seed>.json`` when it is done. At the
     budget the pool is stopped and the unfinished jobs are recorded as skipped."""
     threads = max(1, (os.cpu_count() or 1) // max(1, workers))
-    context = multiprocessing.get_context("spawn")
     done: dict[tuple[str, int], dict] = {}
-    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=start_worker,
-                               initargs=(threads,))  # not daemonic: runs may start workers
-    pending = {pool.submit(fn, cfg, *job): job for job in jobs}
-    while pending and session.left() > 0:
-        finished, _ = wait(pending, timeout=session.left(), return_when=FIRST_COMPLETED)
-        for future in finished:
-            job = pending.pop(future)
-            done[job] = future.result()
-            write_json(session.out / "runs" / f"{name}_{job[0]}_seed{job[1]}.json", done[job])
-    for process in list(getattr(pool, "_processes", {}).values()) if pending else ():
-        process.terminate()  # at the budget: training resumes from its checkpoint next time
-    pool.shutdown(wait=True, cancel_futures=True)
-    for method, seed in pending.values():
+    # with a timeout the runner always uses spawned processes, so that it can stop them
+    for job, record in run_parallel(partial(fn, cfg), jobs, workers, threads=threads,
+                                    star=True, timeout=session.left()):
+        done[job] = record
+        write_json(session.out / "runs" / f"{name}_{job[0]}_seed{job[1]}.json", record)
+    for method, seed in (job for job in jobs if job not in done):
         session.record(f"{name} {method} seed {seed}", "skipped: stopped at the budget", 0.0)
     return done
 

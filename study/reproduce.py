@@ -22,13 +22,14 @@ import sys
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from seamlib.config import Config, uses_pcm
 from seamlib.errors import InputError
 from seamlib.io import atomic_write
+from seamlib.parallel import run_parallel
 from seamlib.pipeline import (
     METRICS,
     final_key,
@@ -450,26 +451,13 @@ def _run_chain(cfg: Config, chain: list[Job], results: str, quiet: bool) -> list
     return done
 
 
-def _start_worker(threads: int) -> None:
-    """A spawned worker's share of the CPU: ``threads`` OpenMP and torch threads."""
-    import torch
-
-    os.environ["OMP_NUM_THREADS"] = str(threads)
-    torch.set_num_threads(threads)
-
-
 def _run_chains(cfg: Config, left: list[list[Job]], workers: int, threads: int,
                 results: str) -> Iterator[list[dict]]:
-    """Each chain's outcome as it finishes, the chains run on ``workers`` spawned processes of
-    ``threads`` threads each."""
-    import multiprocessing
-
-    # not multiprocessing.Pool: its daemonic workers cannot start data-loading processes
-    with ProcessPoolExecutor(workers, multiprocessing.get_context("spawn"),
-                             initializer=_start_worker, initargs=(threads,)) as pool:
-        futures = [pool.submit(_run_chain, cfg, chain, results, workers > 1) for chain in left]
-        for future in as_completed(futures):
-            yield future.result()
+    """Each chain's outcome as it finishes, the chains run on ``workers`` spawned processes
+    (one: in this process) of ``threads`` threads each."""
+    run = partial(_run_chain, cfg, results=results, quiet=workers > 1)
+    for _, done in run_parallel(run, left, workers, threads=threads):
+        yield done
 
 
 def reproduce(cfg: Config, workers: int = 1, seeds: Iterable[int] | None = None,

@@ -168,10 +168,20 @@ def test_extend_keeps_recorded_seeds_and_refuses_other_settings(report):
         compare(cfg, [2], "x", tmp / "nothing", progress=False, extend=True)
 
 
-def test_spawned_workers_take_their_threads(monkeypatch):
+def test_runs_in_a_pool_are_returned_in_the_jobs_order(monkeypatch):
+    """Spawned runs come back as they finish; run_methods returns them in the jobs' order, and
+    each worker gets cpu_count // workers threads (tests/test_parallel.py checks they arrive)."""
     import experiments.compare as compare_module
 
-    calls = []
-    monkeypatch.setattr(compare_module.torch, "set_num_threads", calls.append)
-    compare_module.start_worker(3)
-    assert calls == [3]
+    seen = {}
+
+    def runner(fn, jobs, workers, **kw):
+        seen.update(workers=workers, **kw)
+        return iter([(job, {"job": job}) for job in reversed(jobs)])
+
+    monkeypatch.setattr(compare_module, "run_parallel", runner)
+    monkeypatch.setattr(compare_module.os, "cpu_count", lambda: 6)
+    jobs = [("baseline", 0), ("seam", 0), ("seam", 1)]
+    runs = compare_module.run_methods(None, jobs, workers=2, progress=False)
+    assert [r["job"] for r in runs] == jobs
+    assert seen == {"workers": 2, "threads": 3, "star": True}

@@ -81,6 +81,28 @@ def test_a_spent_budget_skips_parts_and_says_so(tmp_path):
     assert "skipped: wall-clock budget spent" in (tmp_path / "summary.md").read_text()
 
 
+def nap_job(cfg, method: str, seconds: int) -> dict:
+    """A stand-in run for run_pool: sleeps ``seconds``."""
+    import time
+
+    time.sleep(seconds)
+    return {"method": method}
+
+
+@pytest.mark.slow
+def test_runs_still_going_at_the_budget_are_stopped_and_recorded_as_skipped(tmp_path):
+    from experiments.proxy448_gpu import Session, run_pool
+
+    session = Session(tmp_path, budget=30.0, command="test")
+    done = run_pool(session, None, nap_job, [("quick", 0), ("slow", 600)], 2, "compare")
+    assert done == {("quick", 0): {"method": "quick"}}
+    assert json.loads((tmp_path / "runs" / "compare_quick_seed0.json").read_text()) == {
+        "method": "quick"}
+    assert session.parts == [{"part": "compare slow seed 600",
+                              "status": "skipped: stopped at the budget", "seconds": 0.0}]
+    assert session.left() > -60  # stopped near the budget, not after the run
+
+
 @pytest.mark.slow
 def test_the_prepared_device_command_runs_both_parts_tiny_on_cpu(tmp_path, monkeypatch):
     """The one command a lent GPU runs (benchmarks/device_check.py), at toy sizes on the CPU:

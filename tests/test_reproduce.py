@@ -158,16 +158,16 @@ def test_seam_has_no_reproduce_command_the_study_does(capsys):
     assert "invalid choice: 'reproduce'" in capsys.readouterr().err
 
 
-def test_a_worker_takes_its_share_of_the_threads(monkeypatch):
-    """The worker environment is explicit: each spawned worker sets its own thread count."""
-    import os
+def test_the_chains_share_the_threads_through_the_runner(monkeypatch):
+    """The worker environment is explicit: the runner gives each worker ``threads`` threads
+    (tests/test_parallel.py checks that they reach it)."""
+    seen = {}
 
-    import torch
+    def runner(fn, jobs, workers, **kw):
+        seen.update(jobs=jobs, workers=workers, **kw)
+        return iter([(jobs[0], [{"job": "x", "seconds": 1.0}])])
 
-    before = torch.get_num_threads()
-    monkeypatch.setenv("OMP_NUM_THREADS", "9")  # restored after the test
-    try:
-        rep._start_worker(1)
-        assert os.environ["OMP_NUM_THREADS"] == "1" and torch.get_num_threads() == 1
-    finally:
-        torch.set_num_threads(before)
+    monkeypatch.setattr(rep, "run_parallel", runner)
+    assert list(rep._run_chains(None, [["chain"]], 2, 3, "results")) == [
+        [{"job": "x", "seconds": 1.0}]]
+    assert seen == {"jobs": [["chain"]], "workers": 2, "threads": 3}

@@ -17,8 +17,6 @@ The unary is -log of the scores as given (clipped at 1e-5, pydensecrf's
 from __future__ import annotations
 
 import dataclasses
-import multiprocessing
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +28,7 @@ from seamlib.data.lists import check_inputs
 from seamlib.data.voc import save_label_png
 from seamlib.errors import InputError
 from seamlib.io import atomic_write
+from seamlib.parallel import run_parallel
 from seamlib.provenance import Manifest, cam_hashes
 from seamlib.stages.cams import load_cam
 
@@ -166,15 +165,6 @@ class _Job:
         return image_id
 
 
-def _run(job: Callable[[str], str], todo: list[str], workers: int):
-    """Yield finished ids, in a process pool when ``workers`` > 0."""
-    if workers <= 0:
-        yield from map(job, todo)
-        return
-    with multiprocessing.get_context("fork").Pool(workers) as pool:
-        yield from pool.imap_unordered(job, todo)
-
-
 def crf_stage(cam_dir: str | Path, root: str | Path, list_name: str, out_dir: str | Path,
               cfg: CRFConfig, kind: str = "affinity", progress: bool = True) -> Path:
     """Write the ``kind`` CRF output of every image of a list to ``out_dir``: a label PNG (VOC
@@ -193,8 +183,9 @@ def crf_stage(cam_dir: str | Path, root: str | Path, list_name: str, out_dir: st
     out.mkdir(parents=True, exist_ok=True)
     manifest = Manifest(out, _settings(cfg, kind), hashes, suffix=SUFFIXES[kind])
     job = _Job(images, cam_dir, out, kind, cfg)
-    for image_id in tqdm(_run(job, manifest.todo, cfg.workers), total=len(manifest.todo),
-                         desc=f"crf {kind} -> {out}", disable=not progress):
+    done = run_parallel(job, manifest.todo, cfg.workers, context="fork")
+    for image_id, _ in tqdm(done, total=len(manifest.todo), desc=f"crf {kind} -> {out}",
+                            disable=not progress):
         manifest.finished(image_id)
     manifest.save()
     return out

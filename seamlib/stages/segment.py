@@ -13,10 +13,7 @@ folder made with other weights or settings is refused.
 from __future__ import annotations
 
 import dataclasses
-import multiprocessing
-from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +32,7 @@ from seamlib.errors import InputError, MissingFile
 from seamlib.io import sha256_file
 from seamlib.models.deeplab import DeepLabLargeFOV, build_deeplab
 from seamlib.models.weights import load_weights
+from seamlib.parallel import run_parallel
 from seamlib.provenance import claim
 from seamlib.stages.crf import dense_crf
 
@@ -126,19 +124,9 @@ def predict(net: nn.Module, loader: Iterable, cfg: Config,
 def run_writes(jobs: Iterable[tuple], workers: int) -> None:
     """``write_prediction(*job)`` for every job; with ``workers`` > 1 in a process pool (the
     CPU-bound CRF), at most 2 x workers jobs in flight, while the network computes the next."""
-    if workers <= 1:
-        for job in jobs:
-            write_prediction(*job)
-        return
     method = "spawn" if torch.cuda.is_initialized() else "fork"  # never fork CUDA state
-    with ProcessPoolExecutor(workers, multiprocessing.get_context(method)) as pool:
-        pending: deque[Future] = deque()
-        for job in jobs:
-            pending.append(pool.submit(write_prediction, *job))
-            while len(pending) > 2 * workers:
-                pending.popleft().result()
-        for future in pending:
-            future.result()
+    for _ in run_parallel(write_prediction, jobs, workers, context=method, star=True):
+        pass
 
 
 def segment_stage(cfg: Config, weights: str | Path, list_name: str, out_dir: str | Path,
