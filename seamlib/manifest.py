@@ -9,7 +9,7 @@ from pathlib import Path
 
 from seamlib.data.datasets import VOCImages
 from seamlib.errors import MissingFile
-from seamlib.io import atomic_write, sha256_file
+from seamlib.formats import atomic_write, sha256_file
 from seamlib.runs import as_json, require_same
 
 MANIFEST = "manifest.json"

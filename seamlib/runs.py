@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from seamlib.errors import InputError
-from seamlib.io import atomic_write
+from seamlib.formats import atomic_write
 
 MISSING = "(absent)"
 
