@@ -33,7 +33,7 @@ from torch import nn
 
 from seamlib.config import VARIANTS, Config, apply_overrides, load_config
 from seamlib.device import hardware
-from seamlib.io import atomic_write
+from seamlib.formats import atomic_write
 from seamlib.losses import seam_loss
 from seamlib.models import build_model
 from seamlib.models.affinity import STRIDE, build_affinity_net

@@ -26,12 +26,12 @@ from seamlib.config import Config, variant_config
 from seamlib.data.voc import CLASSES
 from seamlib.device import hardware
 from seamlib.errors import InputError, MissingFile
-from seamlib.io import atomic_write, save_figure
+from seamlib.formats import atomic_write, json_safe, save_figure, write_json
 from seamlib.parallel import run_parallel
 from seamlib.pipeline import METRICS as METRICS_FILE
 from seamlib.pipeline import run_folder, run_pipeline
 from seamlib.provenance import require_same
-from seamlib.stages.evaluate import THRESHOLDS, json_safe
+from seamlib.stages.evaluate import THRESHOLDS
 from seamlib.trainer import SUMMARY
 from study.tables import mean_std
 
@@ -274,8 +274,7 @@ def plot_curves(report: dict, path: Path) -> None:
 def write_report(report: dict, results: Path) -> Path:
     """Write the JSON, markdown and figure of a comparison into ``results``; return the md."""
     base = results / REPORT
-    atomic_write(base.with_suffix(".json"),
-                 lambda t: t.write_text(json.dumps(json_safe(report), indent=1)))
+    write_json(base.with_suffix(".json"), report)
     atomic_write(base.with_suffix(".md"), lambda t: t.write_text(format_markdown(report)))
     plot_curves(report, base.with_suffix(".png"))
     return base.with_suffix(".md")

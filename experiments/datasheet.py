@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from seamlib.data.statistics import dataset_statistics, top_pairs
-from seamlib.io import atomic_write
+from seamlib.formats import atomic_write
 
 MAP_TARGET = 0.9  # plain-CAM baseline: classification mAP on val at least this
 MIOU_WINDOW = (0.30, 0.65)  # ... and CAM mIoU on train (best threshold) inside this window

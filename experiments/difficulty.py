@@ -21,9 +21,10 @@ from seamlib.data.datasets import ClassificationDataset
 from seamlib.data.lists import labels_for
 from seamlib.data.voc import CLASSES
 from seamlib.device import hardware, resolve_device
+from seamlib.formats import json_safe
 from seamlib.models import SEAMNet, build_model
 from seamlib.models.weights import load_weights
-from seamlib.stages.evaluate import THRESHOLDS, average_precision, json_safe
+from seamlib.stages.evaluate import THRESHOLDS, average_precision
 from seamlib.trainer import MODEL
 
 

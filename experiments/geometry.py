@@ -28,11 +28,11 @@ from seamlib.data.datasets import MultiScaleDataset
 from seamlib.data.lists import labels_for
 from seamlib.device import hardware
 from seamlib.errors import InputError
-from seamlib.io import atomic_write
+from seamlib.formats import atomic_write, json_safe, save_cam
 from seamlib.models.seam import SEAMNet, SEAMOutput
 from seamlib.parallel import run_parallel
-from seamlib.stages.cams import multiscale_cams, run_cams, save_cam
-from seamlib.stages.evaluate import THRESHOLDS, cam_confusions, json_safe, sweep_metrics
+from seamlib.stages.cams import multiscale_cams, run_cams
+from seamlib.stages.evaluate import THRESHOLDS, cam_confusions, sweep_metrics
 from seamlib.stages.train_cam import train_cam
 
 # The diagnostics: variants of the one registry (seamlib.config.VARIANTS), trained by this tool.

@@ -33,10 +33,9 @@ from experiments.pretrain import pretrain
 from seamlib.config import Config, load_config, variant_config
 from seamlib.data.prepare import prepare_data
 from seamlib.device import hardware
-from seamlib.io import atomic_write, sha256_file
+from seamlib.formats import atomic_write, sha256_file, write_json
 from seamlib.parallel import run_parallel
 from seamlib.pipeline import run_folder
-from seamlib.stages.evaluate import json_safe
 from seamlib.trainer import MODEL
 
 SEEDS = (0, 1, 2)
@@ -72,10 +71,6 @@ def accepted(d: dict) -> bool:
     """The baseline acceptance: val mAP >= 0.85, best-threshold train CAM mIoU in the
     datasheet's window."""
     return d["val_map"] >= ACCEPT_MAP and MIOU_WINDOW[0] <= d["train_miou_best"] <= MIOU_WINDOW[1]
-
-
-def write_json(path: Path, data: object) -> None:
-    atomic_write(path, lambda t: t.write_text(json.dumps(json_safe(data), indent=1)))
 
 
 def scored_run(cfg: Config, method: str, seed: int) -> tuple[Config, Path]:

@@ -139,7 +139,7 @@ def cmd_segment(args: argparse.Namespace) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
     """score a CAM folder (npz) or label-PNG folder against the masks of a list"""
-    from seamlib.io import atomic_write
+    from seamlib.formats import atomic_write
     from seamlib.stages.evaluate import evaluate
 
     cfg = config_from(args)

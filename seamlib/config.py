@@ -188,6 +188,10 @@ class SegmentationConfig:
     crf_iterations: int = 1  # the reference test runs one mean-field iteration
 
 
+# SegmentationConfig fields that only change inference (not the trained weights).
+TEST_SETTINGS = ("test_scales", "test_flip", "average", "crf", "crf_iterations")
+
+
 def _seg_train_defaults() -> TrainConfig:
     """The authors' retraining optimiser: SGD momentum 0.9, lr 1e-3 (10x/20x on the new head),
     wd 5e-4, batch 10, 20,000 iterations = 18.9 epochs over train_aug's 10,582 images."""

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from seamlib.config import Config, uses_pcm
 from seamlib.errors import InputError, Interrupted
-from seamlib.io import atomic_write
+from seamlib.formats import atomic_write, write_json
 from seamlib.provenance import (
     RECORD,
     STAGE_RECORD,
@@ -96,11 +96,7 @@ def scored_cams(cfg: Config, weights: Path, out: Path, progress: bool = True,
 
 
 def _cam_eval(cfg: Config, run: Path) -> None:
-    from seamlib.stages.evaluate import json_safe
-
-    metrics = score_cams(cfg, run / "cams")
-    atomic_write(run / "cam_eval" / METRICS,
-                 lambda t: t.write_text(json.dumps(json_safe(metrics), indent=1)))
+    write_json(run / "cam_eval" / METRICS, score_cams(cfg, run / "cams"))
 
 
 def score_cams(cfg: Config, cams: Path) -> dict:
@@ -167,7 +163,7 @@ def _segment(cfg: Config, run: Path) -> None:
 def _evaluate(cfg: Config, run: Path) -> None:
     """Every stage's output against the masks: CAMs (best and val-chosen threshold) and
     random-walk pseudo labels on ``cam_list``, the segmentation on each evaluated list."""
-    from seamlib.stages.evaluate import evaluate, json_safe
+    from seamlib.stages.evaluate import evaluate
 
     root, data = cfg.data.root, cfg.data
     val = evaluate(run / "cams" / data.val_list, root, data.val_list, kind="cam")
@@ -180,8 +176,7 @@ def _evaluate(cfg: Config, run: Path) -> None:
         **{f"segment_{name}": evaluate(run / "segment" / name, root, name, kind="png")
            for name in eval_lists(cfg)},
     }
-    atomic_write(run / "evaluate" / METRICS,
-                 lambda t: t.write_text(json.dumps(json_safe(metrics), indent=1)))
+    write_json(run / "evaluate" / METRICS, metrics)
 
 
 def eval_lists(cfg: Config) -> list[str]:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from seamlib.errors import InputError, MissingFile
-from seamlib.io import atomic_write, sha256_file
+from seamlib.formats import atomic_write, sha256_file
 
 # Where files go, how many processes or threads share the work, how often logs and
 # checkpoints are written (a resume is exact), and whether decoded images are kept in memory.

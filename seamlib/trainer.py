@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 from seamlib.config import TrainConfig
 from seamlib.device import hardware, keep_freed_memory
 from seamlib.errors import InputError
-from seamlib.io import atomic_write
+from seamlib.formats import atomic_write
 from seamlib.provenance import claim
 
 CHECKPOINT = "checkpoint.pth"

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from seamlib.config import Config, uses_pcm
 from seamlib.errors import InputError
-from seamlib.io import atomic_write
+from seamlib.formats import atomic_write
 from seamlib.parallel import run_parallel
 from seamlib.pipeline import (
     METRICS,

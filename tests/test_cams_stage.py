@@ -6,9 +6,10 @@ import pytest
 from seamlib.cli import main
 from seamlib.config import load_config
 from seamlib.data.voc import SEG_LISTS, write_list
+from seamlib.formats import iter_cams
 from seamlib.models import build_model
 from seamlib.models.weights import save_released
-from seamlib.stages.cams import cams_stage, iter_cams
+from seamlib.stages.cams import cams_stage
 
 
 @pytest.fixture

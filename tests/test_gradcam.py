@@ -10,10 +10,11 @@ from torch import nn
 
 from seamlib.config import load_config
 from seamlib.data.voc import SEG_LISTS, write_list
+from seamlib.formats import load_cam
 from seamlib.gradcam import GradCAMNet, channel_weights
 from seamlib.models import build_model
 from seamlib.models.weights import save_released
-from seamlib.stages.cams import MANIFEST, cams_stage, load_cam
+from seamlib.stages.cams import MANIFEST, cams_stage
 
 
 @pytest.fixture(scope="module")

@@ -12,11 +12,12 @@ from torch import nn
 from experiments.random_walk_sweep import random_walk_sweep
 from seamlib.config import Config, ModelConfig, RandomWalkConfig, load_config
 from seamlib.data.lists import list_path
-from seamlib.data.voc import load_label_png, read_list
+from seamlib.data.voc import read_list
+from seamlib.densecrf import with_background
+from seamlib.formats import load_label_png, save_cam
 from seamlib.models.affinity import build_affinity_net
 from seamlib.models.weights import save_released
-from seamlib.stages.cams import save_cam
-from seamlib.stages.crf import crf_stage, with_background
+from seamlib.stages.crf import crf_stage
 from seamlib.stages.evaluate import evaluate
 from seamlib.stages.random_walk import (
     propagate,

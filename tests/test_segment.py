@@ -16,7 +16,8 @@ from torch import nn
 
 from seamlib.config import SegmentationConfig, load_config
 from seamlib.data.segmentation_data import PseudoLabelDataset, augment_pair, hsv_shift
-from seamlib.data.voc import SEG_CLASS, SEG_CLASS_AUG, load_label_png, read_list, save_label_png
+from seamlib.data.voc import SEG_CLASS, SEG_CLASS_AUG, read_list
+from seamlib.formats import load_label_png, save_label_png
 from seamlib.models.deeplab import build_deeplab
 from seamlib.stages.evaluate import confusion, scores
 from seamlib.stages.segment import MANIFEST, multiscale_probs, run_writes, segment_stage

@@ -31,7 +31,7 @@ from seamlib.data.shapes import (
     part_style,
 )
 from seamlib.errors import InputError
-from seamlib.io import atomic_write
+from seamlib.formats import atomic_write, save_label_png
 from seamlib.parallel import run_parallel
 from seamlib.provenance import claim
 
@@ -383,7 +383,7 @@ def write_sample(args: tuple[Path, int, str, int, int, int, float]) -> str:
     img, label, objects = render(rng, size, scale)
     atomic_write(jpg, lambda t: Image.fromarray(img).save(t, "JPEG", quality=90))
     for path in masks:
-        voc.save_label_png(path, label)
+        save_label_png(path, label)
     text = annotation_xml(iid, size, objects)
     atomic_write(xml, lambda t: t.write_bytes(text))
     return iid

@@ -35,7 +35,7 @@ from torch import nn
 
 from seamlib.config import IMAGENET_WEIGHTS, ModelConfig
 from seamlib.errors import InputError, MissingFile
-from seamlib.io import atomic_write, sha256_file
+from seamlib.formats import atomic_write, sha256_file
 
 # (our prefix, released prefix), most specific first; the last row is the catch-all for the
 # trunk. Head prefixes are the same in both namings except the PCM's f9.

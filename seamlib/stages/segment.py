@@ -23,23 +23,21 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
-from seamlib.config import Config, CRFConfig
+from seamlib.config import TEST_SETTINGS, Config, CRFConfig
 from seamlib.data.lists import check_inputs
 from seamlib.data.segmentation_data import RawImages
-from seamlib.data.voc import MEAN, STD, save_label_png
+from seamlib.data.voc import MEAN, STD
+from seamlib.densecrf import dense_crf
 from seamlib.device import resolve_device
 from seamlib.errors import InputError, MissingFile
-from seamlib.io import sha256_file
+from seamlib.formats import save_label_png, sha256_file
 from seamlib.models.deeplab import DeepLabLargeFOV, build_deeplab
 from seamlib.models.weights import load_weights
 from seamlib.parallel import run_parallel
 from seamlib.provenance import claim
-from seamlib.stages.crf import dense_crf
 
 MANIFEST = "manifest.json"
 AVERAGES = ("logits", "probs")
-# SegmentationConfig fields that only change inference (not the trained weights).
-TEST_SETTINGS = ("test_scales", "test_flip", "average", "crf", "crf_iterations")
 CRF_KERNELS = ("gaussian_", "bilateral_")  # CRFConfig fields the dense CRF's kernels read
 
 

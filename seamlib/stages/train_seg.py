@@ -13,14 +13,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from seamlib.config import Config
+from seamlib.config import TEST_SETTINGS, Config
 from seamlib.data.lists import check_inputs
 from seamlib.data.segmentation_data import PseudoLabelDataset
 from seamlib.data.voc import IGNORE
 from seamlib.device import device_kind, resolve_device
 from seamlib.models.deeplab import build_deeplab
 from seamlib.models.weights import load_weights
-from seamlib.stages.segment import TEST_SETTINGS
 from seamlib.trainer import fit
 
 
