@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader, RandomSampler
 
 from seamlib.config import LossConfig, ModelConfig, SyntheticConfig
 from seamlib.device import hardware, keep_freed_memory
-from seamlib.io import atomic_write
+from seamlib.formats import atomic_write
 from seamlib.losses import seam_loss
 from seamlib.models import build_model
 from seamlib.transforms import parse_transform

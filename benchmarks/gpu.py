@@ -33,7 +33,7 @@ from torch import nn
 
 from seamlib.config import VARIANTS, Config, apply_overrides, load_config
 from seamlib.device import hardware
-from seamlib.io import atomic_write
+from seamlib.formats import atomic_write
 from seamlib.losses import seam_loss
 from seamlib.models import build_model
 from seamlib.models.affinity import STRIDE, build_affinity_net
@@ -171,7 +171,7 @@ def train_variant(s: Settings, method: str, variant: str) -> dict[str, Any]:
     channels_last = variant.endswith("_cl")
     reset_peak(s.device)
     net = seam_net(cfg, s.device, channels_last)
-    opt = build_optimizer(net, cfg.train)
+    opt = build_optimizer(net, cfg.train_cam)
     transform = parse_transform(cfg.loss.transform)
     images, labels = seam_batch(s, s.batch, s.crop)
     images, labels = to_format(images.to(s.device), channels_last), labels.to(s.device)
@@ -287,13 +287,13 @@ def part_affinity_step(s: Settings) -> dict[str, Any]:
     """AffinityNet optimiser step on random stride-8 label maps."""
     cfg = voc_config(s)
     crop = s.crop if s.tiny else cfg.affinity.crop_size
-    n = stage_batch(s, cfg.aff_train.batch_size)
+    n = stage_batch(s, cfg.train_affinity.batch_size)
     generator = torch.Generator().manual_seed(0)
     labels = void_labels((n, crop // STRIDE, crop // STRIDE), generator)
     torch.manual_seed(0)
     net = build_affinity_net(cfg.model, cfg.affinity.radius)
     images = torch.randn(n, 3, crop, crop, generator=generator)
-    return {"crop": crop, **train_step_timing(s, net, cfg.aff_train, affinity_loss_fn,
+    return {"crop": crop, **train_step_timing(s, net, cfg.train_affinity, affinity_loss_fn,
                                               (images, labels))}
 
 
@@ -315,14 +315,14 @@ def part_random_walk(s: Settings) -> dict[str, Any]:
 def part_deeplab_step(s: Settings) -> dict[str, Any]:
     """DeepLab-LargeFOV retraining step on random labels (some void)."""
     cfg = voc_config(s)
-    crop = s.crop if s.tiny else cfg.seg.crop_size
-    n = stage_batch(s, cfg.seg_train.batch_size)
+    crop = s.crop if s.tiny else cfg.segment.crop_size
+    n = stage_batch(s, cfg.train_seg.batch_size)
     generator = torch.Generator().manual_seed(0)
     labels = void_labels((n, crop, crop), generator)
     torch.manual_seed(0)
-    net = build_deeplab(cfg.model, cfg.seg)
+    net = build_deeplab(cfg.model, cfg.segment)
     images = torch.randn(n, 3, crop, crop, generator=generator)
-    return {"crop": crop, **train_step_timing(s, net, cfg.seg_train, segmentation_loss,
+    return {"crop": crop, **train_step_timing(s, net, cfg.train_seg, segmentation_loss,
                                               (images, labels))}
 
 
@@ -330,9 +330,9 @@ def part_segment_inference(s: Settings) -> dict[str, Any]:
     """DeepLab multi-scale + flip inference (``multiscale_probs``) of one VOC-size image."""
     cfg = voc_config(s)
     torch.manual_seed(0)
-    net = build_deeplab(cfg.model, cfg.seg).to(s.device).eval()
+    net = build_deeplab(cfg.model, cfg.segment).to(s.device).eval()
     image = torch.randn(3, *s.image, generator=torch.Generator().manual_seed(0)).to(s.device)
-    seg = cfg.seg
+    seg = cfg.segment
     result = timing(time_calls(lambda: multiscale_probs(net, image, seg.test_scales,
                                                         seg.test_flip, seg.average), s), 1)
     return {"image_hw": list(s.image), "scales": list(seg.test_scales), "flip": seg.test_flip,
@@ -429,8 +429,8 @@ def measured(results: dict[str, dict[str, Any]], part: str, *keys: str) -> float
 
 def seam_hours(results: dict[str, dict[str, Any]], cfg: Config) -> dict[str, Any]:
     """SEAM training hours of each measured precision variant."""
-    steps = cfg.train.epochs * (VOC_IMAGES // cfg.train.batch_size)
-    return {"steps": steps, "batch": cfg.train.batch_size,
+    steps = cfg.train_cam.epochs * (VOC_IMAGES // cfg.train_cam.batch_size)
+    return {"steps": steps, "batch": cfg.train_cam.batch_size,
             **{v: hours(steps, measured(results, "train_seam", v, "step_s"))
                for v in TRAIN_VARIANTS}}
 
@@ -438,7 +438,7 @@ def seam_hours(results: dict[str, dict[str, Any]], cfg: Config) -> dict[str, Any
 def part_projections(results: dict[str, dict[str, Any]], s: Settings) -> dict[str, Any]:
     """Hours of each voc stage on one device, from the measured step times."""
     cfg = voc_config(s)
-    aff_steps = cfg.aff_train.epochs * (VOC_IMAGES // cfg.aff_train.batch_size)
+    aff_steps = cfg.train_affinity.epochs * (VOC_IMAGES // cfg.train_affinity.batch_size)
     cam_rate = measured(results, "cams", "batched", "images_per_s")
     walk = measured(results, "random_walk", "seconds_per_image")
     seg_image = measured(results, "segment_inference", "seconds_per_image")
@@ -446,10 +446,10 @@ def part_projections(results: dict[str, dict[str, Any]], s: Settings) -> dict[st
         "seam_train": seam_hours(results, cfg),
         "cams_train_aug": {"images": VOC_IMAGES,
                            "hours": hours(VOC_IMAGES, 1 / cam_rate if cam_rate else None)},
-        "affinity_train": {"steps": aff_steps, "batch": cfg.aff_train.batch_size, "hours": hours(
-            aff_steps, measured(results, "affinity_step", "step_s"))},
+        "affinity_train": {"steps": aff_steps, "batch": cfg.train_affinity.batch_size,
+                           "hours": hours(aff_steps, measured(results, "affinity_step", "step_s"))},
         "random_walk_train_aug": {"images": VOC_IMAGES, "hours": hours(VOC_IMAGES, walk)},
-        "seg_retrain": {"steps": SEG_STEPS, "batch": cfg.seg_train.batch_size, "hours": hours(
+        "seg_retrain": {"steps": SEG_STEPS, "batch": cfg.train_seg.batch_size, "hours": hours(
             SEG_STEPS, measured(results, "deeplab_step", "step_s"))},
         "segment_val": {"images": VOC_VAL_IMAGES, "hours": hours(VOC_VAL_IMAGES, seg_image)},
     }

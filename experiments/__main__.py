@@ -23,7 +23,7 @@ from pathlib import Path
 from seamlib.cli import add_config_args, config_from, run_command
 from seamlib.config import Config
 from seamlib.errors import InputError
-from seamlib.io import atomic_write
+from seamlib.formats import atomic_write
 
 
 def command_line(args: argparse.Namespace) -> str:

@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import multiprocessing
 import os
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -27,11 +26,12 @@ from seamlib.config import Config, variant_config
 from seamlib.data.voc import CLASSES
 from seamlib.device import hardware
 from seamlib.errors import InputError, MissingFile
-from seamlib.io import atomic_write, save_figure
+from seamlib.formats import atomic_write, json_safe, save_figure, write_json
+from seamlib.parallel import run_parallel
 from seamlib.pipeline import METRICS as METRICS_FILE
 from seamlib.pipeline import run_folder, run_pipeline
 from seamlib.provenance import require_same
-from seamlib.stages.evaluate import THRESHOLDS, json_safe
+from seamlib.stages.evaluate import THRESHOLDS
 from seamlib.trainer import SUMMARY
 from study.tables import mean_std
 
@@ -48,9 +48,9 @@ def run_method(cfg: Config, method: str, seed: int, progress: bool = True) -> di
     run, folder = variant_config(cfg, method, seed), run_folder(cfg.profile, method, seed)
     timings = run_pipeline(run, folder, until="cam_eval")
     metrics = json.loads((folder / "cam_eval" / METRICS_FILE).read_text())
-    summary = json.loads((folder / "train" / SUMMARY).read_text())
+    summary = json.loads((folder / "train_cam" / SUMMARY).read_text())
     return {"method": method, "seed": seed, "out_dir": str(folder), "steps": summary["steps"],
-            "reused_training": not timings["train"]["ran"],
+            "reused_training": not timings["train_cam"]["ran"],
             "threads": torch.get_num_threads(), "hardware": hardware(),  # this process's threads
             "train_threads": summary.get("threads"),  # the training's own
             "seconds": {"train": summary["seconds"], "cams": timings["cams"]["seconds"],
@@ -58,28 +58,16 @@ def run_method(cfg: Config, method: str, seed: int, progress: bool = True) -> di
             **metrics}
 
 
-def start_worker(threads: int) -> None:
-    """A spawned run's process: its share of the CPU threads."""
-    torch.set_num_threads(threads)
-
-
 def run_methods(cfg: Config, jobs: list[tuple[str, int]], workers: int = 1,
                 progress: bool = True) -> list[dict]:
     """``run_method`` for each (method, seed) of ``jobs``, in order; ``workers`` > 1 runs that
     many at once in spawned processes, each with ``cpu_count // workers`` torch threads."""
-    if workers <= 1:
-        return [run_method(cfg, method, seed, progress) for method, seed in jobs]
-    threads = max(1, (os.cpu_count() or 1) // workers)
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=start_worker,
-                             initargs=(threads,)) as pool:
-        futures = {pool.submit(run_method, cfg, method, seed, False): i
-                   for i, (method, seed) in enumerate(jobs)}
-        runs: list[dict] = [{}] * len(jobs)
-        for future in tqdm(as_completed(futures), total=len(jobs), desc="compare runs",
-                           disable=not progress):
-            runs[futures[future]] = future.result()
-    return runs
+    threads = max(1, (os.cpu_count() or 1) // workers) if workers > 1 else None
+    done = run_parallel(partial(run_method, cfg, progress=False), jobs, workers,
+                        threads=threads, star=True)
+    runs = dict(tqdm(done, total=len(jobs), desc="compare runs",
+                     disable=not progress or workers <= 1))
+    return [runs[job] for job in jobs]
 
 
 def aggregate(runs: list[dict]) -> dict[str, dict]:
@@ -286,8 +274,7 @@ def plot_curves(report: dict, path: Path) -> None:
 def write_report(report: dict, results: Path) -> Path:
     """Write the JSON, markdown and figure of a comparison into ``results``; return the md."""
     base = results / REPORT
-    atomic_write(base.with_suffix(".json"),
-                 lambda t: t.write_text(json.dumps(json_safe(report), indent=1)))
+    write_json(base.with_suffix(".json"), report)
     atomic_write(base.with_suffix(".md"), lambda t: t.write_text(format_markdown(report)))
     plot_curves(report, base.with_suffix(".png"))
     return base.with_suffix(".md")

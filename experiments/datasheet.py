@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from seamlib.data.statistics import dataset_statistics, top_pairs
-from seamlib.io import atomic_write
+from seamlib.formats import atomic_write
 
 MAP_TARGET = 0.9  # plain-CAM baseline: classification mAP on val at least this
 MIOU_WINDOW = (0.30, 0.65)  # ... and CAM mIoU on train (best threshold) inside this window
@@ -69,9 +69,9 @@ def difficulty_markdown(d: dict | None) -> list[str]:
             f"{MIOU_WINDOW[1]:.0%}. "
             f"Targets met: **{'yes' if targets_met(d) else 'no'}**.", "",
             f"Baseline: ResNet38 at width {cfg['model']['width']}, classification loss only, "
-            f"{cfg['train']['epochs']} epochs of `{cfg['data']['train_list']}`, batch "
-            f"{cfg['train']['batch_size']}, lr {cfg['train']['lr']}, momentum "
-            f"{cfg['train']['momentum']}, crop {cfg['data']['crop_size']}; starts from "
+            f"{cfg['train_cam']['epochs']} epochs of `{cfg['data']['train_list']}`, batch "
+            f"{cfg['train_cam']['batch_size']}, lr {cfg['train_cam']['lr']}, momentum "
+            f"{cfg['train_cam']['momentum']}, crop {cfg['data']['crop_size']}; starts from "
             f"{cfg['model']['weights'] or 'scratch'}, BN "
             f"{'frozen' if cfg['model']['frozen_bn'] else 'trained'}, stem "
             f"{'frozen' if cfg['model']['frozen_stem'] else 'trained'}.", "",

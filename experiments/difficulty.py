@@ -21,15 +21,16 @@ from seamlib.data.datasets import ClassificationDataset
 from seamlib.data.lists import labels_for
 from seamlib.data.voc import CLASSES
 from seamlib.device import hardware, resolve_device
+from seamlib.formats import json_safe
 from seamlib.models import SEAMNet, build_model
 from seamlib.models.weights import load_weights
-from seamlib.stages.evaluate import THRESHOLDS, average_precision, json_safe
+from seamlib.stages.evaluate import THRESHOLDS, average_precision
 from seamlib.trainer import MODEL
 
 
 def baseline_config(cfg: Config) -> Config:
     """The plain CAM classifier of a profile for its seed: the compare run of the baseline."""
-    return variant_config(cfg, "baseline", cfg.train.seed)
+    return variant_config(cfg, "baseline", cfg.train_cam.seed)
 
 
 @torch.no_grad()
@@ -58,8 +59,8 @@ def measure_difficulty(cfg: Config, command: str, progress: bool = True) -> dict
     """Train (or reuse) the baseline, then measure classification AP on val (mean and per
     class) and CAM mIoU on the cam list (best threshold, and the threshold chosen on val)."""
     base = baseline_config(cfg)
-    run = run_method(cfg, "baseline", base.train.seed, progress)
-    weights = Path(run["out_dir"]) / "train" / MODEL
+    run = run_method(cfg, "baseline", base.train_cam.seed, progress)
+    weights = Path(run["out_dir"]) / "train_cam" / MODEL
     curve = [{"threshold": float(t), **{k: run["curve"][k][i] for k in ("miou", "mfp", "mfn")}}
              for i, t in enumerate(THRESHOLDS)]
     net = load_seam(base, weights).to(resolve_device(base.device))
@@ -74,6 +75,6 @@ def measure_difficulty(cfg: Config, command: str, progress: bool = True) -> dict
         "curve": curve, "train_minutes": run["seconds"]["train"] / 60, "seconds": run["seconds"],
         "steps": run["steps"], "threads": run["train_threads"], "run_dir": run["out_dir"],
         "reused_training": run["reused_training"], "command": command,
-        "seed": base.train.seed, "hardware": hardware(), "config": dataclasses.asdict(base),
+        "seed": base.train_cam.seed, "hardware": hardware(), "config": dataclasses.asdict(base),
     }
     return json_safe(result)  # classes absent from the list have NaN IoU: null in JSON

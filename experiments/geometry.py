@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import multiprocessing
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -29,11 +28,12 @@ from seamlib.data.datasets import MultiScaleDataset
 from seamlib.data.lists import labels_for
 from seamlib.device import hardware
 from seamlib.errors import InputError
-from seamlib.io import atomic_write
+from seamlib.formats import atomic_write, json_safe, save_cam
 from seamlib.models.seam import SEAMNet, SEAMOutput
-from seamlib.stages.cams import multiscale_cams, run_cams, save_cam
-from seamlib.stages.evaluate import THRESHOLDS, cam_confusions, json_safe, sweep_metrics
-from seamlib.stages.train_cam import train
+from seamlib.parallel import run_parallel
+from seamlib.stages.cams import multiscale_cams, run_cams
+from seamlib.stages.evaluate import THRESHOLDS, cam_confusions, sweep_metrics
+from seamlib.stages.train_cam import train_cam
 
 # The diagnostics: variants of the one registry (seamlib.config.VARIANTS), trained by this tool.
 DIAGNOSTICS = ("seam_rescale05", "seam_rescale07", "baseline", "seam", "pcm_only",
@@ -48,7 +48,7 @@ KEPT = ("train_miou_best", "train_miou_at_val_threshold", "best_threshold", "val
 def diagnostic_config(cfg: Config, name: str, root: Path) -> Config:
     """The profile's config with the diagnostic's overlay, training into ``root/name``."""
     run = apply_overrides(cfg, VARIANTS[name])
-    run.train.out_dir = str(root / name)
+    run.train_cam.out_dir = str(root / name)
     return run
 
 
@@ -98,7 +98,7 @@ def masked_pcm_score(run: Config, weights: Path) -> dict:
     for name in (run.data.cam_list, run.data.val_list):
         labels = labels_for(run.data.root, name, run.data.label_source)
         data = MultiScaleDataset(run.data.root, name, labels, run.cams.scales)
-        out = Path(run.train.out_dir) / f"cams_{name}_pcm_label_masked"
+        out = Path(run.train_cam.out_dir) / f"cams_{name}_pcm_label_masked"
         out.mkdir(parents=True, exist_ok=True)
         for sample in data:
             path = out / f"{sample['id']}.npz"
@@ -116,9 +116,9 @@ def diagnose(cfg: Config, name: str, root: Path) -> dict:
     """Train one diagnostic (or reuse it), then score it; its record."""
     run = diagnostic_config(cfg, name, root)
     start = time.time()
-    weights = train(run, progress=False)
+    weights = train_cam(run, progress=False)
     summary = json.loads((weights.parent / "summary.json").read_text())
-    record = {"name": name, "overrides": VARIANTS[name], "out_dir": run.train.out_dir,
+    record = {"name": name, "overrides": VARIANTS[name], "out_dir": run.train_cam.out_dir,
               "train_seconds": summary["seconds"], "hardware": hardware(),
               "fc8": score(run, weights, False, "_fc8")}
     if run.loss.use_ecr:
@@ -133,12 +133,6 @@ def diagnose(cfg: Config, name: str, root: Path) -> dict:
     return json_safe(record)
 
 
-def one_thread_diagnose(cfg: Config, name: str, root: Path) -> dict:
-    """``diagnose`` in a spawned worker at one torch thread (two runs share two cores)."""
-    torch.set_num_threads(1)
-    return diagnose(cfg, name, root)
-
-
 def run_diagnostics(cfg: Config, names: list[str], out: Path, root: Path, command: str,
                     workers: int = 2) -> dict:
     """Run the named diagnostics (``workers`` at once), adding each record to
@@ -146,25 +140,19 @@ def run_diagnostics(cfg: Config, names: list[str], out: Path, root: Path, comman
     path = out / "geometry.json"
     report = json.loads(path.read_text()) if path.exists() else {"records": {}}
     commands = report.pop("commands", [report.pop("command")] if "command" in report else [])
-    report.update(commands=[*commands, command], profile=cfg.profile, seed=cfg.train.seed)
+    report.update(commands=[*commands, command], profile=cfg.profile, seed=cfg.train_cam.seed)
     todo = [n for n in names if n not in report["records"]]
     unknown = [n for n in todo if n not in DIAGNOSTICS]
     if unknown:
         raise InputError(f"unknown diagnostics {unknown}; expected some of {list(DIAGNOSTICS)}")
-    if workers <= 1:
-        for name in todo:
-            report["records"][name] = diagnose(cfg, name, root)
-            write_report(report, out)
-        complete_masked(report, cfg, root)
+    # several at once: spawned workers at one torch thread each (two runs share two cores)
+    threads = 1 if workers > 1 else None
+    for name, record in run_parallel(partial(diagnose, cfg, root=root), todo, workers,
+                                     threads=threads):
+        report["records"][name] = record
         write_report(report, out)
-        return report
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=context) as pool:
-        futures = {pool.submit(one_thread_diagnose, cfg, n, root): n for n in todo}
-        for future in as_completed(futures):
-            report["records"][futures[future]] = future.result()
-            write_report(report, out)
-            print(f"{futures[future]} done -> {path}", flush=True)
+        if workers > 1:
+            print(f"{name} done -> {path}", flush=True)
     complete_masked(report, cfg, root)
     write_report(report, out)
     return report
@@ -176,7 +164,7 @@ def complete_masked(report: dict, cfg: Config, root: Path) -> None:
         record = report["records"].get(name)
         if record is not None and "pcm_label_masked" not in record:
             run = diagnostic_config(cfg, name, root)
-            weights = Path(run.train.out_dir) / "model.pth"
+            weights = Path(run.train_cam.out_dir) / "model.pth"
             record["pcm_label_masked"] = json_safe(masked_pcm_score(run, weights))
 
 

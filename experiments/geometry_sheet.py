@@ -20,7 +20,7 @@ import numpy as np
 
 from seamlib.config import Config
 from seamlib.data import voc
-from seamlib.io import atomic_write
+from seamlib.formats import atomic_write, load_label_png
 from seamlib.transforms import Compose, Rescale, parse_transform
 
 STRIDE = 8  # the network's output stride
@@ -43,7 +43,7 @@ def body_areas(root: Path, list_name: str) -> list[tuple[float, int]]:
     """(body pixels, image long side) of every annotated object of a list."""
     out = []
     for iid in voc.read_list(root / voc.SEG_LISTS / f"{list_name}.txt"):
-        label = voc.load_label_png(root / voc.SEG_CLASS / f"{iid}.png")
+        label = load_label_png(root / voc.SEG_CLASS / f"{iid}.png")
         tree = ET.parse(root / voc.ANNOTATIONS / f"{iid}.xml").getroot()
         for obj in tree.iter("object"):
             cls = voc.CLASSES.index(obj.find("name").text)

@@ -26,7 +26,7 @@ from seamlib.config import Config, PretrainConfig, TrainConfig
 from seamlib.data.voc import MEAN, STD
 from seamlib.device import hardware, resolve_device
 from seamlib.errors import InputError
-from seamlib.io import atomic_write, sha256_file
+from seamlib.formats import atomic_write, sha256_file
 from seamlib.models.resnet38 import ResNet38
 from seamlib.trainer import LOG, SUMMARY, fit
 

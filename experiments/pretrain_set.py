@@ -11,8 +11,6 @@ seeded by (seed, version, split, index) and lives in memory only: same settings,
 
 from __future__ import annotations
 
-from concurrent.futures import ProcessPoolExecutor
-
 import numpy as np
 from tqdm.auto import tqdm
 
@@ -20,6 +18,7 @@ from seamlib.config import PretrainConfig
 from seamlib.data.shapes import BODY_COLOURS, DESIGNS, SCENES, ClassDesign, body_family
 from seamlib.data.synthetic import draw_clutter, paint_object, raster, scene_texture
 from seamlib.errors import InputError
+from seamlib.parallel import run_parallel
 
 PRETRAIN_VERSION = 1
 SPLITS = ("train", "heldout")
@@ -108,13 +107,10 @@ def make_split(cfg: PretrainConfig, split: str, workers: int = 2,
     per_class = cfg.n_train if split == "train" else cfg.n_heldout
     jobs = [(cfg.seed, SPLITS.index(split), i, cfg.n_distractors, cfg.image_size)
             for i in range(n_classes * per_class)]
-    desc = f"pretraining set {split}"
-    if workers > 1:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            done = list(tqdm(pool.map(_render_job, jobs, chunksize=64), total=len(jobs),
-                             desc=desc, unit="img", disable=not progress))
-    else:
-        done = [_render_job(j) for j in tqdm(jobs, desc=desc, unit="img", disable=not progress)]
+    rendered = run_parallel(_render_job, jobs, workers, context="fork", ordered=True,
+                            chunksize=64)
+    done = [d for _, d in tqdm(rendered, total=len(jobs), desc=f"pretraining set {split}",
+                               unit="img", disable=not progress)]
     images = np.stack([d[0] for d in done]) if done else np.zeros((0, cfg.image_size,
                                                                    cfg.image_size, 3), np.uint8)
     labels = np.arange(len(jobs), dtype=np.int64) % n_classes

@@ -114,12 +114,12 @@ def probe(cfg: Config, command: str = "", progress: bool = True) -> dict:
         raise InputError("model.weights is not set: the probe measures a pretrained trunk")
     net = build_model(cfg.model)
     load_weights(net, cfg.model.weights)
-    head = head_group(net, cfg.train)
+    head = head_group(net, cfg.train_cam)
     x, y = pooled_features(net.backbone, cfg, cfg.data.train_list, progress)
     xv, yv = pooled_features(net.backbone, cfg, cfg.data.val_list, progress)
     return {
         **linear_probe(x, y, xv, yv),
-        **reference_head(x, y, xv, yv, cfg.train, head, cfg.model.num_classes),
+        **reference_head(x, y, xv, yv, cfg.train_cam, head, cfg.model.num_classes),
         "feature_channels": x.shape[1],
         "feature_sq_norm_mean": float((x ** 2).sum(1).mean()),
         "feature_mean": float(x.mean()),

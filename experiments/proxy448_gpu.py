@@ -15,17 +15,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import os
 import sys
 import time
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from functools import partial
 from pathlib import Path
 
 import torch
 
-from experiments.compare import compare, run_method, start_worker
+from experiments.compare import compare, run_method
 from experiments.datasheet import MIOU_WINDOW, write_datasheet
 from experiments.difficulty import measure_difficulty
 from experiments.geometry import scale_consistency, score
@@ -34,9 +33,9 @@ from experiments.pretrain import pretrain
 from seamlib.config import Config, load_config, variant_config
 from seamlib.data.prepare import prepare_data
 from seamlib.device import hardware
-from seamlib.io import atomic_write, sha256_file
+from seamlib.formats import atomic_write, sha256_file, write_json
+from seamlib.parallel import run_parallel
 from seamlib.pipeline import run_folder
-from seamlib.stages.evaluate import json_safe
 from seamlib.trainer import MODEL
 
 SEEDS = (0, 1, 2)
@@ -54,7 +53,7 @@ def tiny_overrides(out: Path) -> dict[str, dict]:
         "data": {"root": str(out / "data" / "VOC2012"), "crop_size": 32,
                  "resize_long": (32, 48), "num_workers": 0},
         "model": {"width": 0.0625, "weights": trunk},
-        "train": {"batch_size": 4, "epochs": 1, "out_dir": str(out / "runs")},
+        "train_cam": {"batch_size": 4, "epochs": 1, "out_dir": str(out / "runs")},
         "pretrain": {"n_distractors": 20, "n_train": 2, "n_heldout": 1, "image_size": 32,
                      "batch_size": 16, "epochs": 1, "out_dir": str(out / "runs" / "pretrain"),
                      "trunk": trunk},
@@ -74,16 +73,12 @@ def accepted(d: dict) -> bool:
     return d["val_map"] >= ACCEPT_MAP and MIOU_WINDOW[0] <= d["train_miou_best"] <= MIOU_WINDOW[1]
 
 
-def write_json(path: Path, data: object) -> None:
-    atomic_write(path, lambda t: t.write_text(json.dumps(json_safe(data), indent=1)))
-
-
 def scored_run(cfg: Config, method: str, seed: int) -> tuple[Config, Path]:
     """A compare run's config, its extra CAM folders inside its own run folder
     (pipeline.run_folder), and its trained weights."""
     run, folder = variant_config(cfg, method, seed), run_folder(cfg.profile, method, seed)
-    run.train.out_dir = str(folder)
-    return run, folder / "train" / MODEL
+    run.train_cam.out_dir = str(folder)
+    return run, folder / "train_cam" / MODEL
 
 
 def run_job(cfg: Config, method: str, seed: int) -> dict:
@@ -146,21 +141,13 @@ def run_pool(session: Session, cfg: Config, fn: Callable, jobs: list[tuple[str, 
     record is written to ``<out>/runs/<name>_<method>_seed<seed>.json`` when it is done. At the
     budget the pool is stopped and the unfinished jobs are recorded as skipped."""
     threads = max(1, (os.cpu_count() or 1) // max(1, workers))
-    context = multiprocessing.get_context("spawn")
     done: dict[tuple[str, int], dict] = {}
-    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=start_worker,
-                               initargs=(threads,))  # not daemonic: runs may start workers
-    pending = {pool.submit(fn, cfg, *job): job for job in jobs}
-    while pending and session.left() > 0:
-        finished, _ = wait(pending, timeout=session.left(), return_when=FIRST_COMPLETED)
-        for future in finished:
-            job = pending.pop(future)
-            done[job] = future.result()
-            write_json(session.out / "runs" / f"{name}_{job[0]}_seed{job[1]}.json", done[job])
-    for process in list(getattr(pool, "_processes", {}).values()) if pending else ():
-        process.terminate()  # at the budget: training resumes from its checkpoint next time
-    pool.shutdown(wait=True, cancel_futures=True)
-    for method, seed in pending.values():
+    # with a timeout the runner always uses spawned processes, so that it can stop them
+    for job, record in run_parallel(partial(fn, cfg), jobs, workers, threads=threads,
+                                    star=True, timeout=session.left()):
+        done[job] = record
+        write_json(session.out / "runs" / f"{name}_{job[0]}_seed{job[1]}.json", record)
+    for method, seed in (job for job in jobs if job not in done):
         session.record(f"{name} {method} seed {seed}", "skipped: stopped at the budget", 0.0)
     return done
 

@@ -21,7 +21,7 @@ def random_walk_sweep(run_dir: str | Path, cfg: Config, logts: list[int], alphas
     (so an interrupted sweep resumes) and are scored by ``evaluate`` (default: data.cam_list).
     """
     run, list_name = Path(run_dir), list_name or cfg.data.cam_list
-    weights = run / "affinity" / "model.pth"
+    weights = run / "train_affinity" / "model.pth"
     rows = []
     for logt in logts:
         for alpha in alphas:

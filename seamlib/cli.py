@@ -1,12 +1,12 @@
 """The ``seam`` command: the pipeline's stages, in the paper's order, and the notebooks.
 
     seam data --profile proxy          # generate, download or only check the dataset
-    seam train --profile proxy         # the CAM network (SEAM, or the baseline with ER/ECR off)
+    seam train_cam --profile proxy     # the CAM network (SEAM, or the baseline with ER/ECR off)
     seam cams --profile proxy          # multi-scale CAMs of a list from the trained weights
     seam crf --cams DIR --out DIR      # dense-CRF score maps for AffinityNet
-    seam affinity --labels DIR         # train AffinityNet
-    seam random-walk --cams DIR --weights FILE --out DIR   # pseudo labels
-    seam retrain --labels DIR          # DeepLab-LargeFOV on the pseudo labels
+    seam train_affinity --labels DIR   # train AffinityNet
+    seam random_walk --cams DIR --weights FILE --out DIR   # pseudo labels
+    seam train_seg --labels DIR        # DeepLab-LargeFOV on the pseudo labels
     seam segment --weights FILE --out DIR                  # predict a list
     seam evaluate DIR                  # mIoU / mFP / mFN against the masks
     seam export --pred DIR --out DIR   # VOC evaluation-server archive
@@ -52,14 +52,14 @@ MAKES_DATA = ("data", "run", "notebook")
 
 
 def parse_overrides(items: list[str]) -> dict[str, dict[str, str]]:
-    """``["train.epochs=2", "data.root=x"]`` -> ``{"train": {"epochs": "2"}, "data": {...}}``;
+    """``["crf.iterations=2", "data.root=x"]`` -> ``{"crf": {"iterations": "2"}, "data": {...}}``;
     the text is converted to each setting's declared type by ``config.apply_overrides``."""
     out: dict[str, dict[str, str]] = {}
     for item in items:
         key, sep, raw = item.partition("=")
         stage, dot, name = key.partition(".")
         if not sep or not dot:
-            raise InputError(f"--set {item!r}: expected STAGE.SETTING=VALUE, e.g. train.epochs=2")
+            raise InputError(f"--set {item!r}: expected STAGE.SETTING=VALUE, e.g. crf.iterations=2")
         out.setdefault(stage, {})[name] = raw
     return out
 
@@ -82,11 +82,11 @@ def cmd_data(args: argparse.Namespace) -> None:
     print(prepare_data(config_from(args)))
 
 
-def cmd_train(args: argparse.Namespace) -> None:
-    """train the CAM network; writes TRAIN.OUT_DIR/model.pth (resumes an interrupted run)"""
-    from seamlib.stages.train_cam import train
+def cmd_train_cam(args: argparse.Namespace) -> None:
+    """train the CAM network; writes TRAIN_CAM.OUT_DIR/model.pth (resumes an interrupted run)"""
+    from seamlib.stages.train_cam import train_cam
 
-    print(train(config_from(args)))
+    print(train_cam(config_from(args)))
 
 
 def cmd_cams(args: argparse.Namespace) -> None:
@@ -106,16 +106,16 @@ def cmd_crf(args: argparse.Namespace) -> None:
                     cfg.crf, kind=args.kind))
 
 
-def cmd_affinity(args: argparse.Namespace) -> None:
+def cmd_train_affinity(args: argparse.Namespace) -> None:
     """train AffinityNet on data.train_list and the CRF score maps of --labels"""
     from seamlib.stages.train_affinity import train_affinity
 
     cfg = config_from(args)
-    print(train_affinity(cfg, args.labels, args.out or cfg.aff_train.out_dir))
+    print(train_affinity(cfg, args.labels, args.out or cfg.train_affinity.out_dir))
 
 
 def cmd_random_walk(args: argparse.Namespace) -> None:
-    """random-walk pseudo-label PNGs of a list from its CAMs and AffinityNet weights"""
+    """random_walk pseudo-label PNGs of a list from its CAMs and AffinityNet weights"""
     from seamlib.stages.random_walk import random_walk_stage
 
     cfg = config_from(args)
@@ -123,11 +123,11 @@ def cmd_random_walk(args: argparse.Namespace) -> None:
                             args.list or cfg.data.train_list, args.out, cfg))
 
 
-def cmd_retrain(args: argparse.Namespace) -> None:
-    """train DeepLab-LargeFOV on the pseudo-label PNGs of seg.train_list"""
-    from seamlib.stages.train_seg import retrain
+def cmd_train_seg(args: argparse.Namespace) -> None:
+    """train DeepLab-LargeFOV on the pseudo-label PNGs of segment.train_list"""
+    from seamlib.stages.train_seg import train_seg
 
-    print(retrain(config_from(args), args.labels, args.out))
+    print(train_seg(config_from(args), args.labels, args.out))
 
 
 def cmd_segment(args: argparse.Namespace) -> None:
@@ -139,7 +139,7 @@ def cmd_segment(args: argparse.Namespace) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
     """score a CAM folder (npz) or label-PNG folder against the masks of a list"""
-    from seamlib.io import atomic_write
+    from seamlib.formats import atomic_write
     from seamlib.stages.evaluate import evaluate
 
     cfg = config_from(args)
@@ -168,7 +168,7 @@ def cmd_run(args: argparse.Namespace) -> None:
     from seamlib.report import format_report, pipeline_report
 
     base = config_from(args)
-    seed = base.train.seed if args.seed is None else args.seed
+    seed = base.train_cam.seed if args.seed is None else args.seed
     cfg = variant_config(base, args.variant, seed)
     run = Path(args.run_dir or run_folder(cfg.profile, args.variant, seed))
     until = args.until.replace("-", "_") if args.until else None
@@ -289,12 +289,12 @@ Options = list[tuple[str, dict]]
 # The subcommands in the pipeline's order: (function, runs a network, options).
 COMMANDS: list[tuple[Callable, bool, Options]] = [
     (cmd_data, False, []),
-    (cmd_train, True, []),
+    (cmd_train_cam, True, []),
     (cmd_cams, True, [
         ("--weights", {"default": None, "help": "trained checkpoint "
-                                                "(default: TRAIN.OUT_DIR/model.pth)"}),
+                                                "(default: TRAIN_CAM.OUT_DIR/model.pth)"}),
         ("--list", {"default": None, "help": "image list (default: data.cam_list)"}),
-        ("--out", {"default": None, "help": "output folder (default: TRAIN.OUT_DIR/cams_LIST, "
+        ("--out", {"default": None, "help": "output folder (default: TRAIN_CAM.OUT_DIR/cams_LIST, "
                                             "cams_raw_LIST with --raw-cam)"}),
         ("--raw-cam", {"action": "store_true",
                        "help": "the classifier's fc8 CAM instead of the PCM-refined one"})]),
@@ -303,15 +303,15 @@ COMMANDS: list[tuple[Callable, bool, Options]] = [
                                   "help": "AffinityNet's two-alpha score maps, npz "
                                           "(default), or label PNGs of one background "
                                           "threshold"})]),
-    (cmd_affinity, True, [
+    (cmd_train_affinity, True, [
         ("--labels", {"required": True, "help": "CRF score-map folder (seam crf)"}),
-        ("--out", {"default": None, "help": "output folder (default: aff_train.out_dir)"})]),
+        ("--out", {"default": None, "help": "output folder (default: train_affinity.out_dir)"})]),
     (cmd_random_walk, True, [CAMS, ("--weights", {"required": True,
                                                   "help": "AffinityNet model.pth"}),
                              TRAIN_LIST, PNG_OUT]),
-    (cmd_retrain, True, [
+    (cmd_train_seg, True, [
         ("--labels", {"required": True, "help": "pseudo-label PNG folder"}),
-        ("--out", {"default": None, "help": "output folder (default: seg_train.out_dir)"})]),
+        ("--out", {"default": None, "help": "output folder (default: train_seg.out_dir)"})]),
     (cmd_segment, True, [
         ("--weights", {"required": True, "help": "retrained segmentation model.pth"}),
         ("--list", {"default": "val", "help": "image list (default: val)"}), PNG_OUT]),
@@ -339,7 +339,7 @@ COMMANDS: list[tuple[Callable, bool, Options]] = [
         ("--variant", {"default": "seam", "choices": tuple(VARIANTS),
                        "help": "named settings overlay (default: seam; baseline: plain CAM)"}),
         ("--seed", {"type": int, "default": None,
-                    "help": "training seed (default: the profile's train.seed)"}),
+                    "help": "training seed (default: the profile's train_cam.seed)"}),
         ("--run-dir", {"default": None,
                        "help": "run folder (default: runs/PROFILE/VARIANT/seedSEED)"})]),
 ]
@@ -372,8 +372,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def command_name(func: Callable) -> str:
-    """``cmd_random_walk`` -> ``random-walk``."""
-    return func.__name__.removeprefix("cmd_").replace("_", "-")
+    """``cmd_random_walk`` -> ``random_walk``: a command is named as its stage."""
+    return func.__name__.removeprefix("cmd_")
 
 
 def main(argv: list[str] | None = None) -> None:

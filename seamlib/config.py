@@ -188,11 +188,15 @@ class SegmentationConfig:
     crf_iterations: int = 1  # the reference test runs one mean-field iteration
 
 
+# SegmentationConfig fields that only change inference (not the trained weights).
+TEST_SETTINGS = ("test_scales", "test_flip", "average", "crf", "crf_iterations")
+
+
 def _seg_train_defaults() -> TrainConfig:
     """The authors' retraining optimiser: SGD momentum 0.9, lr 1e-3 (10x/20x on the new head),
     wd 5e-4, batch 10, 20,000 iterations = 18.9 epochs over train_aug's 10,582 images."""
     return TrainConfig(lr=0.001, weight_decay=5e-4, momentum=0.9, poly_power=0.9,
-                       batch_size=10, epochs=19, seed=0, out_dir="runs/voc/segment")
+                       batch_size=10, epochs=19, seed=0, out_dir="runs/voc/train_seg")
 
 
 @dataclass
@@ -231,15 +235,16 @@ class Config:
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
+    train_cam: TrainConfig = field(default_factory=TrainConfig)
     cams: CAMConfig = field(default_factory=CAMConfig)
     crf: CRFConfig = field(default_factory=CRFConfig)
     affinity: AffinityConfig = field(default_factory=AffinityConfig)
     # AffinityNet training: the SEAM code's train_aff settings (lr 0.01; PSA's default is 0.1).
-    aff_train: TrainConfig = field(default_factory=lambda: TrainConfig(out_dir="runs/voc/aff"))
+    train_affinity: TrainConfig = field(
+        default_factory=lambda: TrainConfig(out_dir="runs/voc/train_affinity"))
     random_walk: RandomWalkConfig = field(default_factory=RandomWalkConfig)
-    seg: SegmentationConfig = field(default_factory=SegmentationConfig)
-    seg_train: TrainConfig = field(default_factory=_seg_train_defaults)
+    segment: SegmentationConfig = field(default_factory=SegmentationConfig)
+    train_seg: TrainConfig = field(default_factory=_seg_train_defaults)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
 
 
@@ -264,7 +269,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         # baseline barely learns in the proxy's few steps at width 1/8 (results/proxy/README.md,
         # diagnostics/difficulty_reference_momentum.json). Chosen on baseline runs only; SEAM
         # and the baseline share it.
-        "train": {"momentum": 0.9, "out_dir": "runs/proxy"},
+        "train_cam": {"momentum": 0.9, "out_dir": "runs/proxy"},
         # No weight decay on BN scales/shifts and biases while pretraining: the trunk's
         # features keep their scale (diagnostics/probe*.json).
         "pretrain": {"trunk": "assets/proxy/pretrain_trunk.pth", "threads": 1,
@@ -273,7 +278,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         "affinity": {"crop_size": 128, "color_jitter": (0.3, 0.3, 0.3, 0.0)},
         # AffinityNet 3 epochs and retraining 9 epochs instead of the reference 8 and 19: the
         # CPU budget; fewer retraining epochs under-activated (diagnostics/pipeline_seg3epochs*).
-        "aff_train": {"epochs": 3, "out_dir": "runs/proxy/aff"},
+        "train_affinity": {"epochs": 3, "out_dir": "runs/proxy/train_affinity"},
         # Fewer, gentler walk steps: the proxy's stride-8 maps are 12-20 px a side, where the
         # reference's 2**6 steps at radius 5 spread every CAM over the whole image. Chosen on
         # the seed-0 baseline only (diagnostics/random_walk_sweep_baseline.json).
@@ -281,8 +286,8 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         # BN running statistics at the reference's horizon: its momentum 3e-4 over 20,000 steps
         # scaled to our 2,700 (3e-4 x 20106 / 2700), so they move as far as the reference's
         # (diagnostics/pipeline_seg3epochs_bn3e-4_baseline_metrics.json).
-        "seg": {"crop_size": 128, "bn_momentum": 0.00223},
-        "seg_train": {"epochs": 9, "out_dir": "runs/proxy/segment"},
+        "segment": {"crop_size": 128, "bn_momentum": 0.00223},
+        "train_seg": {"epochs": 9, "out_dir": "runs/proxy/train_seg"},
     },
     # The proxy's benchmark rendered 3.5x larger, under the voc settings (crop 448, resize
     # [448, 768], rescale 0.3, batch 8, 8 epochs, the authors' optimiser): the CAM stage at the
@@ -302,14 +307,14 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         "model": {"width": 0.125, "weights": "assets/proxy448/pretrain_trunk.pth"},
         # Momentum 0.9 as in proxy, chosen on the baseline alone: under the momentum-slot quirk
         # the baseline barely learns at width 1/8 (results/proxy/README.md).
-        "train": {"momentum": 0.9, "out_dir": "runs/proxy448"},
+        "train_cam": {"momentum": 0.9, "out_dir": "runs/proxy448"},
         # Pretraining objects at the new scale (48 px x 3.5); checksum pinned after a GPU run.
         "pretrain": {"trunk": "assets/proxy448/pretrain_trunk.pth", "image_size": 168,
                      "decay_norm": False, "out_dir": "runs/proxy448/pretrain",
                      "trunk_sha256": None},
         "affinity": {"color_jitter": (0.3, 0.3, 0.3, 0.0)},  # hue as above
-        "aff_train": {"out_dir": "runs/proxy448/aff"},
-        "seg_train": {"out_dir": "runs/proxy448/segment"},
+        "train_affinity": {"out_dir": "runs/proxy448/train_affinity"},
+        "train_seg": {"out_dir": "runs/proxy448/train_seg"},
     },
     "smoke": {
         "data": {"root": "data/smoke/VOC2012", "prepare": "generate", "crop_size": 32,
@@ -317,12 +322,13 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         "synthetic": {"n_train": 12, "n_val": 8, "n_test": 4, "n_extra": 16,
                       "min_size": 40, "max_size": 64},
         "model": {"width": 0.0625, "frozen_bn": False, "frozen_stem": False, "weights": None},
-        "train": {"momentum": 0.9, "batch_size": 4, "epochs": 1, "out_dir": "runs/smoke"},
+        "train_cam": {"momentum": 0.9, "batch_size": 4, "epochs": 1, "out_dir": "runs/smoke"},
         "crf": {"workers": 0},
         "affinity": {"crop_size": 48},
-        "aff_train": {"momentum": 0.9, "batch_size": 4, "epochs": 1, "out_dir": "runs/smoke/aff"},
-        "seg": {"crop_size": 32, "test_scales": (0.5, 1.0)},
-        "seg_train": {"batch_size": 4, "epochs": 1, "out_dir": "runs/smoke/segment"},
+        "train_affinity": {"momentum": 0.9, "batch_size": 4, "epochs": 1,
+                           "out_dir": "runs/smoke/train_affinity"},
+        "segment": {"crop_size": 32, "test_scales": (0.5, 1.0)},
+        "train_seg": {"batch_size": 4, "epochs": 1, "out_dir": "runs/smoke/train_seg"},
         "pretrain": {"n_distractors": 20, "n_train": 2, "n_heldout": 1, "image_size": 32,
                      "batch_size": 16, "epochs": 1, "out_dir": "runs/smoke/pretrain",
                      "trunk": "runs/smoke/pretrain_trunk.pth"},
@@ -354,8 +360,8 @@ VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
     "seam_rescale07": {"loss": {"transform": "rescale:0.7"}},
     # SEAM and the baseline trained under bf16 autocast: an opt-in speed setting, measured
     # against the fp32 runs of the same seed before it is recommended.
-    "seam_bf16": {"train": {"amp": "bf16"}},
-    "baseline_bf16": {"loss": BASELINE_LOSS, "train": {"amp": "bf16"}},
+    "seam_bf16": {"train_cam": {"amp": "bf16"}},
+    "baseline_bf16": {"loss": BASELINE_LOSS, "train_cam": {"amp": "bf16"}},
     # Diagnostic (experiments/geometry.py): both branches' classification alone, no ER or PCM.
     "two_branch_cls": {"loss": {**BASELINE_LOSS, "two_branches": True}},
     # The baseline with a wider random-rescale range (ER is not just augmentation).
@@ -374,7 +380,7 @@ def variant_config(cfg: Config, variant: str, seed: int) -> Config:
     if variant not in VARIANTS:
         raise InputError(f"unknown variant {variant!r}; expected one of {', '.join(VARIANTS)}")
     run = apply_overrides(cfg, VARIANTS[variant])
-    run.train.seed = run.aff_train.seed = run.seg_train.seed = seed
+    run.train_cam.seed = run.train_affinity.seed = run.train_seg.seed = seed
     check_bounds(run)
     return run
 
@@ -382,11 +388,12 @@ def variant_config(cfg: Config, variant: str, seed: int) -> Config:
 # Settings with a range, checked on every config built: setting -> (low, high), inclusive;
 # high None: no upper bound. Zero epochs would "train" nothing; a threshold above 1 never fires.
 BOUNDS: dict[str, tuple[float, float | None]] = {
-    "crf.bg_threshold": (0, 1), "loss.ecr_topk_ratio": (0, 1), "seg.flip_prob": (0, 1),
-    **{f"{stage}.{key}": (1, None) for stage in ("train", "aff_train", "seg_train", "pretrain")
+    "crf.bg_threshold": (0, 1), "loss.ecr_topk_ratio": (0, 1), "segment.flip_prob": (0, 1),
+    **{f"{stage}.{key}": (1, None)
+       for stage in ("train_cam", "train_affinity", "train_seg", "pretrain")
        for key in ("epochs", "batch_size")},
-    **{f"{stage}.seed": (0, None) for stage in ("train", "aff_train", "seg_train", "pretrain",
-                                                "synthetic")},
+    **{f"{stage}.seed": (0, None)
+       for stage in ("train_cam", "train_affinity", "train_seg", "pretrain", "synthetic")},
     "data.crop_size": (1, None), "data.num_workers": (0, None),
     **{f"synthetic.{key}": (1, None) for key in ("n_train", "n_val", "n_test", "min_size",
                                                  "max_size")},

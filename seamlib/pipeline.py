@@ -1,7 +1,7 @@
 """``seam run``: the whole SEAM pipeline, stages in order, in one run folder.
 
-    data -> weights -> train -> cams -> cam_eval -> label_cams -> crf -> affinity -> random_walk
-    -> retrain -> segment -> evaluate
+    data -> weights -> train_cam -> cams -> cam_eval -> label_cams -> crf -> train_affinity
+    -> random_walk -> train_seg -> segment -> evaluate
 
 Every run of a (variant, seed) lives in ``runs/<profile>/<variant>/seed<k>/<stage>/``
 (``run_folder``): ``seam run``, the comparisons, the ablations and the notebooks read and write
@@ -26,7 +26,7 @@ from pathlib import Path
 
 from seamlib.config import Config, uses_pcm
 from seamlib.errors import InputError, Interrupted
-from seamlib.io import atomic_write
+from seamlib.formats import atomic_write, write_json
 from seamlib.provenance import (
     RECORD,
     STAGE_RECORD,
@@ -68,16 +68,16 @@ def _weights(cfg: Config, run: Path) -> None:
         verify_trunk(cfg.pretrain.trunk, cfg.pretrain.trunk_sha256)
 
 
-def _train(cfg: Config, run: Path) -> None:
-    from seamlib.stages.train_cam import train
+def _train_cam(cfg: Config, run: Path) -> None:
+    from seamlib.stages.train_cam import train_cam
 
     cfg = copy.deepcopy(cfg)
-    cfg.train.out_dir = str(run / "train")
-    train(cfg)
+    cfg.train_cam.out_dir = str(run / "train_cam")
+    train_cam(cfg)
 
 
 def _cams(cfg: Config, run: Path) -> None:
-    scored_cams(cfg, run / "train" / "model.pth", run / "cams")
+    scored_cams(cfg, run / "train_cam" / "model.pth", run / "cams")
 
 
 def scored_cams(cfg: Config, weights: Path, out: Path, progress: bool = True,
@@ -96,11 +96,7 @@ def scored_cams(cfg: Config, weights: Path, out: Path, progress: bool = True,
 
 
 def _cam_eval(cfg: Config, run: Path) -> None:
-    from seamlib.stages.evaluate import json_safe
-
-    metrics = score_cams(cfg, run / "cams")
-    atomic_write(run / "cam_eval" / METRICS,
-                 lambda t: t.write_text(json.dumps(json_safe(metrics), indent=1)))
+    write_json(run / "cam_eval" / METRICS, score_cams(cfg, run / "cams"))
 
 
 def score_cams(cfg: Config, cams: Path) -> dict:
@@ -122,7 +118,7 @@ def _label_cams(cfg: Config, run: Path) -> None:
     ``cam_list`` images rather than copying them, so its maps equal one pass over the list."""
     from seamlib.stages.cams import cams_stage
 
-    cams_stage(cfg, run / "train" / "model.pth", cfg.data.train_list, label_cam_dir(cfg, run),
+    cams_stage(cfg, run / "train_cam" / "model.pth", cfg.data.train_list, label_cam_dir(cfg, run),
                use_pcm=uses_pcm(cfg))
 
 
@@ -138,36 +134,36 @@ def _crf(cfg: Config, run: Path) -> None:
               run / "crf", cfg.crf, kind="affinity")
 
 
-def _affinity(cfg: Config, run: Path) -> None:
+def _train_affinity(cfg: Config, run: Path) -> None:
     from seamlib.stages.train_affinity import train_affinity
 
-    train_affinity(cfg, run / "crf", run / "affinity")
+    train_affinity(cfg, run / "crf", run / "train_affinity")
 
 
 def _random_walk(cfg: Config, run: Path) -> None:
     from seamlib.stages.random_walk import random_walk_stage
 
-    random_walk_stage(label_cam_dir(cfg, run), run / "affinity" / "model.pth",
+    random_walk_stage(label_cam_dir(cfg, run), run / "train_affinity" / "model.pth",
                       cfg.data.root, cfg.data.train_list, run / "random_walk", cfg)
 
 
-def _retrain(cfg: Config, run: Path) -> None:
-    from seamlib.stages.train_seg import retrain
+def _train_seg(cfg: Config, run: Path) -> None:
+    from seamlib.stages.train_seg import train_seg
 
-    retrain(cfg, run / "random_walk", run / "retrain")
+    train_seg(cfg, run / "random_walk", run / "train_seg")
 
 
 def _segment(cfg: Config, run: Path) -> None:
     from seamlib.stages.segment import segment_stage
 
     for name in eval_lists(cfg):
-        segment_stage(cfg, run / "retrain" / "model.pth", name, run / "segment" / name)
+        segment_stage(cfg, run / "train_seg" / "model.pth", name, run / "segment" / name)
 
 
 def _evaluate(cfg: Config, run: Path) -> None:
     """Every stage's output against the masks: CAMs (best and val-chosen threshold) and
     random-walk pseudo labels on ``cam_list``, the segmentation on each evaluated list."""
-    from seamlib.stages.evaluate import evaluate, json_safe
+    from seamlib.stages.evaluate import evaluate
 
     root, data = cfg.data.root, cfg.data
     val = evaluate(run / "cams" / data.val_list, root, data.val_list, kind="cam")
@@ -180,8 +176,7 @@ def _evaluate(cfg: Config, run: Path) -> None:
         **{f"segment_{name}": evaluate(run / "segment" / name, root, name, kind="png")
            for name in eval_lists(cfg)},
     }
-    atomic_write(run / "evaluate" / METRICS,
-                 lambda t: t.write_text(json.dumps(json_safe(metrics), indent=1)))
+    write_json(run / "evaluate" / METRICS, metrics)
 
 
 def eval_lists(cfg: Config) -> list[str]:
@@ -201,15 +196,15 @@ def eval_lists(cfg: Config) -> list[str]:
 STAGES: tuple[Stage, ...] = (
     Stage("data", ("data", "synthetic"), _data),
     Stage("weights", ("model", "pretrain"), _weights),
-    Stage("train", ("model", "loss", "train"), _train, device=True),
+    Stage("train_cam", ("model", "loss", "train_cam"), _train_cam, device=True),
     Stage("cams", ("cams",), _cams, device=True),
     Stage("cam_eval", (), _cam_eval),
     Stage("label_cams", ("cams",), _label_cams, device=True),
     Stage("crf", ("crf",), _crf),
-    Stage("affinity", ("affinity", "aff_train"), _affinity, device=True),
+    Stage("train_affinity", ("affinity", "train_affinity"), _train_affinity, device=True),
     Stage("random_walk", ("random_walk",), _random_walk, device=True),
-    Stage("retrain", ("seg", "seg_train"), _retrain, device=True),
-    Stage("segment", ("seg",), _segment, device=True),
+    Stage("train_seg", ("segment", "train_seg"), _train_seg, device=True),
+    Stage("segment", ("segment",), _segment, device=True),
     Stage("evaluate", (), _evaluate),
 )
 STAGE_NAMES = tuple(s.name for s in STAGES)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from seamlib.errors import InputError, MissingFile
-from seamlib.io import atomic_write, sha256_file
+from seamlib.formats import atomic_write, sha256_file
 
 # Where files go, how many processes or threads share the work, how often logs and
 # checkpoints are written (a resume is exact), and whether decoded images are kept in memory.
@@ -34,7 +34,7 @@ RECORD = ("key", "settings", "complete")  # in stage.json beside the stage's tim
 
 
 def flatten(settings: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"train": {"lr": 0.1}, "device": "cpu"}`` -> ``{"train.lr": 0.1, "device": "cpu"}``."""
+    """``{"crf": {"workers": 2}, "device": "cpu"}`` -> ``{"crf.workers": 2, "device": "cpu"}``."""
     flat: dict[str, Any] = {}
     for key, value in settings.items():
         name = f"{prefix}{key}"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from seamlib.device import hardware
 from seamlib.errors import InputError, MissingFile
-from seamlib.io import atomic_write
+from seamlib.formats import atomic_write
 from seamlib.pipeline import STAGE_NAMES, TIMINGS
 
 REPORT_METRICS = (("cams", "CAM, best thr"), ("cams_at_val_threshold", "CAM, val-chosen thr"),

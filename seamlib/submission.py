@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from seamlib.data.voc import NUM_CLASSES, load_label_png, voc_palette
+from seamlib.data.voc import NUM_CLASSES
 from seamlib.errors import InputError, MissingFile
-from seamlib.io import atomic_write
+from seamlib.formats import atomic_write, load_label_png, voc_palette
 
 SUBMISSION_DIR = "results/VOC2012/Segmentation/comp6_test_cls"
 ARCHIVE = "results.tar.gz"

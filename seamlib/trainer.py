@@ -7,7 +7,7 @@ channels_last, and DDP when launched by ``torchrun``. Output: ``<out_dir>/model.
 Reproducibility: the data order of an epoch depends only on (seed, epoch) and each sample's
 augmentation only on (seed, epoch, index) (``EpochBatches``, ``SeededSamples``), so batches
 do not depend on ``num_workers``, on the number of processes, or on where a run was resumed.
-Training randomness (dropout) comes from torch's global RNG, seeded with ``train.seed`` plus
+Training randomness (dropout) comes from torch's global RNG, seeded with the trainer's ``seed`` plus
 the process's rank and saved in every checkpoint (one state per process).
 """
 
@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 from seamlib.config import TrainConfig
 from seamlib.device import hardware, keep_freed_memory
 from seamlib.errors import InputError
-from seamlib.io import atomic_write
+from seamlib.formats import atomic_write
 from seamlib.provenance import claim
 
 CHECKPOINT = "checkpoint.pth"

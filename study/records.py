@@ -11,9 +11,8 @@ from pathlib import Path
 
 from seamlib.config import Config, variant_config
 from seamlib.errors import InputError, MissingFile
-from seamlib.io import atomic_write
+from seamlib.formats import write_json
 from seamlib.pipeline import METRICS, final_key, run_folder, run_pipeline
-from seamlib.stages.evaluate import json_safe
 
 
 def record_path(results: str | Path, profile: str, variant: str, seed: int, name: str) -> Path:
@@ -33,7 +32,7 @@ def read_record(path: Path, key: str) -> dict | None:
 
 def write_record(path: Path, record: dict) -> dict:
     """Write ``record`` at ``path`` atomically; return it."""
-    atomic_write(path, lambda t: t.write_text(json.dumps(json_safe(record), indent=1)))
+    write_json(path, record)
     return record
 
 

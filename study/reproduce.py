@@ -22,13 +22,14 @@ import sys
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from seamlib.config import Config, uses_pcm
 from seamlib.errors import InputError
-from seamlib.io import atomic_write
+from seamlib.formats import atomic_write
+from seamlib.parallel import run_parallel
 from seamlib.pipeline import (
     METRICS,
     final_key,
@@ -108,7 +109,7 @@ def job_key(cfg: Config, job: Job) -> str:
         key = final_key(scales_config(cfg, job.variant, job.seed, job.scales), "cam_eval")
         return key if job.method == "cam" else f"{key}+{job.method}"
     if job.kind in ("fc8", "recognisability"):
-        until = "cam_eval" if job.kind == "fc8" else "train"
+        until = "cam_eval" if job.kind == "fc8" else "train_cam"
         return f"{final_key(run_config(cfg, job.variant, job.seed), until)}+{job.kind}"
     until = "crf" if job.kind == "crf_threshold" else job.kind
     return final_key(run_config(cfg, job.variant, job.seed), until)
@@ -127,11 +128,11 @@ def scales_record(cfg: Config, variant: str, seed: int, scales: Iterable[float],
     folder = run_folder(cfg.profile, variant, seed)
 
     def make() -> dict:
-        run_pipeline(run_config(cfg, variant, seed), folder, until="train")
+        run_pipeline(run_config(cfg, variant, seed), folder, until="train_cam")
         cams = folder / job.name
         shutil.rmtree(cams, ignore_errors=True)  # made from other weights or settings
         start = time.time()
-        scored_cams(run_cfg, folder / "train" / "model.pth", cams, progress=False,
+        scored_cams(run_cfg, folder / "train_cam" / "model.pth", cams, progress=False,
                     method=method)
         metrics = {"scales": list(job.scales), "method": method, **score_cams(run_cfg, cams)}
         return {"variant": variant, "seed": seed, "scales": list(job.scales), "method": method,
@@ -154,7 +155,7 @@ def fc8_record(cfg: Config, variant: str, seed: int, results: str | Path = "resu
         cams = folder / "fc8"
         shutil.rmtree(cams, ignore_errors=True)  # made from other weights or settings
         start = time.time()
-        scored_cams(run_cfg, folder / "train" / "model.pth", cams, progress=False, method="fc8")
+        scored_cams(run_cfg, folder / "train_cam" / "model.pth", cams, progress=False, method="fc8")
         return {"variant": variant, "seed": seed, "run_dir": str(folder),
                 "seconds": round(time.time() - start, 1),
                 "metrics": {**score_cams(run_cfg, cams), "use_pcm": False},
@@ -171,9 +172,9 @@ def recognisability_record(cfg: Config, variant: str, seed: int,
     run_cfg, folder = run_config(cfg, variant, seed), run_folder(cfg.profile, variant, seed)
 
     def make() -> dict:
-        run_pipeline(run_cfg, folder, until="train")
+        run_pipeline(run_cfg, folder, until="train_cam")
         start = time.time()
-        maps = {f"{s:g}": classification_map(run_cfg, folder / "train" / "model.pth",
+        maps = {f"{s:g}": classification_map(run_cfg, folder / "train_cam" / "model.pth",
                                              run_cfg.data.val_list, s)
                 for s in RECOGNISABILITY_SCALES}
         return {"variant": variant, "seed": seed, "run_dir": str(folder),
@@ -297,7 +298,8 @@ def remaining(cfg: Config, chains: list[list[Job]],
 def profile_records(profile: str, results: str | Path = "results") -> Iterator[tuple[Path, dict]]:
     """Every job record of the profile (``results/<profile>/runs/*/seed*/*.json``), read."""
     for path in sorted((Path(results) / profile / "runs").glob("*/seed*/*.json")):
-        yield path, json.loads(path.read_text())
+        if not path.name.startswith("."):  # a record being written (formats.atomic_write)
+            yield path, json.loads(path.read_text())
 
 
 def recorded_seconds(profile: str, results: str | Path = "results") -> dict:
@@ -335,8 +337,8 @@ def recorded_compute(profile: str, results: str | Path = "results") -> dict:
             "run_folders": len({run for run, _ in stages}), "hardware": sorted(hardware)}
 
 
-OWN_WORK = {"crf_threshold": "cams", "fc8": "cam_eval", "recognisability": "train",
-            "scales": "train"}  # jobs with work of their own: the stage they start from
+OWN_WORK = {"crf_threshold": "cams", "fc8": "cam_eval", "recognisability": "train_cam",
+            "scales": "train_cam"}  # jobs with work of their own: the stage they start from
 
 
 def job_estimate(cfg: Config, job: Job, seconds: dict, covered: set[str]) -> float | None:
@@ -375,7 +377,7 @@ def minutes_left(estimates: list[float | None], workers: int) -> tuple[float, in
 
 # What the notebooks run themselves on top of the records (make reproduce executes them):
 # 02 trains SEAM's inference seed, 03 scores both methods' CAMs and SEAM's random walk.
-NOTEBOOK_RUNS = {"02_train_seam": (("seam", "train"),),
+NOTEBOOK_RUNS = {"02_train_seam": (("seam", "train_cam"),),
                  "03_cams": (("baseline", "cams"), ("seam", "random_walk"))}
 
 
@@ -449,26 +451,13 @@ def _run_chain(cfg: Config, chain: list[Job], results: str, quiet: bool) -> list
     return done
 
 
-def _start_worker(threads: int) -> None:
-    """A spawned worker's share of the CPU: ``threads`` OpenMP and torch threads."""
-    import torch
-
-    os.environ["OMP_NUM_THREADS"] = str(threads)
-    torch.set_num_threads(threads)
-
-
 def _run_chains(cfg: Config, left: list[list[Job]], workers: int, threads: int,
                 results: str) -> Iterator[list[dict]]:
-    """Each chain's outcome as it finishes, the chains run on ``workers`` spawned processes of
-    ``threads`` threads each."""
-    import multiprocessing
-
-    # not multiprocessing.Pool: its daemonic workers cannot start data-loading processes
-    with ProcessPoolExecutor(workers, multiprocessing.get_context("spawn"),
-                             initializer=_start_worker, initargs=(threads,)) as pool:
-        futures = [pool.submit(_run_chain, cfg, chain, results, workers > 1) for chain in left]
-        for future in as_completed(futures):
-            yield future.result()
+    """Each chain's outcome as it finishes, the chains run on ``workers`` spawned processes
+    (one: in this process) of ``threads`` threads each."""
+    run = partial(_run_chain, cfg, results=results, quiet=workers > 1)
+    for _, done in run_parallel(run, left, workers, threads=threads):
+        yield done
 
 
 def reproduce(cfg: Config, workers: int = 1, seeds: Iterable[int] | None = None,

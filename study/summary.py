@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from seamlib.config import Config
-from seamlib.io import atomic_write
+from seamlib.formats import atomic_write
 from study.reproduce import plan, recorded_compute, remaining
 
 # What each table can show on the synthetic proxy (the paper's VOC numbers are never in them).

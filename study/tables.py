@@ -10,8 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from seamlib.errors import InputError
-from seamlib.io import atomic_write
-from seamlib.stages.evaluate import json_safe
+from seamlib.formats import atomic_write, json_safe
 
 
 def write_table(rows: list[dict], base: str | Path, title: str = "") -> Path:

@@ -18,9 +18,9 @@ from seamlib.data.voc import (
     SEG_CLASS,
     SEG_CLASS_AUG,
     SEG_LISTS,
-    save_label_png,
     write_list,
 )
+from seamlib.formats import save_label_png
 
 # id -> (height, width, foreground classes present in the mask and the XML)
 TINY_IMAGES: dict[str, tuple[int, int, tuple[int, ...]]] = {

@@ -10,6 +10,7 @@ from seamlib.config import ModelConfig, load_config
 from seamlib.data.affinity_data import AffinityDataset, affinity_labels
 from seamlib.data.lists import list_path
 from seamlib.data.voc import IGNORE, read_list
+from seamlib.formats import save_score_maps
 from seamlib.models import build_model
 from seamlib.models.affinity import (
     KEY_TABLE,
@@ -21,7 +22,6 @@ from seamlib.models.affinity import (
     pair_offsets,
 )
 from seamlib.models.weights import load_weights, save_released, to_released
-from seamlib.stages.crf import save_score_maps
 from seamlib.stages.train_affinity import affinity_loss, affinity_loss_fn, train_affinity
 
 WIDTH = 0.0625

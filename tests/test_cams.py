@@ -11,18 +11,16 @@ import torch.nn.functional as F
 
 from seamlib.config import ModelConfig
 from seamlib.errors import InputError
+from seamlib.formats import iter_cams, load_cam, save_cam
 from seamlib.models import build_model
 from seamlib.models.seam import SEAMOutput
 from seamlib.stages.cams import (
     MANIFEST,
     cam_seconds,
     infer_cams,
-    iter_cams,
-    load_cam,
     multiscale_cam,
     multiscale_cams,
     normalise_cam,
-    save_cam,
 )
 
 

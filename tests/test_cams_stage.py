@@ -6,9 +6,10 @@ import pytest
 from seamlib.cli import main
 from seamlib.config import load_config
 from seamlib.data.voc import SEG_LISTS, write_list
+from seamlib.formats import iter_cams
 from seamlib.models import build_model
 from seamlib.models.weights import save_released
-from seamlib.stages.cams import cams_stage, iter_cams
+from seamlib.stages.cams import cams_stage
 
 
 @pytest.fixture
@@ -18,7 +19,7 @@ def trained(voc_root_difficult, tmp_path):
     root = voc_root_difficult
     write_list(root / SEG_LISTS / "pair.txt", ["2007_000001", "2007_000003"])
     write_list(root / SEG_LISTS / "one.txt", ["2007_000003"])
-    cfg = load_config("smoke", {"train": {"out_dir": str(tmp_path / "run")},
+    cfg = load_config("smoke", {"train_cam": {"out_dir": str(tmp_path / "run")},
                                 "data": {"cam_list": "pair"}}, data_root=root)
     save_released(build_model(cfg.model), tmp_path / "run" / "model.pth")
     return cfg

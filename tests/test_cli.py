@@ -19,9 +19,9 @@ def run_cli(capsys, *argv: str) -> tuple[int, str]:
 
 
 def test_parse_overrides_keeps_text_for_the_config_to_type():
-    out = parse_overrides(["train.epochs=2", "data.root=/tmp/x", "loss.use_er=false",
+    out = parse_overrides(["train_cam.epochs=2", "data.root=/tmp/x", "loss.use_er=false",
                            "data.resize_long=(64, 96)", "data.root=a=b"])
-    assert out == {"train": {"epochs": "2"}, "data": {"root": "a=b", "resize_long": "(64, 96)"},
+    assert out == {"train_cam": {"epochs": "2"}, "data": {"root": "a=b", "resize_long": "(64, 96)"},
                    "loss": {"use_er": "false"}}
 
 
@@ -30,15 +30,15 @@ def args_for(*argv: str) -> argparse.Namespace:
 
 
 def test_set_false_turns_a_flag_off():
-    cfg = config_from(args_for("train", "--profile", "smoke", "--set", "loss.use_er=false",
+    cfg = config_from(args_for("train_cam", "--profile", "smoke", "--set", "loss.use_er=false",
                                "--set", "data.resize_long=40,56"))
     assert cfg.loss.use_er is False and cfg.data.resize_long == (40, 56)
 
 
 def test_a_bad_setting_stops_the_command_with_one_line_naming_it(capsys):
-    code, err = run_cli(capsys, "train", "--set", "train.epochs=2.5")
+    code, err = run_cli(capsys, "train_cam", "--set", "train_cam.epochs=2.5")
     assert code == 2 and err.count("\n") == 1
-    assert err.startswith("seam train: setting train.epochs") and "expected int" in err
+    assert err.startswith("seam train_cam: setting train_cam.epochs") and "expected int" in err
 
 
 def test_every_subcommand_has_a_one_line_help():
@@ -59,7 +59,7 @@ def test_every_config_subcommand_defaults_to_the_default_profile():
         assert not profile or profile[0].default == DEFAULT_PROFILE, name
 
 
-@pytest.mark.parametrize("command", ["train", "cams"])
+@pytest.mark.parametrize("command", ["train_cam", "cams"])
 def test_device_flag_sets_the_config_device(command):
     assert config_from(args_for(command, "--device", "cpu")).device == "cpu"
     assert config_from(args_for(command)).device == "auto"
@@ -68,9 +68,9 @@ def test_device_flag_sets_the_config_device(command):
 def test_device_flag_is_checked_before_work_starts(monkeypatch):
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)
     with pytest.raises(ValueError, match="no CUDA device"):
-        config_from(args_for("train", "--device", "cuda"))
+        config_from(args_for("train_cam", "--device", "cuda"))
     with pytest.raises(ValueError, match="cannot parse"):
-        config_from(args_for("train", "--device", "gpu0"))
+        config_from(args_for("train_cam", "--device", "gpu0"))
 
 
 def test_parse_overrides_rejects_malformed():
@@ -79,15 +79,15 @@ def test_parse_overrides_rejects_malformed():
 
 
 def test_debug_shows_the_traceback(capsys):
-    with pytest.raises(ValueError, match="train.epochs"):
-        main(["--debug", "train", "--set", "train.epochs=2.5"])
+    with pytest.raises(ValueError, match="train_cam.epochs"):
+        main(["--debug", "train_cam", "--set", "train_cam.epochs=2.5"])
 
 
 def test_subcommands_are_listed_in_the_pipelines_order():
     parser = build_parser()
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    assert list(sub.choices) == ["data", "train", "cams", "crf", "affinity", "random-walk",
-                                 "retrain", "segment", "evaluate", "export", "run",
+    assert list(sub.choices) == ["data", "train_cam", "cams", "crf", "train_affinity",
+                                 "random_walk", "train_seg", "segment", "evaluate", "export", "run",
                                  "notebook"]
 
 
@@ -100,8 +100,8 @@ def test_every_option_has_a_help_line():
 
 
 def test_config_errors_name_the_setting():
-    with pytest.raises(ValueError, match="train.epoch"):
-        load_config("smoke", {"train": {"epoch": 3}})
+    with pytest.raises(ValueError, match="train_cam.epoch"):
+        load_config("smoke", {"train_cam": {"epoch": 3}})
     with pytest.raises(ValueError, match="unknown config stage 'trian'"):
         load_config("smoke", {"trian": {"epochs": 3}})
     with pytest.raises(ValueError, match="unknown profile"):
@@ -110,12 +110,12 @@ def test_config_errors_name_the_setting():
 
 def test_profiles_override_reference_defaults():
     voc, proxy = load_config("voc"), load_config("proxy")
-    assert voc.train.momentum == 5e-4 and voc.model.frozen_bn and voc.data.crop_size == 448
+    assert voc.train_cam.momentum == 5e-4 and voc.model.frozen_bn and voc.data.crop_size == 448
     # proxy fine-tunes its pretrained trunk with the reference optimiser, epochs and freezing,
     # except momentum 0.9 for the quirk's 5e-4 (its one listed optimiser deviation)
-    assert proxy.train == dataclasses.replace(voc.train, out_dir=proxy.train.out_dir,
+    assert proxy.train_cam == dataclasses.replace(voc.train_cam, out_dir=proxy.train_cam.out_dir,
                                               momentum=0.9)
-    assert voc.aff_train.momentum == proxy.aff_train.momentum == 5e-4
+    assert voc.train_affinity.momentum == proxy.train_affinity.momentum == 5e-4
     assert proxy.model.frozen_bn and proxy.model.frozen_stem
     assert proxy.model.weights == proxy.pretrain.trunk and voc.pretrain.trunk is None
     assert proxy.loss == voc.loss  # the method is the same in every profile
@@ -145,24 +145,25 @@ def test_crf_command_calls_crf_stage(monkeypatch, capsys):
         args_for("crf", "--cams", "C", "--out", "O", "--device", "cpu")  # the CRF runs on CPU
 
 
-def test_affinity_command_calls_train_affinity(monkeypatch):
+def test_train_affinity_command_calls_train_affinity(monkeypatch):
     calls = record_calls(monkeypatch, "seamlib.stages.train_affinity.train_affinity")
-    args = args_for("affinity", "--profile", "smoke", "--labels", "L", "--device", "cpu")
+    args = args_for("train_affinity", "--profile", "smoke", "--labels", "L", "--device", "cpu")
     args.func(args)
-    args = args_for("affinity", "--profile", "smoke", "--labels", "L", "--out", "A")
+    args = args_for("train_affinity", "--profile", "smoke", "--labels", "L", "--out", "A")
     args.func(args)
     (cfg, labels, out), _ = calls[0]
-    assert (cfg.profile, cfg.device, labels, out) == ("smoke", "cpu", "L", "runs/smoke/aff")
+    assert (cfg.profile, cfg.device, labels) == ("smoke", "cpu", "L")
+    assert out == "runs/smoke/train_affinity"
     assert calls[1][0][1:] == ("L", "A")
 
 
 def test_random_walk_command_calls_random_walk_stage(monkeypatch):
     calls = record_calls(monkeypatch, "seamlib.stages.random_walk.random_walk_stage")
-    args = args_for("random-walk", "--profile", "smoke", "--cams", "C", "--weights", "W.pth",
+    args = args_for("random_walk", "--profile", "smoke", "--cams", "C", "--weights", "W.pth",
                     "--list", "train", "--out", "O", "--set", "random_walk.beta=4")
     args.func(args)
     (cams, weights, root, name, out, cfg), _ = calls[0]
     assert (cams, weights, root, name, out) == ("C", "W.pth", cfg.data.root, "train", "O")
-    assert cfg.random_walk.beta == 4 and args.command == "random-walk"
+    assert cfg.random_walk.beta == 4 and args.command == "random_walk"
     with pytest.raises(SystemExit):
-        args_for("random-walk", "--cams", "C", "--out", "O")  # --weights is required
+        args_for("random_walk", "--cams", "C", "--out", "O")  # --weights is required

@@ -35,14 +35,14 @@ def fails(capsys, command: str, *argv: str) -> str:
 
 @pytest.fixture
 def no_training(monkeypatch) -> None:
-    """Fail the test if ``seam train`` gets as far as building its network."""
+    """Fail the test if ``seam train_cam`` gets as far as building its network."""
     monkeypatch.setattr(seamlib.stages.train_cam, "build_model",
                         lambda *a: pytest.fail("training began"))
 
 
 def test_train_with_a_missing_annotation_names_it(voc_root, tmp_path, capsys, no_training):
     (voc_root / ANNOTATIONS / "2007_000002.xml").unlink()
-    for command, *argv in (("train", "--set", f"train.out_dir={tmp_path / 'run'}"),
+    for command, *argv in (("train_cam", "--set", f"train_cam.out_dir={tmp_path / 'run'}"),
                            ("data", "--set", "data.prepare=validate")):
         err = fails(capsys, command, "--profile", "smoke", "--data-root", str(voc_root), *argv)
         assert f"{ANNOTATIONS}/2007_000002.xml: missing" in err
@@ -51,11 +51,11 @@ def test_train_with_a_missing_annotation_names_it(voc_root, tmp_path, capsys, no
 
 def test_train_before_data_says_to_run_seam_data(tmp_path, monkeypatch, capsys, no_training):
     monkeypatch.chdir(tmp_path)
-    err = fails(capsys, "train", "--profile", "smoke")
+    err = fails(capsys, "train_cam", "--profile", "smoke")
     assert "data/smoke/VOC2012 does not exist" in err and "`seam data --profile smoke`" in err
     err = fails(capsys, "cams", "--profile", "smoke", "--data-root", "elsewhere")
     assert "`seam data --profile smoke --data-root elsewhere`" in err
-    err = fails(capsys, "train", "--profile", "smoke", "--set", "data.prepare=validate")
+    err = fails(capsys, "train_cam", "--profile", "smoke", "--set", "data.prepare=validate")
     assert "point --data-root at your VOC-format folder" in err
 
 
@@ -74,7 +74,7 @@ def test_data_offline_names_both_archives_and_where_to_put_them(tmp_path, monkey
 def test_voc_without_imagenet_weights_names_the_path_and_the_setting(voc_root, tmp_path,
                                                                       monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)  # no data/weights/ here
-    err = fails(capsys, "train", "--profile", "voc", "--data-root", str(voc_root))
+    err = fails(capsys, "train_cam", "--profile", "voc", "--data-root", str(voc_root))
     assert "data/weights/ilsvrc-cls_rna-a1_cls1000_ep-0001.params" in err
     assert "--set model.weights=PATH" in err
 
@@ -119,13 +119,13 @@ def test_evaluate_refuses_a_threshold_outside_0_1(voc_root, tmp_path, capsys):
     assert "threshold 1.5: expected a CAM background threshold in [0, 1]" in err
 
 
-@pytest.mark.parametrize("setting", ["train.epochs=0", "aff_train.epochs=0",
-                                     "seg_train.epochs=-1", "train.batch_size=0",
+@pytest.mark.parametrize("setting", ["train_cam.epochs=0", "train_affinity.epochs=0",
+                                     "train_seg.epochs=-1", "train_cam.batch_size=0",
                                      "crf.bg_threshold=1.5", "crf.bg_threshold=nan"])
 def test_settings_out_of_range_are_refused_naming_them(setting, capsys, no_training):
     name, value = setting.split("=")
-    err = fails(capsys, "train", "--profile", "smoke", "--set", setting)
-    assert err.startswith(f"seam train: setting {name}: cannot use ")
+    err = fails(capsys, "train_cam", "--profile", "smoke", "--set", setting)
+    assert err.startswith(f"seam train_cam: setting {name}: cannot use ")
     assert ("[0, 1]" if name.startswith("crf") else "at least 1") in err
 
 
@@ -187,19 +187,19 @@ def test_ctrl_c_names_the_stage_and_exits_130(tmp_path, monkeypatch, capsys):
     def interrupted(cfg):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(seamlib.stages.train_cam, "train", interrupted)
+    monkeypatch.setattr(seamlib.stages.train_cam, "train_cam", interrupted)
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as exit_:
         main(["run", "--profile", "smoke", "--data-root", str(tmp_path / "VOC2012")])
     assert exit_.value.code == 130
     err = capsys.readouterr().err.split("\r")[-1]
-    assert err == ("seam run: interrupted during train; rerun the same command to resume\n")
+    assert err == ("seam run: interrupted during train_cam; rerun the same command to resume\n")
 
 
 def test_a_negative_seed_is_refused_before_any_stage(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     err = fails(capsys, "run", "--profile", "smoke", "--seed", "-1")
-    assert "setting train.seed: cannot use -1; expected at least 0" in err
+    assert "setting train_cam.seed: cannot use -1; expected at least 0" in err
     assert not (tmp_path / "runs").exists() and not (tmp_path / "data").exists()
 
 

@@ -26,8 +26,8 @@ def test_variant_config_switches_terms_and_seed_only():
     base, seam = variant_config(cfg, "baseline", 3), variant_config(cfg, "seam", 3)
     assert not (base.loss.use_er or base.loss.use_ecr or base.loss.use_rvmin)
     assert seam.loss == cfg.loss and seam.model == cfg.model and seam.data == cfg.data
-    assert base.train.seed == seam.train.seed == 3 and cfg.train.seed == 0
-    assert base.train.out_dir == seam.train.out_dir == cfg.train.out_dir
+    assert base.train_cam.seed == seam.train_cam.seed == 3 and cfg.train_cam.seed == 0
+    assert base.train_cam.out_dir == seam.train_cam.out_dir == cfg.train_cam.out_dir
     with pytest.raises(ValueError, match="unknown variant"):
         variant_config(cfg, "affinity", 0)
 
@@ -106,8 +106,8 @@ def test_compare_writes_complete_report(report):
         assert "background" in run["classes_with_ground_truth"]
         assert set(run["classes_with_ground_truth"]) <= set(run["classes_in_means"])
     runs = tmp / "runs" / "smoke"
-    seam_cfg = json.loads((runs / "seam" / "seed0" / "train" / "config.json").read_text())
-    base_cfg = json.loads((runs / "baseline" / "seed0" / "train" / "config.json").read_text())
+    seam_cfg = json.loads((runs / "seam" / "seed0" / "train_cam" / "config.json").read_text())
+    base_cfg = json.loads((runs / "baseline" / "seed0" / "train_cam" / "config.json").read_text())
     assert seam_cfg["loss"]["use_er"] and not base_cfg["loss"]["use_er"]
 
 
@@ -161,17 +161,27 @@ def test_extend_keeps_recorded_seeds_and_refuses_other_settings(report):
     assert [r["train_miou_best"] for r in kept] == [r["train_miou_best"] for r in report["runs"]]
     assert extended["summary"]["seam"]["train_miou_best"]["std"] is not None
     assert "seam compare --seeds 1 --extend" in (results / "seam_vs_baseline.md").read_text()
-    other = load_config("smoke", SMALL | {"train": {"lr": 0.5}}, data_root=tmp / "VOC")
-    with pytest.raises(ValueError, match=r"other settings: train.lr was"):
+    other = load_config("smoke", SMALL | {"train_cam": {"lr": 0.5}}, data_root=tmp / "VOC")
+    with pytest.raises(ValueError, match=r"other settings: train_cam.lr was"):
         compare(other, [2], "x", results, progress=False, extend=True)
     with pytest.raises(FileNotFoundError, match="no earlier comparison"):
         compare(cfg, [2], "x", tmp / "nothing", progress=False, extend=True)
 
 
-def test_spawned_workers_take_their_threads(monkeypatch):
+def test_runs_in_a_pool_are_returned_in_the_jobs_order(monkeypatch):
+    """Spawned runs come back as they finish; run_methods returns them in the jobs' order, and
+    each worker gets cpu_count // workers threads (tests/test_parallel.py checks they arrive)."""
     import experiments.compare as compare_module
 
-    calls = []
-    monkeypatch.setattr(compare_module.torch, "set_num_threads", calls.append)
-    compare_module.start_worker(3)
-    assert calls == [3]
+    seen = {}
+
+    def runner(fn, jobs, workers, **kw):
+        seen.update(workers=workers, **kw)
+        return iter([(job, {"job": job}) for job in reversed(jobs)])
+
+    monkeypatch.setattr(compare_module, "run_parallel", runner)
+    monkeypatch.setattr(compare_module.os, "cpu_count", lambda: 6)
+    jobs = [("baseline", 0), ("seam", 0), ("seam", 1)]
+    runs = compare_module.run_methods(None, jobs, workers=2, progress=False)
+    assert [r["job"] for r in runs] == jobs
+    assert seen == {"workers": 2, "threads": 3, "star": True}

@@ -1,4 +1,5 @@
-"""Dense CRF and the CRF label stage (seamlib/stages/crf.py)."""
+"""Dense CRF (seamlib/densecrf.py), the CRF score maps (seamlib/formats.py) and the CRF label
+stage (seamlib/stages/crf.py)."""
 
 from __future__ import annotations
 
@@ -11,18 +12,14 @@ import torch
 from seamlib.config import CRFConfig, load_config
 from seamlib.data.affinity_data import AffinityDataset
 from seamlib.data.lists import list_path
-from seamlib.data.voc import IGNORE, load_label_png, read_list
+from seamlib.data.voc import IGNORE, read_list
+from seamlib.densecrf import dense_crf, to_label, with_background
 from seamlib.errors import InputError
+from seamlib.formats import load_label_png, load_score_maps, save_cam, save_score_maps
 from seamlib.provenance import MANIFEST
-from seamlib.stages.cams import save_cam
 from seamlib.stages.crf import (
     SUFFIXES,
     crf_stage,
-    dense_crf,
-    load_score_maps,
-    save_score_maps,
-    to_label,
-    with_background,
 )
 
 

@@ -23,8 +23,9 @@ from seamlib.data.datasets import (
     resize_long,
 )
 from seamlib.data.lists import labels_for, labels_from_masks
-from seamlib.data.voc import IGNORE, IMAGES, SEG_CLASS, save_label_png
+from seamlib.data.voc import IGNORE, IMAGES, SEG_CLASS
 from seamlib.errors import InputError
+from seamlib.formats import save_label_png
 
 NO_JITTER = (0.0, 0.0, 0.0, 0.0)
 

@@ -12,10 +12,10 @@ from seamlib.stages.evaluate import THRESHOLDS
 
 
 def test_baseline_config_is_the_baseline_variant_at_the_profile_seed():
-    cfg = load_config("proxy", {"train": {"seed": 4}})
+    cfg = load_config("proxy", {"train_cam": {"seed": 4}})
     base = baseline_config(cfg)
     assert not (base.loss.use_er or base.loss.use_ecr or base.loss.use_rvmin)
-    assert base.train.seed == 4
+    assert base.train_cam.seed == 4
     assert cfg.loss.use_er  # input left untouched
 
 

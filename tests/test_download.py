@@ -28,7 +28,8 @@ from seamlib.data.download import (
     load_sbd_mat,
     prepare_voc,
 )
-from seamlib.data.voc import load_label_png, read_list, save_label_png, write_list
+from seamlib.data.voc import read_list, write_list
+from seamlib.formats import load_label_png, save_label_png
 
 VOC_MASKS = {  # ids with a VOC SegmentationClass mask
     "2007_000032": np.array([[0, 1, 1], [255, 15, 0]], dtype=np.uint8),

@@ -12,7 +12,7 @@ from PIL import Image
 from seamlib.cli import main
 from seamlib.data.lists import DataError, list_path
 from seamlib.data.voc import SEG_CLASS, write_list
-from seamlib.stages.cams import load_cam, save_cam
+from seamlib.formats import json_safe, load_cam, save_cam
 from seamlib.stages.evaluate import (
     THRESHOLDS,
     average_precision,
@@ -20,7 +20,6 @@ from seamlib.stages.evaluate import (
     confusion,
     evaluate,
     image_mious,
-    json_safe,
     scores,
     sweep_table,
     threshold_sweep,

@@ -10,10 +10,11 @@ from torch import nn
 
 from seamlib.config import load_config
 from seamlib.data.voc import SEG_LISTS, write_list
+from seamlib.formats import load_cam
 from seamlib.gradcam import GradCAMNet, channel_weights
 from seamlib.models import build_model
 from seamlib.models.weights import save_released
-from seamlib.stages.cams import MANIFEST, cams_stage, load_cam
+from seamlib.stages.cams import MANIFEST, cams_stage
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +122,7 @@ def trained(voc_root, tmp_path):
     """A smoke config on the fixture dataset, a one-image list, random-init weights saved as
     its trained checkpoint."""
     write_list(voc_root / SEG_LISTS / "one.txt", ["2007_000003"])
-    cfg = load_config("smoke", {"train": {"out_dir": str(tmp_path / "run")},
+    cfg = load_config("smoke", {"train_cam": {"out_dir": str(tmp_path / "run")},
                                 "data": {"cam_list": "one"}}, data_root=voc_root)
     save_released(build_model(cfg.model), tmp_path / "run" / "model.pth")
     return cfg

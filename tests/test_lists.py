@@ -41,9 +41,9 @@ from seamlib.data.voc import (
     SEG_CLASS_AUG,
     cache_dir,
     read_list,
-    save_label_png,
     write_list,
 )
+from seamlib.formats import save_label_png
 
 
 def expected_label(tiny, image_id: str) -> np.ndarray:

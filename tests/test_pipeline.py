@@ -29,9 +29,9 @@ def test_every_stage_runs_in_order_and_writes_its_outputs(smoke_run):
     cfg, run, timings = smoke_run
     assert list(timings) == list(STAGE_NAMES)
     assert all(t["ran"] for t in timings.values())
-    assert (run / "train" / "model.pth").is_file()
-    assert (run / "affinity" / "model.pth").is_file()
-    assert (run / "retrain" / "model.pth").is_file()
+    assert (run / "train_cam" / "model.pth").is_file()
+    assert (run / "train_affinity" / "model.pth").is_file()
+    assert (run / "train_seg" / "model.pth").is_file()
     for name in (cfg.data.cam_list, cfg.data.val_list):
         assert any((run / "cams" / name).glob("*.npz"))
     ids = (run / "label_cams" / cfg.data.train_list).glob("*.npz")  # the whole training list
@@ -57,9 +57,9 @@ def test_a_variant_and_seed_run_in_their_own_folder(smoke_run, tmp_path, monkeyp
     cfg, _, _ = smoke_run
     monkeypatch.chdir(tmp_path)
     main(["run", "--profile", "smoke", "--data-root", cfg.data.root, "--variant", "baseline",
-          "--seed", "3", "--until", "train"])
-    saved = json.loads((tmp_path / "runs/smoke/baseline/seed3/train/config.json").read_text())
-    assert saved["train"]["seed"] == 3 and saved["loss"]["use_er"] is False
+          "--seed", "3", "--until", "train_cam"])
+    saved = json.loads((tmp_path / "runs/smoke/baseline/seed3/train_cam/config.json").read_text())
+    assert saved["train_cam"]["seed"] == 3 and saved["loss"]["use_er"] is False
 
 
 def test_a_recorded_run_is_read_back_and_a_changed_setting_is_not(smoke_run, tmp_path,
@@ -97,7 +97,7 @@ def test_seam_run_ends_with_the_result_table(smoke_run, capsys):
     out = capsys.readouterr().out
     assert "| run | CAM, best thr |" in out and "| smoke seam seed0 | " in out
     main(["run", "--profile", "smoke", "--data-root", cfg.data.root, "--run-dir", str(run),
-          "--until", "random-walk"])
+          "--until", "random_walk"])
     assert "stopped after random_walk" in capsys.readouterr().out
 
 
@@ -120,21 +120,21 @@ def test_the_report_tabulates_every_stage_output_and_wall_time(smoke_run, tmp_pa
     assert entry["hardware"] == [hardware()] and report["hardware"] == hardware()
     assert f"Hardware: {hardware()}" in md
     steal = entry["cpu_steal_percent"]  # on Linux, by each stage that lasted a tick or more
-    assert {"train", "affinity", "retrain"} <= set(steal) <= set(STAGE_NAMES)
+    assert {"train_cam", "train_affinity", "train_seg"} <= set(steal) <= set(STAGE_NAMES)
     assert all(0 <= v <= 100 for v in steal.values())
-    assert f"train {steal['train']:.1f}, cams {steal['cams']:.1f}" in md
+    assert f"train_cam {steal['train_cam']:.1f}, cams {steal['cams']:.1f}" in md
 
 
 def test_a_changed_setting_reruns_its_stage_and_everything_after(smoke_run, capsys):
     cfg, run, _ = smoke_run
     changed = apply_overrides(cfg, {"random_walk": {"beta": 4.0}})
-    timings = run_pipeline(changed, run, until="retrain")
+    timings = run_pipeline(changed, run, until="train_seg")
     ran = [name for name, t in timings.items() if t["ran"]]
-    assert ran == ["random_walk", "retrain"]
-    assert list(timings)[-1] == "retrain"
+    assert ran == ["random_walk", "train_seg"]
+    assert list(timings)[-1] == "train_seg"
     out = capsys.readouterr().out
     assert "[random_walk] random_walk.beta was 8.0, now 4.0: clearing" in out
-    assert "[retrain] an earlier stage changed: clearing" in out
+    assert "[train_seg] an earlier stage changed: clearing" in out
 
 
 def changed_keys(cfg, other) -> list[str]:
@@ -145,16 +145,16 @@ def changed_keys(cfg, other) -> list[str]:
 
 def test_keys_chain_so_an_early_change_moves_every_later_key():
     cfg = load_config("smoke")
-    other = apply_overrides(cfg, {"train": {"epochs": 2}})
-    assert changed_keys(cfg, other) == list(STAGE_NAMES[STAGE_NAMES.index("train"):])
+    other = apply_overrides(cfg, {"train_cam": {"epochs": 2}})
+    assert changed_keys(cfg, other) == list(STAGE_NAMES[STAGE_NAMES.index("train_cam"):])
 
 
 def test_the_device_is_in_the_key_from_the_first_stage_that_computes_with_torch():
     cfg = load_config("smoke")
     cpu, cuda = apply_overrides(cfg, {}), apply_overrides(cfg, {})
     cpu.device, cuda.device = "cpu", "cuda:1"
-    assert changed_keys(cpu, cuda) == list(STAGE_NAMES[STAGE_NAMES.index("train"):])
-    assert keys(cuda)["train"][1]["device"] == "cuda"
+    assert changed_keys(cpu, cuda) == list(STAGE_NAMES[STAGE_NAMES.index("train_cam"):])
+    assert keys(cuda)["train_cam"][1]["device"] == "cuda"
 
 
 def test_where_files_go_and_how_many_processes_work_leave_every_key_alone():
@@ -162,10 +162,10 @@ def test_where_files_go_and_how_many_processes_work_leave_every_key_alone():
     other = apply_overrides(cfg, {
         "data": {"num_workers": 3, "cache_images": False},
         **{s: {"out_dir": "elsewhere", "log_every": 7, "checkpoint_every": 5}
-           for s in ("train", "aff_train", "seg_train")},
+           for s in ("train_cam", "train_affinity", "train_seg")},
         "crf": {"workers": 5}, "pretrain": {"out_dir": "elsewhere", "threads": 2}})
     assert changed_keys(cfg, other) == []
-    assert "out_dir" not in keys(cfg)["train"][1]["train"]
+    assert "out_dir" not in keys(cfg)["train_cam"][1]["train_cam"]
 
 
 def test_a_finished_run_asked_for_on_another_device_is_stale_from_train_on(smoke_run):
@@ -173,7 +173,7 @@ def test_a_finished_run_asked_for_on_another_device_is_stale_from_train_on(smoke
     assert stale_stages(cfg, run, "cam_eval") == []
     other = apply_overrides(cfg, {})
     other.device = "cuda"  # the smoke run was made on the CPU
-    assert stale_stages(other, run, "cam_eval") == ["train", "cams", "cam_eval"]
+    assert stale_stages(other, run, "cam_eval") == ["train_cam", "cams", "cam_eval"]
 
 
 def test_unknown_until_is_an_error_naming_the_stages():

@@ -10,7 +10,7 @@ import torch
 
 from experiments.pretrain import TrunkClassifier, pretrain, train_settings
 from seamlib.config import load_config
-from seamlib.io import sha256_file
+from seamlib.formats import sha256_file
 from seamlib.models import build_model
 from seamlib.models.seam import HEAD_NAMES
 from seamlib.models.weights import load_weights, verify_trunk

@@ -54,7 +54,7 @@ def test_probe_runs_on_a_trunk_file_and_the_cli_writes_its_json(voc_root, tmp_pa
     result = json.loads(out.read_text())
     assert 0 <= result["probe_map"] <= 1 and 0 <= result["head_map"] <= 1
     assert result["feature_channels"] == build_model(cfg.model).backbone.channels["conv6"]
-    assert result["head_steps"] == cfg.train.epochs * (4 // cfg.train.batch_size)
+    assert result["head_steps"] == cfg.train_cam.epochs * (4 // cfg.train_cam.batch_size)
 
 
 def test_the_head_group_is_the_reference_fc8_group():

@@ -18,8 +18,8 @@ from seamlib.provenance import (
 
 
 def test_flatten_names_nested_settings_with_dots():
-    assert flatten({"train": {"lr": 0.1, "amp": {"on": True}}, "device": "cpu"}) == {
-        "train.lr": 0.1, "train.amp.on": True, "device": "cpu"}
+    assert flatten({"train_cam": {"lr": 0.1, "amp": {"on": True}}, "device": "cpu"}) == {
+        "train_cam.lr": 0.1, "train_cam.amp.on": True, "device": "cpu"}
 
 
 def test_tuples_equal_lists_and_saved_only_settings_count():
@@ -30,14 +30,14 @@ def test_tuples_equal_lists_and_saved_only_settings_count():
 
 def test_claim_records_then_accepts_the_same_and_refuses_others(tmp_path):
     path = tmp_path / "run" / "settings.json"
-    settings = {"train": {"lr": 0.1, "out_dir": "a"}, "device": "cpu"}
+    settings = {"train_cam": {"lr": 0.1, "out_dir": "a"}, "device": "cpu"}
     assert claim(path, settings) is True
     assert json.loads(path.read_text()) == settings
     assert claim(path, settings) is False
-    assert claim(path, {**settings, "train": {"lr": 0.1, "out_dir": "b"}}) is False
+    assert claim(path, {**settings, "train_cam": {"lr": 0.1, "out_dir": "b"}}) is False
     with pytest.raises(ValueError, match=r"run holds a training run made with other settings: "
-                                         r"train\.lr was 0\.1, now 0\.2 and 1 more"):
-        claim(path, {"train": {"lr": 0.2, "out_dir": "a"}, "device": "cuda"}, "a training run")
+                                         r"train_cam\.lr was 0\.1, now 0\.2 and 1 more"):
+        claim(path, {"train_cam": {"lr": 0.2, "out_dir": "a"}, "device": "cuda"}, "a training run")
 
 
 def test_claim_without_write_leaves_no_record(tmp_path):
@@ -58,9 +58,9 @@ def test_require_same_names_where_the_settings_were_recorded():
 
 
 def test_checked_settings_leave_out_what_cannot_change_an_output_at_any_depth():
-    settings = {"train": {"lr": 0.1, "out_dir": "a", "log_every": 5}, "crf": {"workers": 2},
+    settings = {"train_cam": {"lr": 0.1, "out_dir": "a", "log_every": 5}, "crf": {"workers": 2},
                 "data": {"num_workers": 2, "cache_images": True, "crop_size": 128}}
-    assert checked(settings) == {"train": {"lr": 0.1}, "crf": {}, "data": {"crop_size": 128}}
+    assert checked(settings) == {"train_cam": {"lr": 0.1}, "crf": {}, "data": {"crop_size": 128}}
 
 
 def test_a_stage_record_is_done_only_when_complete_with_the_same_key(tmp_path):

@@ -15,12 +15,12 @@ from seamlib.data.synthetic import SCALED_VERSION, generate
 def test_proxy448_keeps_voc_settings_but_the_listed_deviations():
     voc, p = load_config("voc"), load_config("proxy448")
     for stage, field in (("data", "crop_size"), ("data", "resize_long"), ("loss", "transform"),
-                         ("train", "batch_size"), ("train", "epochs"), ("train", "lr")):
+                         ("train_cam", "batch_size"), ("train_cam", "epochs"), ("train_cam", "lr")):
         assert getattr(getattr(p, stage), field) == getattr(getattr(voc, stage), field)
-    assert p.train.momentum == 0.9 and p.model.width == 0.125 and p.synthetic.scale == 3.5
+    assert p.train_cam.momentum == 0.9 and p.model.width == 0.125 and p.synthetic.scale == 3.5
     assert p.data.color_jitter[3] == 0.0 and p.pretrain.trunk_sha256 is None
-    assert set(PROFILES["proxy448"]) == {"data", "synthetic", "model", "train", "pretrain",
-                                         "affinity", "aff_train", "seg_train"}
+    assert set(PROFILES["proxy448"]) == {"data", "synthetic", "model", "train_cam", "pretrain",
+                                         "affinity", "train_affinity", "train_seg"}
 
 
 def sizes(root):
@@ -79,6 +79,28 @@ def test_a_spent_budget_skips_parts_and_says_so(tmp_path):
     session = Session(tmp_path, budget=0.0, command="test")
     assert session.part("work", lambda: 1 / 0) is None  # never started
     assert "skipped: wall-clock budget spent" in (tmp_path / "summary.md").read_text()
+
+
+def nap_job(cfg, method: str, seconds: int) -> dict:
+    """A stand-in run for run_pool: sleeps ``seconds``."""
+    import time
+
+    time.sleep(seconds)
+    return {"method": method}
+
+
+@pytest.mark.slow
+def test_runs_still_going_at_the_budget_are_stopped_and_recorded_as_skipped(tmp_path):
+    from experiments.proxy448_gpu import Session, run_pool
+
+    session = Session(tmp_path, budget=30.0, command="test")
+    done = run_pool(session, None, nap_job, [("quick", 0), ("slow", 600)], 2, "compare")
+    assert done == {("quick", 0): {"method": "quick"}}
+    assert json.loads((tmp_path / "runs" / "compare_quick_seed0.json").read_text()) == {
+        "method": "quick"}
+    assert session.parts == [{"part": "compare slow seed 600",
+                              "status": "skipped: stopped at the budget", "seconds": 0.0}]
+    assert session.left() > -60  # stopped near the budget, not after the run
 
 
 @pytest.mark.slow

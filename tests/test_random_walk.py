@@ -12,11 +12,12 @@ from torch import nn
 from experiments.random_walk_sweep import random_walk_sweep
 from seamlib.config import Config, ModelConfig, RandomWalkConfig, load_config
 from seamlib.data.lists import list_path
-from seamlib.data.voc import load_label_png, read_list
+from seamlib.data.voc import read_list
+from seamlib.densecrf import with_background
+from seamlib.formats import load_label_png, save_cam
 from seamlib.models.affinity import build_affinity_net
 from seamlib.models.weights import save_released
-from seamlib.stages.cams import save_cam
-from seamlib.stages.crf import crf_stage, with_background
+from seamlib.stages.crf import crf_stage
 from seamlib.stages.evaluate import evaluate
 from seamlib.stages.random_walk import (
     propagate,
@@ -145,7 +146,7 @@ def test_crf_affinity_random_walk_chain(voc_root, tiny, tmp_path):
     cams = tmp_path / "cams"
     write_random_cams(cams, voc_root, tiny)
     labels = crf_stage(cams, voc_root, "train", tmp_path / "crf", cfg.crf, progress=False)
-    cfg.aff_train.batch_size = 3
+    cfg.train_affinity.batch_size = 3
     weights = train_affinity(cfg, labels, tmp_path / "aff", progress=False)
     out = random_walk_stage(cams, weights, voc_root, "train", tmp_path / "rw", cfg,
                             progress=False)
@@ -160,14 +161,14 @@ def test_random_walk_sweep(voc_root, tiny, tmp_path):
     cfg.data.root, cfg.data.train_list, cfg.data.cam_list = str(voc_root), "train", "train"
     write_random_cams(run / "label_cams" / "train", voc_root, tiny)
     torch.manual_seed(0)
-    save_released(build_affinity_net(cfg.model, 5), run / "affinity" / "model.pth")
+    save_released(build_affinity_net(cfg.model, 5), run / "train_affinity" / "model.pth")
     result = random_walk_sweep(run, cfg, [0, 2], [1.0, 8.0], progress=False)
     assert [(r["logt"], r["alpha"]) for r in result["rows"]] == [(0, 1.0), (0, 8.0),
                                                                   (2, 1.0), (2, 8.0)]
     assert result["best"]["miou"] == max(r["miou"] for r in result["rows"])
     single = dataclasses.replace(cfg, random_walk=dataclasses.replace(cfg.random_walk, logt=2,
                                                                       alpha=8.0))
-    direct = random_walk_stage(run / "label_cams" / "train", run / "affinity" / "model.pth",
+    direct = random_walk_stage(run / "label_cams" / "train", run / "train_affinity" / "model.pth",
                                voc_root, "train", tmp_path / "direct", single, progress=False)
     assert evaluate(direct, voc_root, "train", kind="png")["miou"] == result["rows"][3]["miou"]
     assert (run / "random_walk_sweep" / "logt2_alpha8" / "manifest.json").exists()

@@ -100,12 +100,12 @@ def test_recorded_compute_counts_each_stage_of_a_run_once_plus_inference_jobs(tm
     runs = tmp_path / "results/proxy/runs/baseline/seed0"
     runs.mkdir(parents=True)
     hw = {"hardware": "cpu x"}
-    first = {"train": {"seconds": 100.0, **hw}, "cams": {"seconds": 10.0, **hw}}
+    first = {"train_cam": {"seconds": 100.0, **hw}, "cams": {"seconds": 10.0, **hw}}
     (runs / "cam_eval.json").write_text(json.dumps(
         {"run_dir": "runs/proxy/baseline/seed0", "timings": first}))
     (runs / "evaluate.json").write_text(json.dumps(  # shares train and cams with cam_eval
         {"run_dir": "runs/proxy/baseline/seed0",
-         "timings": {**first, "retrain": {"seconds": 50.0, **hw}}}))
+         "timings": {**first, "train_seg": {"seconds": 50.0, **hw}}}))
     (runs / "cams_scales_1.json").write_text(json.dumps({"seconds": 5.0, "scales": [1.0]}))
     compute = rep.recorded_compute("proxy", tmp_path / "results")
     assert compute == {"seconds": 165.0, "run_folders": 1, "hardware": ["cpu x"]}
@@ -121,7 +121,7 @@ def test_the_dry_run_counts_the_notebooks_own_work_where_runs_are_gone(tmp_path,
     monkeypatch.chdir(tmp_path)  # no runs/ here
     text = rep.describe(load_config("proxy"), [], 2, seconds)
     assert text.startswith("every run behind the tables is recorded; nothing remains")
-    assert "notebook 02_train_seam: seam seed 0 up to train (~" in text
+    assert "notebook 02_train_seam: seam seed 0 up to train_cam (~" in text
     assert "notebook 03_cams: baseline seed 0 up to cams (~" in text
     assert "notebook 03_cams: seam seed 0 up to random_walk (~" in text  # its training counted once
     assert "min on one worker" in text.splitlines()[-1]
@@ -158,16 +158,16 @@ def test_seam_has_no_reproduce_command_the_study_does(capsys):
     assert "invalid choice: 'reproduce'" in capsys.readouterr().err
 
 
-def test_a_worker_takes_its_share_of_the_threads(monkeypatch):
-    """The worker environment is explicit: each spawned worker sets its own thread count."""
-    import os
+def test_the_chains_share_the_threads_through_the_runner(monkeypatch):
+    """The worker environment is explicit: the runner gives each worker ``threads`` threads
+    (tests/test_parallel.py checks that they reach it)."""
+    seen = {}
 
-    import torch
+    def runner(fn, jobs, workers, **kw):
+        seen.update(jobs=jobs, workers=workers, **kw)
+        return iter([(jobs[0], [{"job": "x", "seconds": 1.0}])])
 
-    before = torch.get_num_threads()
-    monkeypatch.setenv("OMP_NUM_THREADS", "9")  # restored after the test
-    try:
-        rep._start_worker(1)
-        assert os.environ["OMP_NUM_THREADS"] == "1" and torch.get_num_threads() == 1
-    finally:
-        torch.set_num_threads(before)
+    monkeypatch.setattr(rep, "run_parallel", runner)
+    assert list(rep._run_chains(None, [["chain"]], 2, 3, "results")) == [
+        [{"job": "x", "seconds": 1.0}]]
+    assert seen == {"jobs": [["chain"]], "workers": 2, "threads": 3}

@@ -16,11 +16,12 @@ from torch import nn
 
 from seamlib.config import SegmentationConfig, load_config
 from seamlib.data.segmentation_data import PseudoLabelDataset, augment_pair, hsv_shift
-from seamlib.data.voc import SEG_CLASS, SEG_CLASS_AUG, load_label_png, read_list, save_label_png
+from seamlib.data.voc import SEG_CLASS, SEG_CLASS_AUG, read_list
+from seamlib.formats import load_label_png, save_label_png
 from seamlib.models.deeplab import build_deeplab
 from seamlib.stages.evaluate import confusion, scores
 from seamlib.stages.segment import MANIFEST, multiscale_probs, run_writes, segment_stage
-from seamlib.stages.train_seg import retrain, segmentation_loss
+from seamlib.stages.train_seg import segmentation_loss, train_seg
 from seamlib.submission import SUBMISSION_DIR, export_submission
 
 # ---------------------------------------------------------------------------------------------
@@ -161,7 +162,7 @@ def test_scales_resize_then_return_to_image_size():
 
 def smoke_cfg(voc_root: Path, **seg):
     """The smoke profile on the fixture dataset, on the CPU, without CRF unless asked for."""
-    cfg = load_config("smoke", {"seg": {"crf": False, "test_scales": (0.5, 1.0), **seg}},
+    cfg = load_config("smoke", {"segment": {"crf": False, "test_scales": (0.5, 1.0), **seg}},
                       data_root=voc_root)
     cfg.device = "cpu"
     return cfg
@@ -169,7 +170,7 @@ def smoke_cfg(voc_root: Path, **seg):
 
 def save_net(cfg, path: Path, seed: int = 0) -> Path:
     torch.manual_seed(seed)
-    torch.save(build_deeplab(cfg.model, cfg.seg).state_dict(), path)
+    torch.save(build_deeplab(cfg.model, cfg.segment).state_dict(), path)
     return path
 
 
@@ -201,7 +202,7 @@ def test_segment_stage_writes_resumes_and_checks_weights(voc_root, tmp_path, mon
     other = save_net(cfg, tmp_path / "other.pth", seed=1)
     with pytest.raises(ValueError, match="weights_sha256"):
         segment_stage(cfg, other, "val", out, progress=False)
-    cfg.seg.test_flip = False
+    cfg.segment.test_flip = False
     with pytest.raises(ValueError, match="settings"):
         segment_stage(cfg, weights, "val", out, progress=False)
     with pytest.raises(FileNotFoundError, match="segmentation weights"):
@@ -227,13 +228,13 @@ def test_segment_stage_with_crf(voc_root, tmp_path):
 
 def test_retrain_then_segment_on_smoke(voc_root, tmp_path):
     cfg = smoke_cfg(voc_root, test_scales=(1.0,))
-    weights = retrain(cfg, voc_root / SEG_CLASS_AUG, tmp_path / "run", progress=False)
+    weights = train_seg(cfg, voc_root / SEG_CLASS_AUG, tmp_path / "run", progress=False)
     out = segment_stage(cfg, weights, "val", tmp_path / "pred", progress=False)
     conf = sum(confusion(load_label_png(out / f"{i}.png"),
                          load_label_png(voc_root / SEG_CLASS / f"{i}.png"))
                for i in read_list(voc_root / "ImageSets/Segmentation/val.txt"))
     assert 0 <= scores(conf)["miou"] <= 1
-    again = torch.load(retrain(cfg, voc_root / SEG_CLASS_AUG, tmp_path / "rerun", progress=False))
+    again = torch.load(train_seg(cfg, voc_root / SEG_CLASS_AUG, tmp_path / "rerun", progress=False))
     first = torch.load(weights)  # the same weights: the head's initialisation is seeded
     assert all(torch.equal(first[k], again[k]) for k in first)
 

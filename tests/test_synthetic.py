@@ -19,6 +19,7 @@ from seamlib.data.lists import (
 )
 from seamlib.data.shapes import DESIGNS, body_family, part_style
 from seamlib.data.synthetic import erode, generate, part_period, void_band
+from seamlib.formats import load_label_png
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +88,7 @@ def test_mask_labels_agree_with_xml_and_have_a_void_band(smoke_root):
     from_masks = labels_from_masks(smoke_root, ids)
     assert cross_check(from_masks, labels_from_xml(smoke_root, ids)) == []
     assert all(label.sum() >= 1 for label in from_masks.values())
-    mask = voc.load_label_png(smoke_root / voc.SEG_CLASS / "train_000000.png")
+    mask = load_label_png(smoke_root / voc.SEG_CLASS / "train_000000.png")
     assert (mask == voc.IGNORE).any()
     assert set(np.unique(mask)) <= set(range(21)) | {255}
 

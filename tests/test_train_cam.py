@@ -20,7 +20,7 @@ from seamlib.data.voc import IMAGES, read_list
 from seamlib.losses import classification_loss
 from seamlib.models import build_model
 from seamlib.models.weights import load_weights
-from seamlib.stages.train_cam import CHECKPOINT, build_optimizer, poly_factor, train
+from seamlib.stages.train_cam import CHECKPOINT, build_optimizer, poly_factor, train_cam
 
 
 def test_poly_factor():
@@ -39,18 +39,18 @@ def test_optimizer_reproduces_the_momentum_quirk_by_default():
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
     root = tmp_path_factory.mktemp("data") / "VOC2012"
-    cfg = load_config("smoke", {"train": {"epochs": 2}}, data_root=root)
+    cfg = load_config("smoke", {"train_cam": {"epochs": 2}}, data_root=root)
     generate(cfg.synthetic, root, workers=1)
     return cfg
 
 
 def test_smoke_training_writes_loadable_weights_and_log(smoke, tmp_path):
-    weights = train(smoke, tmp_path / "run", progress=False)
+    weights = train_cam(smoke, tmp_path / "run", progress=False)
     net = build_model(smoke.model)
     load_weights(net, weights)
     rows = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert {"cls", "er", "ecr", "rvmin", "loss"} <= set(rows[-1])
-    assert rows[-1]["step"] == 2 * (28 // smoke.train.batch_size)
+    assert rows[-1]["step"] == 2 * (28 // smoke.train_cam.batch_size)
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["steps"] == rows[-1]["step"]
     # the training's own threads and machine, for reports written by other processes
@@ -59,7 +59,7 @@ def test_smoke_training_writes_loadable_weights_and_log(smoke, tmp_path):
 
 
 def test_resume_continues_to_the_same_weights(smoke, tmp_path, monkeypatch):
-    full = train(smoke, tmp_path / "full", progress=False)
+    full = train_cam(smoke, tmp_path / "full", progress=False)
 
     def save_then_stop(*args, **kwargs):  # the run is killed right after epoch 1's checkpoint
         real_save(*args, **kwargs)
@@ -68,10 +68,10 @@ def test_resume_continues_to_the_same_weights(smoke, tmp_path, monkeypatch):
     real_save = seamlib.trainer.save_checkpoint
     monkeypatch.setattr(seamlib.trainer, "save_checkpoint", save_then_stop)
     with pytest.raises(KeyboardInterrupt):
-        train(smoke, tmp_path / "resumed", progress=False)
+        train_cam(smoke, tmp_path / "resumed", progress=False)
     monkeypatch.undo()
     assert not (tmp_path / "resumed" / "model.pth").exists()
-    resumed = train(smoke, tmp_path / "resumed", progress=False)
+    resumed = train_cam(smoke, tmp_path / "resumed", progress=False)
     a, b = torch.load(full, weights_only=True), torch.load(resumed, weights_only=True)
     assert a.keys() == b.keys()
     for key in a:
@@ -80,11 +80,11 @@ def test_resume_continues_to_the_same_weights(smoke, tmp_path, monkeypatch):
 
 
 def test_a_run_folder_refuses_other_settings(smoke, tmp_path):
-    train(smoke, tmp_path / "run", progress=False)
-    assert train(smoke, tmp_path / "run", progress=False) == tmp_path / "run" / "model.pth"
-    other = load_config("smoke", {"train": {"epochs": 3}}, data_root=smoke.data.root)
-    with pytest.raises(ValueError, match=r"train\.epochs"):
-        train(other, tmp_path / "run", progress=False)
+    train_cam(smoke, tmp_path / "run", progress=False)
+    assert train_cam(smoke, tmp_path / "run", progress=False) == tmp_path / "run" / "model.pth"
+    other = load_config("smoke", {"train_cam": {"epochs": 3}}, data_root=smoke.data.root)
+    with pytest.raises(ValueError, match=r"train_cam\.epochs"):
+        train_cam(other, tmp_path / "run", progress=False)
 
 
 def test_training_labels_come_from_the_configured_source(tmp_path, monkeypatch):
@@ -100,9 +100,9 @@ def test_training_labels_come_from_the_configured_source(tmp_path, monkeypatch):
                                                                   kw["need_xml"])))
     for source in ("xml", "mask"):
         cfg = load_config("smoke", {"data": {"label_source": source},
-                                    "train": {"out_dir": str(tmp_path / source)}})
+                                    "train_cam": {"out_dir": str(tmp_path / source)}})
         with pytest.raises(KeyboardInterrupt):
-            train(cfg, progress=False)
+            train_cam(cfg, progress=False)
     assert calls == ["xml", "mask"]
     assert checked == [(["train_aug"], False, True), (["train_aug"], True, False)]
     assert load_config("voc").data.label_source == "xml"
@@ -117,10 +117,10 @@ def test_seam_train_on_a_truncated_jpeg_fails_before_training_naming_it(smoke, t
     monkeypatch.setattr(seamlib.stages.train_cam, "build_model",
                         lambda *a: pytest.fail("training began"))
     with pytest.raises(SystemExit) as exit_:
-        main(["train", "--profile", "smoke", "--data-root", str(root),
-              "--set", f"train.out_dir={tmp_path / 'run'}"])
+        main(["train_cam", "--profile", "smoke", "--data-root", str(root),
+              "--set", f"train_cam.out_dir={tmp_path / 'run'}"])
     err = capsys.readouterr().err.split("\r")[-1]  # after the validation's progress bar
-    assert exit_.value.code == 2 and err.count("\n") == 1 and err.startswith("seam train: ")
+    assert exit_.value.code == 2 and err.count("\n") == 1 and err.startswith("seam train_cam: ")
     assert re.search(rf"{IMAGES}/{image_id}\.jpg: truncated", err)
     assert not (tmp_path / "run").exists()
 
@@ -134,7 +134,7 @@ def plain_sgd_run(smoke, tmp_path_factory):
     recorded: per group its name, lr, weight decay and (before, grad, after) per parameter."""
     cfg = apply_overrides(smoke, {"loss": {"use_er": False, "use_ecr": False,
                                            "use_rvmin": False},
-                                  "train": {"momentum": 0.0, "lr": 0.1, "epochs": 1}})
+                                  "train_cam": {"momentum": 0.0, "lr": 0.1, "epochs": 1}})
     steps = []
     real_step = torch.optim.SGD.step
 
@@ -150,20 +150,20 @@ def plain_sgd_run(smoke, tmp_path_factory):
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(torch.optim.SGD, "step", recording_step)
-        weights = train(cfg, tmp_path_factory.mktemp("plain_sgd"), progress=False)
+        weights = train_cam(cfg, tmp_path_factory.mktemp("plain_sgd"), progress=False)
     return cfg, steps, weights
 
 
 def test_every_step_moves_every_group_by_lr_times_mult_times_poly(plain_sgd_run):
     """Each step moves each parameter by -lr * lr_mult * poly(step) * (grad + wd * param)."""
     cfg, steps, _ = plain_sgd_run
-    max_step = cfg.train.epochs * (28 // cfg.train.batch_size)
+    max_step = cfg.train_cam.epochs * (28 // cfg.train_cam.batch_size)
     assert len(steps) == max_step
     for i, groups in enumerate(steps):
         names = {name for name, *_ in groups}  # ResNet38 convolutions and fc8 have no bias
         assert {"weight", "head_weight", "norm"} <= names <= set(REFERENCE_LR_MULT)
         for name, lr, wd, params in groups:
-            expected_lr = cfg.train.lr * REFERENCE_LR_MULT[name] * poly_factor(i, max_step, 0.9)
+            expected_lr = cfg.train_cam.lr * REFERENCE_LR_MULT[name] * poly_factor(i, max_step, 0.9)
             assert lr == pytest.approx(expected_lr, rel=1e-12), (i, name)
             moved = 0.0
             for before, grad, after in params:
@@ -191,7 +191,7 @@ def mean_classification_loss(net, cfg) -> float:
 def test_training_lowers_the_loss_on_the_smoke_task(plain_sgd_run):
     """One epoch takes the loss from about log 2 (0.693) to about 0.57; untrained: 0.69."""
     cfg, _, weights = plain_sgd_run
-    torch.manual_seed(cfg.train.seed)
+    torch.manual_seed(cfg.train_cam.seed)
     before = mean_classification_loss(build_model(cfg.model), cfg)
     net = build_model(cfg.model)
     load_weights(net, weights)

@@ -169,14 +169,14 @@ def test_a_non_finite_loss_stops_naming_the_step_and_term(tmp_path):
 
 
 def test_run_folder_checks_only_settings_that_change_the_weights(tmp_path):
-    settings = {"data": {"num_workers": 0, "crop_size": 32}, "train": {"out_dir": "a",
+    settings = {"data": {"num_workers": 0, "crop_size": 32}, "train_cam": {"out_dir": "a",
                 "lr": 0.1, "log_every": 20, "checkpoint_every": 0}, "device": "cpu"}
     trainer.check_run_config(tmp_path, settings)
-    neutral = {"data": {"num_workers": 4, "crop_size": 32}, "train": {"out_dir": "b",
+    neutral = {"data": {"num_workers": 4, "crop_size": 32}, "train_cam": {"out_dir": "b",
                "lr": 0.1, "log_every": 1, "checkpoint_every": 5}, "device": "cpu"}
     trainer.check_run_config(tmp_path, neutral)
-    with pytest.raises(ValueError, match=r"train\.lr was 0\.1, now 0\.2 and 1 more"):
-        trainer.check_run_config(tmp_path, {**neutral, "train": {"lr": 0.2}, "device": "cuda"})
+    with pytest.raises(ValueError, match=r"train_cam\.lr was 0\.1, now 0\.2 and 1 more"):
+        trainer.check_run_config(tmp_path, {**neutral, "train_cam": {"lr": 0.2}, "device": "cuda"})
 
 
 def test_amp_and_channels_last_settings():

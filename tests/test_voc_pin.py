@@ -61,7 +61,7 @@ def voc_numbers() -> dict:
         out: dict = {"steps": []}
         for step in range(STEPS):
             for group in opt.param_groups:
-                group["lr"] = cfg.train.lr * group["lr_mult"] * poly_factor(step, 10, 0.9)
+                group["lr"] = cfg.train_cam.lr * group["lr_mult"] * poly_factor(step, 10, 0.9)
             terms = seam_loss(net, images, labels, transform, cfg.loss)
             opt.zero_grad(set_to_none=True)
             terms["loss"].backward()

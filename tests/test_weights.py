@@ -371,13 +371,13 @@ def test_report_is_printable():
 def test_voc_refuses_to_train_without_its_imagenet_weights(tmp_path, monkeypatch):
     from seamlib.config import IMAGENET_WEIGHTS, load_config
     from seamlib.models.weights import require_weights
-    from seamlib.stages.train_cam import train
+    from seamlib.stages.train_cam import train_cam
 
     monkeypatch.chdir(tmp_path)  # no data/weights/ here
-    cfg = load_config("voc", {"train": {"out_dir": str(tmp_path / "run")}})
+    cfg = load_config("voc", {"train_cam": {"out_dir": str(tmp_path / "run")}})
     assert cfg.model.weights == IMAGENET_WEIGHTS
     with pytest.raises(FileNotFoundError) as err:
-        train(cfg, progress=False)
+        train_cam(cfg, progress=False)
     msg = str(err.value)
     for part in ("ilsvrc-cls_rna-a1_cls1000_ep-0001.params", "itijyou/ademxapp", ".pth",
                  "data/weights/", "model.frozen_bn"):

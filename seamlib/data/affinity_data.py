@@ -1,12 +1,12 @@
 """Training data of AffinityNet: augmented image crops with their labels at stride 8.
 
-As the authors' train_aff and ``VOC12AffDataset``: an image's two CRF score maps
-(``seamlib.stages.crf`` "affinity" npz: la, low alpha, confident foreground; ha, high alpha,
-confident background) are stacked as channels and augmented with the image: optional long-side
-resize (image bicubic, scores bilinear), horizontal flip, colour jitter and normalisation of the
-image, random crop padded with 0 in image and scores. The scores are then average-pooled to
-stride 8 and the labels derived (:func:`affinity_labels`). Randomness comes from torch's global
-RNG, as in ``seamlib.data.datasets``.
+As the authors' train_aff and ``VOC12AffDataset``: an image's two CRF score maps (the
+``crf`` stage's "affinity" npz, ``seamlib.formats.load_score_maps``: la, low alpha, confident
+foreground; ha, high alpha, confident background) are stacked as channels and augmented with
+the image: optional long-side resize (image bicubic, scores bilinear), horizontal flip, colour
+jitter and normalisation of the image, random crop padded with 0 in image and scores. The scores
+are then average-pooled to stride 8 and the labels derived (:func:`affinity_labels`).
+Randomness comes from torch's global RNG, as in ``seamlib.data.datasets``.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from torchvision import transforms
 from seamlib.data.datasets import RandomCropPad, VOCImages, normalise
 from seamlib.data.voc import IGNORE
 from seamlib.errors import InputError, MissingFile
+from seamlib.formats import load_score_maps
 from seamlib.models.affinity import STRIDE
-from seamlib.stages.crf import load_score_maps
 
 NO_SCORE = 1e-5  # a pooled pixel with every score below this has no score (crop padding)
 

@@ -27,11 +27,10 @@ from seamlib.data.voc import (
     MEAN,
     SEG_CLASS,
     STD,
-    decode_image,
-    load_label_png,
     read_list,
 )
 from seamlib.errors import InputError, MissingFile
+from seamlib.formats import decode_image, load_label_png
 
 # PIL RGB image -> float32 CHW tensor on the 0..1 scale, normalised with the ImageNet statistics.
 normalise = transforms.Compose([transforms.ToTensor(), transforms.Normalize(MEAN, STD)])

@@ -34,13 +34,11 @@ from seamlib.data.voc import (
     SBD_LISTS,
     SEG_CLASS,
     SEG_CLASS_AUG,
-    load_label_png,
     read_list,
-    save_label_png,
     write_list,
 )
 from seamlib.errors import InputError, MissingFile, SeamError
-from seamlib.io import atomic_write
+from seamlib.formats import atomic_write, load_label_png, save_label_png
 
 log = logging.getLogger(__name__)
 

@@ -40,13 +40,11 @@ from seamlib.data.voc import (
     SEG_CLASS_AUG,
     SEG_LISTS,
     cache_dir,
-    load_label_png,
     read_list,
-    strict_decoding,
     write_list,
 )
 from seamlib.errors import InputError
-from seamlib.io import atomic_write
+from seamlib.formats import atomic_write, load_label_png, strict_decoding
 
 EXPECTED_SIZES = {"train_aug": 10582, "train": 1464, "val": 1449}
 LABEL_SOURCES = ("xml", "mask")

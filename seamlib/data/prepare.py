@@ -28,7 +28,7 @@ from seamlib.data.lists import (
 )
 from seamlib.data.synthetic import generate
 from seamlib.errors import InputError
-from seamlib.io import atomic_write
+from seamlib.formats import atomic_write
 
 CROSSCHECK = "label_crosscheck.txt"
 PREPARE_MODES = ("download", "generate", "validate")

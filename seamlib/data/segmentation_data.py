@@ -17,8 +17,9 @@ from PIL import Image
 
 from seamlib.config import SegmentationConfig
 from seamlib.data.datasets import RandomCropPad, VOCImages, normalise
-from seamlib.data.voc import IGNORE, NUM_CLASSES, load_label_png
+from seamlib.data.voc import IGNORE, NUM_CLASSES
 from seamlib.errors import InputError, MissingFile
+from seamlib.formats import load_label_png
 
 OPENCV_HUE_RANGE = 180  # the reference's hue shift is in OpenCV units; PIL's hue spans 256
 

@@ -11,6 +11,7 @@ from tqdm.auto import tqdm
 
 from seamlib.data import voc
 from seamlib.data.lists import labels_for, list_path
+from seamlib.formats import load_label_png
 
 SIZE_BINS = (0.0, 0.01, 0.05, 0.15, 0.35, 1.01)  # object box area / image area
 SPLITS = ("train", "val", "test", "train_aug")
@@ -43,7 +44,7 @@ def dataset_statistics(root: str | Path, list_name: str = "train_aug") -> dict:
     pixels = np.zeros(256, np.int64)
     sizes, fractions, counts = [], [], []
     for iid in tqdm(ids, desc=f"statistics {list_name}", leave=False):
-        pixels += np.bincount(voc.load_label_png(root / voc.SEG_CLASS_AUG / f"{iid}.png").ravel(),
+        pixels += np.bincount(load_label_png(root / voc.SEG_CLASS_AUG / f"{iid}.png").ravel(),
                               minlength=256)
         size, fr = object_boxes(root / voc.ANNOTATIONS / f"{iid}.xml")
         sizes.append(size)

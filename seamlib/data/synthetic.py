@@ -9,7 +9,6 @@ its own RNG seeded by (seed, generator version, split, index): same settings, sa
 
 from __future__ import annotations
 
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from xml.etree import ElementTree as ET
@@ -32,7 +31,8 @@ from seamlib.data.shapes import (
     part_style,
 )
 from seamlib.errors import InputError
-from seamlib.io import atomic_write
+from seamlib.formats import atomic_write, save_label_png
+from seamlib.parallel import run_parallel
 from seamlib.provenance import claim
 
 GENERATOR_VERSION = 4  # the rendering at scale 1; also seeds every image's RNG
@@ -383,7 +383,7 @@ def write_sample(args: tuple[Path, int, str, int, int, int, float]) -> str:
     img, label, objects = render(rng, size, scale)
     atomic_write(jpg, lambda t: Image.fromarray(img).save(t, "JPEG", quality=90))
     for path in masks:
-        voc.save_label_png(path, label)
+        save_label_png(path, label)
     text = annotation_xml(iid, size, objects)
     atomic_write(xml, lambda t: t.write_bytes(text))
     return iid
@@ -434,9 +434,8 @@ def generate(cfg: SyntheticConfig, root: Path, workers: int = 2) -> Path:
     ids = split_ids(cfg)
     jobs = [(root, cfg.seed, s, i, cfg.min_size, cfg.max_size, cfg.scale)
             for s, names in ids.items() for i in range(len(names))]
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        for _ in tqdm(pool.map(write_sample, jobs, chunksize=32), total=len(jobs),
-                      desc=f"synthetic data -> {root}", unit="img"):
-            pass
+    written = run_parallel(write_sample, jobs, workers, context="fork", chunksize=32)
+    for _ in tqdm(written, total=len(jobs), desc=f"synthetic data -> {root}", unit="img"):
+        pass
     write_lists(root, ids)
     return root

@@ -1,17 +1,12 @@
-"""PASCAL VOC 2012 constants and file primitives shared by the real and the synthetic data."""
+"""PASCAL VOC 2012 constants and image lists, shared by the real and the synthetic data."""
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-import numpy as np
-from PIL import Image, ImageFile
-
 from seamlib.errors import InputError, MissingFile
-from seamlib.io import atomic_write
+from seamlib.formats import atomic_write
 
 CLASSES: tuple[str, ...] = (
     "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat",
@@ -53,63 +48,6 @@ def cache_dir(root: str | Path) -> Path:
         return root
     where = str(root.resolve())
     return CACHE_ROOT / f"{root.resolve().name}-{hashlib.sha256(where.encode()).hexdigest()[:12]}"
-
-
-def voc_palette() -> np.ndarray:
-    """The 256-entry VOC colour map (bit-interleaved), as a (256, 3) uint8 array."""
-    palette = np.zeros((256, 3), dtype=np.uint8)
-    for index in range(256):
-        c, r, g, b = index, 0, 0, 0
-        for bit in range(8):
-            r |= ((c >> 0) & 1) << (7 - bit)
-            g |= ((c >> 1) & 1) << (7 - bit)
-            b |= ((c >> 2) & 1) << (7 - bit)
-            c >>= 3
-        palette[index] = (r, g, b)
-    return palette
-
-
-def save_label_png(path: Path, label: np.ndarray) -> None:
-    """Write a (H, W) uint8 label map as a VOC palette PNG, atomically."""
-    if label.dtype != np.uint8 or label.ndim != 2:
-        raise InputError(f"{path}: label map must be a 2-D uint8 array, got {label.dtype} "
-                         f"{label.shape}")
-    image = Image.fromarray(label, mode="P")
-    image.putpalette(voc_palette().ravel().tolist())
-    atomic_write(path, lambda tmp: image.save(tmp, format="PNG"))
-
-
-@contextmanager
-def strict_decoding() -> Iterator[None]:
-    """Make PIL raise on truncated images for the duration (it is a process-wide flag)."""
-    previous = ImageFile.LOAD_TRUNCATED_IMAGES
-    ImageFile.LOAD_TRUNCATED_IMAGES = False
-    try:
-        yield
-    finally:
-        ImageFile.LOAD_TRUNCATED_IMAGES = previous
-
-
-def decode_image(path: Path, mode: str | None = None) -> Image.Image:
-    """Fully decode an image file (converted to ``mode`` if given). Truncated data is an error
-    even where PIL's ``LOAD_TRUNCATED_IMAGES`` is set; every decoding error names the file."""
-    try:
-        with strict_decoding(), Image.open(path) as image:
-            image.load()
-            return image.convert(mode) if mode else image.copy()
-    except FileNotFoundError:
-        raise
-    except Exception as err:  # PIL raises OSError, SyntaxError, ValueError... on bad data
-        raise InputError(f"{path}: cannot decode this image ({err})") from err
-
-
-def load_label_png(path: Path) -> np.ndarray:
-    """Read a label PNG (palette or grayscale) into a (H, W) uint8 array of class indices."""
-    image = decode_image(path)
-    if image.mode not in ("P", "L"):
-        raise InputError(f"{path}: label PNG must be palette (P) or grayscale (L) mode, "
-                         f"got {image.mode}")
-    return np.asarray(image, dtype=np.uint8).copy()
 
 
 def read_list(path: Path) -> list[str]:

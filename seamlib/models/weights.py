@@ -35,7 +35,7 @@ from torch import nn
 
 from seamlib.config import IMAGENET_WEIGHTS, ModelConfig
 from seamlib.errors import InputError, MissingFile
-from seamlib.io import atomic_write, sha256_file
+from seamlib.formats import atomic_write, sha256_file
 
 # (our prefix, released prefix), most specific first; the last row is the catch-all for the
 # trunk. Head prefixes are the same in both namings except the PCM's f9.
@@ -54,7 +54,7 @@ KINDS = ("auto", "seam", "full", "imagenet")
 KIND_TITLES = {"seam": "SEAM checkpoint", "full": "full checkpoint",
                "imagenet": "ImageNet backbone weights"}
 # What a weights file must be, for the errors of files that are not.
-WEIGHTS_KINDS = "PyTorch state dict (.pth, as seam train writes) or an MXNet .params file"
+WEIGHTS_KINDS = "PyTorch state dict (.pth, as seam train_cam writes) or an MXNet .params file"
 
 
 def _is_bookkeeping(key: str) -> bool:

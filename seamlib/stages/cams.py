@@ -22,18 +22,17 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
-from seamlib.cam_ops import EPS, normalise_maps
+from seamlib.cam_ops import normalise_maps
 from seamlib.config import Config
 from seamlib.data.datasets import MultiScaleDataset, collate_list
 from seamlib.device import resolve_device
 from seamlib.errors import InputError, MissingFile
-from seamlib.io import atomic_write, sha256_file
+from seamlib.formats import atomic_write, save_cam, sha256_file
 from seamlib.provenance import require_same
 
 MANIFEST = "manifest.json"
@@ -100,26 +99,6 @@ def multiscale_cam(net: torch.nn.Module, images: list[torch.Tensor], label: torc
     """(20, H, W) normalised foreground CAM of one image from passes [s0, s0 flipped, s1, ...]."""
     sample = {"images": images, "label": label, "size": size}
     return multiscale_cams(net, [sample], use_pcm)[0]
-
-
-def save_cam(path: Path, cam: torch.Tensor, label: torch.Tensor) -> None:
-    """Keep the classes present in the label; write atomically as float16 npz."""
-    classes = torch.nonzero(label > EPS).flatten()
-    arrays = {"classes": (classes + 1).numpy().astype(np.int64),
-              "cams": cam[classes].numpy().astype(np.float16)}
-    atomic_write(path, lambda tmp: np.savez(tmp.open("wb"), **arrays))
-
-
-def load_cam(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """(cams (K, H, W) float32, classes (K,) 1-based) written by ``save_cam``; a file that
-    cannot be read (truncated, not an npz, arrays missing) is an error naming it."""
-    try:
-        with np.load(path) as data:
-            return data["cams"].astype(np.float32), data["classes"]
-    except FileNotFoundError:
-        raise
-    except Exception as err:  # zipfile.BadZipFile, EOFError, KeyError, ValueError...
-        raise InputError(f"{path}: cannot read these CAMs ({err!r})") from err
 
 
 def model_digest(net: torch.nn.Module) -> str:
@@ -221,26 +200,15 @@ def cam_seconds(out: str | Path) -> float | None:
     return json.loads((Path(out) / MANIFEST).read_text()).get("seconds")
 
 
-def iter_cams(cam_dir: str | Path, ids: list[str]) -> Iterator[tuple[str, np.ndarray,
-                                                                     np.ndarray]]:
-    """Yield (id, cams, classes) for ``ids``; a missing file is an error naming it."""
-    for iid in ids:
-        path = Path(cam_dir) / f"{iid}.npz"
-        if not path.exists():
-            raise MissingFile(f"{path}: no CAM for {iid!r}; run the cams stage first")
-        cams, classes = load_cam(path)
-        yield iid, cams, classes
-
-
 def cams_stage(cfg: Config, weights: str | Path | None = None, list_name: str | None = None,
                out_dir: str | Path | None = None, use_pcm: bool = True,
                progress: bool = True, method: str = "cam") -> Path:
     """Stage cams for the CLI and notebooks: load trained SEAM weights (default
-    ``<train.out_dir>/model.pth``) and write the CAMs of a list (default ``data.cam_list``),
-    PCM output or raw fc8 CAM, to ``out_dir`` (default ``<train.out_dir>/cams[_raw]_<list>``).
+    ``<train_cam.out_dir>/model.pth``) and write the CAMs of a list (default ``data.cam_list``),
+    PCM output or raw fc8 CAM, to ``out_dir`` (default ``<train_cam.out_dir>/cams[_raw]_<list>``).
     The image labels that mask the CAMs come from ``data.label_source``. ``method``
     "gradcam" or "gradcam++" writes that map of the network instead, without the PCM (default
-    folder ``<train.out_dir>/cams_<method>_<list>``)."""
+    folder ``<train_cam.out_dir>/cams_<method>_<list>``)."""
     from seamlib.data.lists import check_inputs, labels_for
     from seamlib.gradcam import METHODS, GradCAMNet
     from seamlib.models import build_model
@@ -250,12 +218,12 @@ def cams_stage(cfg: Config, weights: str | Path | None = None, list_name: str | 
         raise InputError(f"method must be one of {METHODS}, got {method!r}")
     use_pcm = use_pcm and method == "cam"
     list_name = list_name or cfg.data.cam_list
-    run = Path(cfg.train.out_dir)
+    run = Path(cfg.train_cam.out_dir)
     weights = Path(weights) if weights else run / "model.pth"
     kind = f"_{method}" if method != "cam" else "" if use_pcm else "_raw"
     out = Path(out_dir) if out_dir else run / f"cams{kind}_{list_name}"
     if not weights.is_file():
-        raise MissingFile(f"{weights}: no trained weights; run `seam train` first or "
+        raise MissingFile(f"{weights}: no trained weights; run `seam train_cam` first or "
                                 f"pass the SEAM checkpoint to use")
     check_inputs(cfg.data.root, [list_name], progress=progress)
     net = build_model(cfg.model)
@@ -270,6 +238,7 @@ def cams_stage(cfg: Config, weights: str | Path | None = None, list_name: str | 
 def run_cams(run: Config, weights: str | Path, use_pcm: bool, suffix: str = "",
              progress: bool = True) -> dict[str, Path]:
     """Multi-scale CAMs of the cam and val lists from ``weights``; {list: folder}."""
-    return {name: cams_stage(run, weights, name, Path(run.train.out_dir) / f"cams_{name}{suffix}",
-                             use_pcm=use_pcm, progress=progress)
+    out = Path(run.train_cam.out_dir)
+    return {name: cams_stage(run, weights, name, out / f"cams_{name}{suffix}", use_pcm=use_pcm,
+                             progress=progress)
             for name in (run.data.cam_list, run.data.val_list)}

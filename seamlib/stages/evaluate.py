@@ -8,7 +8,6 @@ per class T (ground truth), P (prediction), TP, ignoring void (255) ground truth
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -16,9 +15,9 @@ from typing import Any
 import numpy as np
 
 from seamlib.data.lists import check_inputs, list_path
-from seamlib.data.voc import CLASSES, IGNORE, NUM_CLASSES, SEG_CLASS, load_label_png, read_list
+from seamlib.data.voc import CLASSES, IGNORE, NUM_CLASSES, SEG_CLASS, read_list
 from seamlib.errors import InputError, MissingFile
-from seamlib.stages.cams import iter_cams
+from seamlib.formats import iter_cams, json_safe, load_label_png
 
 
 def confusion(pred: np.ndarray, gt: np.ndarray, n: int = NUM_CLASSES) -> np.ndarray:
@@ -53,21 +52,6 @@ def _mean(values: np.ndarray) -> float:
     """Mean over the non-NaN values; NaN when there are none."""
     kept = values[~np.isnan(values)]
     return float(kept.mean()) if len(kept) else float("nan")
-
-
-def json_safe(value: Any) -> Any:
-    """``value`` with every non-finite float replaced by None (JSON null), tuples and arrays
-    as lists and NumPy scalars as Python numbers, so ``json.dumps`` writes valid JSON (it
-    would write ``NaN``)."""
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | np.ndarray):
-        return [json_safe(v) for v in value]
-    if isinstance(value, float | np.floating):
-        return float(value) if math.isfinite(value) else None
-    if isinstance(value, np.integer):
-        return int(value)
-    return value
 
 
 def cam_prediction(cams: np.ndarray, classes: np.ndarray, threshold: float) -> np.ndarray:
@@ -192,7 +176,7 @@ def evaluate(pred_dir: str | Path, root: str | Path, list_name: str, kind: str =
     """Score any stage's output against the masks of a list: mIoU, per-class IoU, mFP/mFN and
     the confusion matrix (rows ground truth), as JSON-ready data (NaN -> None).
 
-    ``kind`` is "cam" (CAM npz files, ``seamlib.stages.cams``), "png" (label maps: pseudo labels or
+    ``kind`` is "cam" (CAM npz files, ``seamlib.formats``), "png" (label maps: pseudo labels or
     segmentation) or "auto" (from the files). CAMs are scored at ``threshold`` or, when it is
     None, at the best threshold of a sweep over ``THRESHOLDS`` (the curve is included)."""
     if threshold is not None and not 0 <= threshold <= 1:

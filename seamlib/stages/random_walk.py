@@ -23,13 +23,12 @@ from tqdm.auto import tqdm
 from seamlib.config import Config
 from seamlib.data.datasets import VOCImages, normalise
 from seamlib.data.lists import check_inputs
-from seamlib.data.voc import save_label_png
+from seamlib.densecrf import to_label, with_background
 from seamlib.device import resolve_device
-from seamlib.io import sha256_file
+from seamlib.formats import load_image_cams, save_label_png, sha256_file
 from seamlib.models.affinity import STRIDE, AffinityNet, build_affinity_net
 from seamlib.models.weights import load_weights
 from seamlib.provenance import Manifest, cam_hashes
-from seamlib.stages.crf import load_image_cams, to_label, with_background
 
 
 def transition_matrix(aff: torch.Tensor, beta: float, logt: int) -> torch.Tensor:

@@ -13,10 +13,7 @@ folder made with other weights or settings is refused.
 from __future__ import annotations
 
 import dataclasses
-import multiprocessing
-from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -26,22 +23,21 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
-from seamlib.config import Config, CRFConfig
+from seamlib.config import TEST_SETTINGS, Config, CRFConfig
 from seamlib.data.lists import check_inputs
 from seamlib.data.segmentation_data import RawImages
-from seamlib.data.voc import MEAN, STD, save_label_png
+from seamlib.data.voc import MEAN, STD
+from seamlib.densecrf import dense_crf
 from seamlib.device import resolve_device
 from seamlib.errors import InputError, MissingFile
-from seamlib.io import sha256_file
+from seamlib.formats import save_label_png, sha256_file
 from seamlib.models.deeplab import DeepLabLargeFOV, build_deeplab
 from seamlib.models.weights import load_weights
+from seamlib.parallel import run_parallel
 from seamlib.provenance import claim
-from seamlib.stages.crf import dense_crf
 
 MANIFEST = "manifest.json"
 AVERAGES = ("logits", "probs")
-# SegmentationConfig fields that only change inference (not the trained weights).
-TEST_SETTINGS = ("test_scales", "test_flip", "average", "crf", "crf_iterations")
 CRF_KERNELS = ("gaussian_", "bilateral_")  # CRFConfig fields the dense CRF's kernels read
 
 
@@ -82,10 +78,10 @@ def multiscale_probs(net: nn.Module, image: torch.Tensor, scales: Sequence[float
 
 def crf_settings(cfg: Config) -> CRFConfig | None:
     """The CRFConfig the segment stage applies (kernels of ``cfg.crf``, iterations from
-    ``seg.crf_iterations``), or None when ``seg.crf`` is off."""
-    if not cfg.seg.crf:
+    ``segment.crf_iterations``), or None when ``segment.crf`` is off."""
+    if not cfg.segment.crf:
         return None
-    return dataclasses.replace(cfg.crf, iterations=cfg.seg.crf_iterations)
+    return dataclasses.replace(cfg.crf, iterations=cfg.segment.crf_iterations)
 
 
 def write_prediction(path: Path, image: np.ndarray, probs: np.ndarray,
@@ -99,8 +95,8 @@ def write_prediction(path: Path, image: np.ndarray, probs: np.ndarray,
 
 def inference_settings(cfg: Config) -> dict:
     """Everything besides the weights that changes the predicted PNGs."""
-    settings = {k: getattr(cfg.seg, k) for k in TEST_SETTINGS}
-    if cfg.seg.crf:
+    settings = {k: getattr(cfg.segment, k) for k in TEST_SETTINGS}
+    if cfg.segment.crf:
         settings["crf_kernels"] = {k: v for k, v in dataclasses.asdict(cfg.crf).items()
                                    if k.startswith(CRF_KERNELS)}
     return settings
@@ -108,7 +104,7 @@ def inference_settings(cfg: Config) -> dict:
 
 def load_segmenter(cfg: Config, weights: str | Path, device: torch.device) -> DeepLabLargeFOV:
     """The trained segmentation network in eval mode on ``device`` (every tensor checked)."""
-    net = build_deeplab(cfg.model, cfg.seg)
+    net = build_deeplab(cfg.model, cfg.segment)
     print(load_weights(net, weights, kind="full"))
     return net.to(device).eval()
 
@@ -118,27 +114,17 @@ def predict(net: nn.Module, loader: Iterable, cfg: Config,
     """(id, (H, W, 3) uint8 image, (C, H, W) float32 probabilities) for each loaded image."""
     for image_id, image in loader:
         image = np.asarray(image)
-        probs = multiscale_probs(net, normalise_image(image, device), cfg.seg.test_scales,
-                                 cfg.seg.test_flip, cfg.seg.average)
+        probs = multiscale_probs(net, normalise_image(image, device), cfg.segment.test_scales,
+                                 cfg.segment.test_flip, cfg.segment.average)
         yield image_id, image, probs.float().cpu().numpy()
 
 
 def run_writes(jobs: Iterable[tuple], workers: int) -> None:
     """``write_prediction(*job)`` for every job; with ``workers`` > 1 in a process pool (the
     CPU-bound CRF), at most 2 x workers jobs in flight, while the network computes the next."""
-    if workers <= 1:
-        for job in jobs:
-            write_prediction(*job)
-        return
     method = "spawn" if torch.cuda.is_initialized() else "fork"  # never fork CUDA state
-    with ProcessPoolExecutor(workers, multiprocessing.get_context(method)) as pool:
-        pending: deque[Future] = deque()
-        for job in jobs:
-            pending.append(pool.submit(write_prediction, *job))
-            while len(pending) > 2 * workers:
-                pending.popleft().result()
-        for future in pending:
-            future.result()
+    for _ in run_parallel(write_prediction, jobs, workers, context=method, star=True):
+        pass
 
 
 def segment_stage(cfg: Config, weights: str | Path, list_name: str, out_dir: str | Path,
@@ -149,7 +135,7 @@ def segment_stage(cfg: Config, weights: str | Path, list_name: str, out_dir: str
     out.mkdir(parents=True, exist_ok=True)
     weights = Path(weights)
     if not weights.is_file():
-        raise MissingFile(f"{weights}: segmentation weights not found; run retrain first")
+        raise MissingFile(f"{weights}: segmentation weights not found; run train_seg first")
     check_inputs(cfg.data.root, [list_name], progress=progress)
     claim(out / MANIFEST, {"weights_sha256": sha256_file(weights),
                            "settings": inference_settings(cfg)}, "predictions")

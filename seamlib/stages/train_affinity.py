@@ -16,7 +16,7 @@ import torch
 from seamlib.config import Config
 from seamlib.data.affinity_data import AffinityDataset
 from seamlib.data.lists import check_inputs
-from seamlib.device import resolve_device
+from seamlib.device import device_kind, resolve_device
 from seamlib.errors import InputError
 from seamlib.models.affinity import AffinityNet, build_affinity_net, pair_labels
 from seamlib.models.weights import load_weights, save_released
@@ -57,7 +57,7 @@ def train_affinity(cfg: Config, score_dir: str | Path, out_dir: str | Path,
     ``cfg.model.weights`` (ImageNet, as the authors do; only the trunk of any file is used).
     Returns the trained weights' path."""
     check_inputs(cfg.data.root, [cfg.data.train_list], progress=progress)
-    torch.manual_seed(cfg.aff_train.seed)  # the new layers' initialisation, as in train.train
+    torch.manual_seed(cfg.train_affinity.seed)  # the new layers' initialisation, as in train_cam
     net = build_affinity_net(cfg.model, cfg.affinity.radius)
     if cfg.model.weights:
         load_weights(net, cfg.model.weights, kind="imagenet")
@@ -65,8 +65,9 @@ def train_affinity(cfg: Config, score_dir: str | Path, out_dir: str | Path,
     dataset = AffinityDataset(cfg.data.root, cfg.data.train_list, score_dir, aff.crop_size,
                               aff.resize_long, aff.color_jitter)
     settings = {name: dataclasses.asdict(getattr(cfg, name))
-                for name in ("data", "model", "affinity", "aff_train")}
+                for name in ("data", "model", "affinity", "train_affinity")}
     settings["inputs"] = {"score_dir": str(score_dir)}
-    return fit(net, affinity_loss_fn, dataset, cfg.aff_train, out_dir,
+    settings["device"] = device_kind(cfg.device)
+    return fit(net, affinity_loss_fn, dataset, cfg.train_affinity, out_dir,
                device=resolve_device(cfg.device), num_workers=cfg.data.num_workers,
                settings=settings, progress=progress, save=save_released)

@@ -1,4 +1,4 @@
-"""Stage train: SEAM (or, with ER/ECR off, the plain CAM baseline) on image-level labels.
+"""Stage train_cam: SEAM (or, with ER/ECR off, the plain CAM baseline) on image-level labels.
 
 The loop (poly-lr SGD over the four reference parameter groups, checkpoints, resume) is
 ``seamlib.trainer.fit``; this stage supplies the data, the network and the SEAM loss.
@@ -16,22 +16,22 @@ from seamlib import trainer
 from seamlib.config import Config
 from seamlib.data.datasets import ClassificationDataset
 from seamlib.data.lists import check_inputs, labels_for
-from seamlib.device import resolve_device
+from seamlib.device import device_kind, resolve_device
 from seamlib.losses import seam_loss
 from seamlib.models import build_model
 from seamlib.models.weights import load_weights, require_weights, save_released
 from seamlib.trainer import CHECKPOINT, MODEL, poly_factor
 from seamlib.transforms import parse_transform
 
-__all__ = ["CHECKPOINT", "MODEL", "build_optimizer", "poly_factor", "train"]
+__all__ = ["CHECKPOINT", "MODEL", "build_optimizer", "poly_factor", "train_cam"]
 
 
 def build_optimizer(net: torch.nn.Module, cfg: Config) -> torch.optim.SGD:
-    """The SEAM stage's optimiser: ``trainer.build_optimizer`` with ``cfg.train``."""
-    return trainer.build_optimizer(net, cfg.train)
+    """The SEAM stage's optimiser: ``trainer.build_optimizer`` with ``cfg.train_cam``."""
+    return trainer.build_optimizer(net, cfg.train_cam)
 
 
-def train(cfg: Config, out_dir: str | Path | None = None, progress: bool = True) -> Path:
+def train_cam(cfg: Config, out_dir: str | Path | None = None, progress: bool = True) -> Path:
     """Train the SEAM network the config describes; return the path of the trained weights."""
     require_weights(cfg.model)
     source = cfg.data.label_source
@@ -39,7 +39,7 @@ def train(cfg: Config, out_dir: str | Path | None = None, progress: bool = True)
                  need_xml=source == "xml", progress=progress)
     labels = labels_for(cfg.data.root, cfg.data.train_list, cfg.data.label_source)
     dataset = ClassificationDataset.from_config(cfg.data, labels)
-    torch.manual_seed(cfg.train.seed)  # the network's initialisation
+    torch.manual_seed(cfg.train_cam.seed)  # the network's initialisation
     net = build_model(cfg.model)
     if cfg.model.weights:
         print(load_weights(net, cfg.model.weights))
@@ -49,7 +49,7 @@ def train(cfg: Config, out_dir: str | Path | None = None, progress: bool = True)
         images, targets, _ = batch
         return seam_loss(net, images, targets, transform, cfg.loss)
 
-    return trainer.fit(net, loss_fn, dataset, cfg.train, out_dir or cfg.train.out_dir,
+    return trainer.fit(net, loss_fn, dataset, cfg.train_cam, out_dir or cfg.train_cam.out_dir,
                        device=resolve_device(cfg.device), num_workers=cfg.data.num_workers,
                        settings=run_settings(cfg), progress=progress, save=save_released)
 
@@ -57,7 +57,8 @@ def train(cfg: Config, out_dir: str | Path | None = None, progress: bool = True)
 def run_settings(cfg: Config) -> dict:
     """The settings a SEAM training run depends on (recorded and checked by the trainer).
 
-    The device is among them: CUDA arithmetic (and its default bf16 autocast) differs from
-    the CPU's. Other stages' settings (CAMs, CRF, ...) cannot change the weights."""
+    The device's kind is among them: CUDA arithmetic differs from the CPU's. Other stages'
+    settings (CAMs, CRF, ...) cannot change the weights."""
     return {**{stage: dataclasses.asdict(getattr(cfg, stage))
-               for stage in ("data", "model", "loss", "train")}, "device": cfg.device}
+               for stage in ("data", "model", "loss", "train_cam")},
+            "device": device_kind(cfg.device)}

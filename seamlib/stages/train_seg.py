@@ -13,14 +13,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from seamlib.config import Config
+from seamlib.config import TEST_SETTINGS, Config
 from seamlib.data.lists import check_inputs
 from seamlib.data.segmentation_data import PseudoLabelDataset
 from seamlib.data.voc import IGNORE
-from seamlib.device import resolve_device
+from seamlib.device import device_kind, resolve_device
 from seamlib.models.deeplab import build_deeplab
 from seamlib.models.weights import load_weights
-from seamlib.stages.segment import TEST_SETTINGS
 from seamlib.trainer import fit
 
 
@@ -30,24 +29,25 @@ def segmentation_loss(net: nn.Module, batch: Sequence[torch.Tensor]) -> dict[str
     return {"loss": F.cross_entropy(net(images), labels, ignore_index=IGNORE)}
 
 
-def retrain(cfg: Config, pseudo_label_dir: str | Path, out_dir: str | Path | None = None,
+def train_seg(cfg: Config, pseudo_label_dir: str | Path, out_dir: str | Path | None = None,
             progress: bool = True) -> Path:
-    """Train DeepLab-LargeFOV on the pseudo labels of ``cfg.seg.train_list``; return the path
-    of the trained weights (``<out_dir>/model.pth``, written by ``seamlib.trainer.fit``)."""
-    check_inputs(cfg.data.root, [cfg.seg.train_list],
+    """Train DeepLab-LargeFOV on the pseudo labels of ``cfg.segment.train_list``; return the
+    path of the trained weights (``<out_dir>/model.pth``, written by ``seamlib.trainer.fit``)."""
+    check_inputs(cfg.data.root, [cfg.segment.train_list],
                  need_masks=str(Path(pseudo_label_dir).absolute()), progress=progress)
-    dataset = PseudoLabelDataset(cfg.data.root, cfg.seg.train_list, pseudo_label_dir, cfg.seg,
-                                 cfg.model.num_classes)
-    torch.manual_seed(cfg.seg_train.seed)  # the new layers' initialisation, as in train.train
-    net = build_deeplab(cfg.model, cfg.seg)
-    init = cfg.seg.init_weights or cfg.model.weights
+    dataset = PseudoLabelDataset(cfg.data.root, cfg.segment.train_list, pseudo_label_dir,
+                                 cfg.segment, cfg.model.num_classes)
+    torch.manual_seed(cfg.train_seg.seed)  # the new layers' initialisation, as in train_cam
+    net = build_deeplab(cfg.model, cfg.segment)
+    init = cfg.segment.init_weights or cfg.model.weights
     if init:  # only the trunk: a SEAM head or ImageNet classifier in the file is ignored
         print(load_weights(net, init, kind="imagenet"))
-    seg = {k: v for k, v in dataclasses.asdict(cfg.seg).items() if k not in TEST_SETTINGS}
-    settings = {"seg": {**seg, "init_weights": init},
-                "seg_train": dataclasses.asdict(cfg.seg_train),
+    seg = {k: v for k, v in dataclasses.asdict(cfg.segment).items() if k not in TEST_SETTINGS}
+    settings = {"segment": {**seg, "init_weights": init},
+                "train_seg": dataclasses.asdict(cfg.train_seg),
                 "model": {k: getattr(cfg.model, k) for k in ("backbone", "width", "num_classes")},
-                "data": {"root": cfg.data.root, "pseudo_labels": str(pseudo_label_dir)}}
-    return fit(net, segmentation_loss, dataset, cfg.seg_train, out_dir or cfg.seg_train.out_dir,
+                "data": {"root": cfg.data.root, "pseudo_labels": str(pseudo_label_dir)},
+                "device": device_kind(cfg.device)}
+    return fit(net, segmentation_loss, dataset, cfg.train_seg, out_dir or cfg.train_seg.out_dir,
                device=resolve_device(cfg.device), num_workers=cfg.data.num_workers,
                settings=settings, progress=progress)

@@ -1,4 +1,5 @@
-"""seamlib.io: atomic writes keep the usual file mode and leave nothing behind on failure."""
+"""seamlib.formats: atomic writes keep the usual file mode and leave nothing behind on failure;
+JSON is always valid (NaN as null)."""
 
 import os
 import stat
@@ -6,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from seamlib.io import atomic_write, save_figure, sha256_file
+from seamlib.formats import atomic_write, save_figure, sha256_file, write_json
 
 
 def test_atomic_write_gives_the_mode_a_plain_open_would(tmp_path: Path) -> None:
@@ -57,3 +58,10 @@ def test_save_figure_writes_jpeg_for_image_grids_and_png_for_plots(tmp_path: Pat
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert jpg.stat().st_size < png.stat().st_size / 2
     assert sorted(f.name for f in tmp_path.iterdir()) == ["grid.jpg", "grid.png"]
+
+
+def test_write_json_writes_nan_as_null_with_indent_one(tmp_path: Path) -> None:
+    import numpy as np
+
+    write_json(tmp_path / "m.json", {"a": np.float32(0.5), "b": float("nan"), "c": (1,)})
+    assert (tmp_path / "m.json").read_text() == '{\n "a": 0.5,\n "b": null,\n "c": [\n  1\n ]\n}'
