@@ -27,7 +27,6 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 JPEG_QUALITY = 85  # image grids (images under CAMs): 5-6x smaller than PNG on the proxy run
-PRESENT = 1e-5  # a label entry above this marks its class present (cam_ops.EPS)
 
 # ------------------------------------------------------------------------ file primitives
 
@@ -101,13 +100,22 @@ def write_json(path: Path, obj: Any) -> None:
 # ---------------------------------------------------------------------------- CAM npz files
 
 
+def save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Write ``arrays`` as an uncompressed npz, atomically."""
+
+    def write(tmp: Path) -> None:
+        with tmp.open("wb") as file:
+            np.savez(file, **arrays)
+
+    atomic_write(path, write)
+
+
 def save_cam(path: Path, cam: Any, label: Any) -> None:
     """Keep the classes present in the label (20,) of the CAM (20, H, W) (arrays or CPU
     tensors); write atomically as float16 npz."""
-    classes = np.flatnonzero(np.asarray(label) > PRESENT)
-    arrays = {"classes": (classes + 1).astype(np.int64),
-              "cams": np.asarray(cam)[classes].astype(np.float16)}
-    atomic_write(path, lambda tmp: np.savez(tmp.open("wb"), **arrays))
+    classes = np.flatnonzero(np.asarray(label) > 0)  # multi-hot: 1 where present
+    save_npz(path, {"classes": (classes + 1).astype(np.int64),
+                    "cams": np.asarray(cam)[classes].astype(np.float16)})
 
 
 def load_cam(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -154,14 +162,8 @@ def save_score_maps(path: Path, la: np.ndarray, ha: np.ndarray, classes: np.ndar
     if la.shape != ha.shape or la.ndim != 3 or len(la) != len(classes) + 1:
         raise InputError(f"{path}: la {la.shape} and ha {ha.shape} must both be (K+1, H, W) "
                          f"for {len(classes)} classes")
-    arrays = {"la": la.astype(np.float16), "ha": ha.astype(np.float16),
-              "classes": np.asarray(classes, dtype=np.int64)}
-
-    def write(tmp: Path) -> None:
-        with tmp.open("wb") as file:
-            np.savez(file, **arrays)
-
-    atomic_write(path, write)
+    save_npz(path, {"la": la.astype(np.float16), "ha": ha.astype(np.float16),
+                    "classes": np.asarray(classes, dtype=np.int64)})
 
 
 def load_score_maps(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
