@@ -17,13 +17,8 @@ M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (mallo
 
 def resolve_device(spec: str = "auto") -> torch.device:
     """``"auto"`` -> CUDA when available, else CPU; otherwise the named device, checked."""
-    if spec == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(spec)
-    except RuntimeError as err:
-        raise InputError(f"device: cannot parse {spec!r}; expected auto, cpu, cuda or "
-                         f"cuda:N") from err
+    kind = device_kind(spec)  # parses it: an unknown name is one line naming the setting
+    device = torch.device(kind if spec == "auto" else spec)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise InputError(f"device: {spec!r} asked for, but torch sees no CUDA device")
     return device
