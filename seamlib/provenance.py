@@ -14,6 +14,7 @@ Names in ``UNCHECKED`` are left out everywhere: they cannot change an output.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Collection, Mapping, Sequence
@@ -59,9 +60,7 @@ def checked(settings: Mapping[str, Any]) -> dict[str, Any]:
 def stage_settings(cfg: Any, sections: Sequence[str], device: bool) -> dict[str, Any]:
     """What a pipeline stage's outputs depend on: its config sections and, where it computes
     with torch (``device``), the kind of device, as they read back from JSON."""
-    import dataclasses
-
-    from seamlib.device import device_kind
+    from seamlib.device import device_kind  # torch, imported only where a key is made
 
     settings = {name: dataclasses.asdict(getattr(cfg, name)) for name in sections}
     if device:
