@@ -61,11 +61,15 @@ def lab(tmp_path):
 
 
 def readout(browser) -> str:
-    """The explorer's readout label, once it shows an mIoU."""
+    """The explorer's readout label, once it shows an mIoU ("" while a redraw replaces it)."""
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
 
-    labels = browser.find_elements(By.CSS_SELECTOR, ".widget-label")
-    return next((e.text for e in labels if "mIoU" in e.text), "")
+    try:
+        texts = [e.text for e in browser.find_elements(By.CSS_SELECTOR, ".widget-label")]
+    except StaleElementReferenceException:  # the widget was re-rendered while being read
+        return ""
+    return next((t for t in texts if "mIoU" in t), "")
 
 
 def test_the_slider_moves_the_mious_in_jupyterlab(lab):
