@@ -57,7 +57,7 @@ class SyntheticConfig:
     min_size: int = 96  # image side lengths are drawn from [min_size, max_size]
     max_size: int = 160
     # Render each drawn scene ``scale`` times larger, pixel-sized details (void band, textures,
-    # clutter) included; 1 is generator version 4's rendering, any other value version 5.
+    # clutter) included: the same scenes at every scale.
     scale: float = 1.0
 
 

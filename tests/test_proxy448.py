@@ -9,7 +9,7 @@ import pytest
 
 from experiments.geometry_sheet import geometry_table, map_side
 from seamlib.config import PROFILES, load_config
-from seamlib.data.synthetic import SCALED_VERSION, generate
+from seamlib.data.synthetic import GENERATOR_VERSION, generate
 
 
 def test_proxy448_keeps_voc_settings_but_the_listed_deviations():
@@ -37,9 +37,9 @@ def test_scaled_rendering_draws_the_same_scenes_larger(tmp_path):
     small = load_config("smoke").synthetic
     big = dataclasses.replace(small, scale=2.0)
     a, b = sizes(generate(small, tmp_path / "a", 1)), sizes(generate(big, tmp_path / "b", 1))
-    assert json.loads((tmp_path / "b" / "synthetic.json").read_text())["generator_version"] \
-        == SCALED_VERSION
-    assert "scale" not in json.loads((tmp_path / "a" / "synthetic.json").read_text())
+    assert json.loads((tmp_path / "b" / "synthetic.json").read_text())["scale"] == 2.0
+    assert json.loads((tmp_path / "a" / "synthetic.json").read_text())["generator_version"] \
+        == GENERATOR_VERSION
     same = [k for k in a if a[k][1] == b[k][1]]
     assert len(same) >= 0.8 * len(a)
     for k in same:

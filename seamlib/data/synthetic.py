@@ -4,7 +4,7 @@
 Annotations, ImageSets) so every loader and metric runs its real path. Images hold 1-4 objects
 of the 20 classes (see shapes.py) over class-correlated scenes, with occlusion, clutter, sizes
 from small to most of the frame and a 255 void band on object borders. Every image comes from
-its own RNG seeded by (seed, generator version, split, index): same settings, same bytes.
+its own RNG seeded by (seed, ``SCENE_DRAWS``, split, index): same settings, same bytes.
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ from seamlib.formats import atomic_write, save_label_png
 from seamlib.parallel import run_parallel
 from seamlib.provenance import claim
 
-GENERATOR_VERSION = 4  # the rendering at scale 1; also seeds every image's RNG
-SCALED_VERSION = 5  # rendering at another scale: the version-4 scene draws, drawn larger
+GENERATOR_VERSION = 5  # the rendering: each scene drawn ``scale`` times larger, details included
+SCENE_DRAWS = 4  # in every image's RNG seed: the scene draws, unchanged since they were version 4
 SPLITS = ("train", "val", "test", "sbd")  # "sbd": extra images that only join train_aug
 VOID_WIDTH = 1  # pixels of void on each side of an object border
 MIN_VISIBLE = 0.3  # an object less visible than this after occlusion is dropped
@@ -339,7 +339,7 @@ def image_id(split: str, index: int) -> str:
 
 def rng_for(seed: int, split: str, index: int) -> np.random.Generator:
     """The image's own RNG: independent of worker count and generation order."""
-    return np.random.default_rng([seed, GENERATOR_VERSION, SPLITS.index(split), index])
+    return np.random.default_rng([seed, SCENE_DRAWS, SPLITS.index(split), index])
 
 
 def annotation_xml(image_id_: str, size: tuple[int, int], objects: list[Placed]) -> bytes:
@@ -415,13 +415,8 @@ def write_lists(root: Path, ids: dict[str, list[str]]) -> None:
 
 
 def manifest(cfg: SyntheticConfig) -> dict:
-    """The settings record of a benchmark folder; at scale 1 exactly version 4's (no scale
-    entry), so folders generated before version 5 stay valid."""
-    settings = asdict(cfg)
-    if cfg.scale == 1:
-        del settings["scale"]
-        return {"generator_version": GENERATOR_VERSION, **settings}
-    return {"generator_version": SCALED_VERSION, **settings}
+    """The settings record of a benchmark folder: the generator's version and every setting."""
+    return {"generator_version": GENERATOR_VERSION, **asdict(cfg)}
 
 
 def generate(cfg: SyntheticConfig, root: Path, workers: int = 2) -> Path:
