@@ -161,19 +161,16 @@ def _segment(cfg: Config, run: Path) -> None:
 
 
 def _evaluate(cfg: Config, run: Path) -> None:
-    """Every stage's output against the masks: CAMs (best and val-chosen threshold) and
-    random-walk pseudo labels on ``cam_list``, the segmentation on each evaluated list."""
+    """Every stage's output against the masks: the CAMs as ``cam_eval`` scored them (its record,
+    not a second scoring), random-walk pseudo labels on ``cam_list``, the segmentation on each
+    evaluated list."""
     from seamlib.stages.evaluate import evaluate
 
-    root, data = cfg.data.root, cfg.data
-    val = evaluate(run / "cams" / data.val_list, root, data.val_list, kind="cam")
-    cams = evaluate(run / "cams" / data.cam_list, root, data.cam_list, kind="cam")
+    data = cfg.data
     metrics = {
-        "cams": cams,
-        "cams_at_val_threshold": evaluate(run / "cams" / data.cam_list, root, data.cam_list,
-                                          kind="cam", threshold=val["threshold"]),
-        "random_walk": evaluate(run / "random_walk", root, data.cam_list, kind="png"),
-        **{f"segment_{name}": evaluate(run / "segment" / name, root, name, kind="png")
+        "cams": json.loads((run / "cam_eval" / METRICS).read_text()),
+        "random_walk": evaluate(run / "random_walk", data.root, data.cam_list, kind="png"),
+        **{f"segment_{name}": evaluate(run / "segment" / name, data.root, name, kind="png")
            for name in eval_lists(cfg)},
     }
     write_json(run / "evaluate" / METRICS, metrics)

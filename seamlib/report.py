@@ -10,6 +10,7 @@ from seamlib.device import hardware
 from seamlib.errors import InputError, MissingFile
 from seamlib.formats import atomic_write
 from seamlib.pipeline import STAGE_NAMES, TIMINGS
+from seamlib.stages.evaluate import at_threshold
 
 REPORT_METRICS = (("cams", "CAM, best thr"), ("cams_at_val_threshold", "CAM, val-chosen thr"),
                   ("random_walk", "random walk"), ("segment_val", "segmentation val"),
@@ -39,12 +40,20 @@ def pipeline_report(runs: dict[str, Path], command: str = "", setup: str = "") -
                                   timings.items() if t.get("cpu_steal_percent") is not None},
             "hardware": sorted({t["hardware"] for t in timings.values() if "hardware" in t}),
             "metrics": {key: {k: m[k] for k in REPORT_FIELDS if k in m}
-                        for key, m in metrics.items()},
+                        for key, m in stage_scores(metrics).items()},
         }
     machines = sorted({h for r in out["runs"].values() for h in r["hardware"]})
     out["hardware"] = ("; ".join(machines) if machines else
                        f"not recorded by the runs (the report was written on {hardware()})")
     return out
+
+
+def stage_scores(metrics: dict) -> dict[str, dict]:
+    """An ``evaluate`` record's scores per row of the report: the CAMs at both thresholds,
+    then every other stage's output."""
+    cams = metrics["cams"]
+    return {"cams": at_threshold(cams, "best"), "cams_at_val_threshold": at_threshold(cams, "val"),
+            **{key: m for key, m in metrics.items() if key != "cams"}}
 
 
 def format_report(report: dict) -> str:

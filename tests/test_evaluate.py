@@ -12,15 +12,18 @@ from PIL import Image
 from seamlib.cli import main
 from seamlib.data.lists import DataError, list_path
 from seamlib.data.voc import SEG_CLASS, write_list
+from seamlib.errors import InputError
 from seamlib.formats import json_safe, load_cam, save_cam
 from seamlib.stages.evaluate import (
     THRESHOLDS,
+    at_threshold,
     average_precision,
     cam_prediction,
     confusion,
     evaluate,
     image_mious,
     scores,
+    sweep_metrics,
     sweep_table,
     threshold_sweep,
 )
@@ -93,6 +96,25 @@ def test_threshold_sweep_matches_single_evaluations():
         assert (confs[i] == direct).all()
     rows = sweep_table(confs, thresholds)
     assert [r["threshold"] for r in rows] == [0.0, 0.4, 0.8]
+
+
+def test_sweep_metrics_at_the_best_and_the_val_chosen_threshold():
+    rng = np.random.default_rng(1)
+    def sweep():
+        samples = [(rng.random((2, 6, 6)), np.array([3, 9]), rng.choice([0, 3, 9], (6, 6)))
+                   for _ in range(4)]
+        return threshold_sweep(samples, THRESHOLDS)
+    train, val = sweep(), sweep()
+    metrics = sweep_metrics(train, val)
+    miou = [scores(c)["miou"] for c in train]
+    best, chosen = int(np.argmax(miou)), int(np.argmax([scores(c)["miou"] for c in val]))
+    assert at_threshold(metrics)["miou"] == max(miou)
+    assert at_threshold(metrics)["threshold"] == THRESHOLDS[best]
+    at_val = at_threshold(metrics, "val")
+    assert at_val["threshold"] == THRESHOLDS[chosen] and at_val["miou"] == miou[chosen]
+    assert at_val["mfn"] == scores(train[chosen])["mfn"]
+    with pytest.raises(InputError, match="which='worst'"):
+        at_threshold(metrics, "worst")
 
 
 def test_average_precision_uses_the_voc2010_precision_envelope():

@@ -223,3 +223,14 @@ def sweep_metrics(train_confs: np.ndarray, val_confs: np.ndarray) -> dict:
         "curve": {k: [r[k] for r in curve] for k in ("miou", "mfp", "mfn")},
         "val_curve": {k: [r[k] for r in val_curve] for k in ("miou", "mfp", "mfn")},
     }
+
+
+def at_threshold(metrics: dict, which: str = "best") -> dict:
+    """The CAM scores of a ``sweep_metrics`` record at its best threshold ("best") or at the
+    one chosen on val ("val"), under the names of ``scores``: miou, mfp, mfn, iou, threshold."""
+    if which not in ("best", "val"):
+        raise InputError(f"which={which!r}: expected 'best' or 'val'")
+    at = "best" if which == "best" else "at_val_threshold"
+    return {"miou": metrics[f"train_miou_{at}"], "mfp": metrics[f"mfp_{at}"],
+            "mfn": metrics[f"mfn_{at}"], "iou": metrics[f"per_class_iou_{at}"],
+            "threshold": metrics[f"{which}_threshold"]}
