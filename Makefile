@@ -79,7 +79,7 @@ reproduce: data
 	$(STUDY) reproduce --profile $(PROFILE) --workers $(WORKERS)
 	for nb in $(NOTEBOOKS); do \
 	  start=$$(date +%s); \
-	  $(BIN)/seam notebook $$nb --profile $(PROFILE) || exit 1; \
+	  $(STUDY) notebook $$nb --profile $(PROFILE) || exit 1; \
 	  echo "$$nb: $$(( ($$(date +%s) - start) / 60 )) min"; \
 	done
 	$(STUDY) summary --profile $(PROFILE)
@@ -111,7 +111,7 @@ pipeline: $(STAMP)
 # results/<profile>/runs/ (committed), without training anything.
 tables: $(STAMP)
 	for nb in $(TABLES); do \
-	  $(BIN)/seam notebook $$nb --profile $(PROFILE) --no-train || exit 1; \
+	  $(STUDY) notebook $$nb --profile $(PROFILE) --no-train || exit 1; \
 	done
 	$(STUDY) summary --profile $(PROFILE)
 

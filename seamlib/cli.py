@@ -1,4 +1,4 @@
-"""The ``seam`` command: the pipeline's stages, in the paper's order, and the notebooks.
+"""The ``seam`` command: the pipeline's stages, in the paper's order.
 
     seam data --profile proxy          # generate, download or only check the dataset
     seam train_cam --profile proxy     # the CAM network (SEAM, or the baseline with ER/ECR off)
@@ -11,9 +11,9 @@
     seam evaluate DIR                  # mIoU / mFP / mFN against the masks
     seam export --pred DIR --out DIR   # VOC evaluation-server archive
     seam run --profile smoke           # every stage above in one run folder, resumable
-    seam notebook 01_data              # execute a notebook into results/PROFILE/
 
-The runs behind the paper's tables are ``python -m study reproduce``; lab tools (comparisons,
+The runs behind the paper's tables are ``python -m study reproduce`` and the notebooks run
+headless with ``python -m study notebook``; lab tools (comparisons,
 difficulty, probes, the proxy trunk's pretraining) are ``python -m experiments``; benchmarks
 are ``python -m benchmarks.bench``.
 A bad input ends with one line, ``seam <command>: <what is wrong>``, and exit status 2; Ctrl-C
@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import shlex
 import sys
 import traceback
@@ -43,12 +42,9 @@ from seamlib.config import (
 from seamlib.errors import InputError, Interrupted, MissingFile, SeamError
 from seamlib.pipeline import STAGE_NAMES, run_folder
 
-RESULTS = Path("results")
-NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
-CHECK_MARK = "# NBVAL_CHECK_OUTPUT"
 INPUT_FOLDERS = ("pred_dir", "pred", "cams", "labels")  # arguments naming folders a command reads
 # Commands that make data.root themselves (or do not read it): no dataset check first.
-MAKES_DATA = ("data", "run", "notebook")
+MAKES_DATA = ("data", "run")
 
 
 def parse_overrides(items: list[str]) -> dict[str, dict[str, str]]:
@@ -180,93 +176,6 @@ def cmd_run(args: argparse.Namespace) -> None:
         print(f"stopped after {list(timings)[-1]} (--until); stage times: {run / 'timings.json'}")
 
 
-def cmd_notebook(args: argparse.Namespace) -> None:
-    """execute notebooks/NAME.ipynb into results/PROFILE/ (from any directory)"""
-    import papermill
-
-    source = NOTEBOOKS / f"{args.name}.ipynb"
-    if not source.exists():
-        names = ", ".join(sorted(p.stem for p in NOTEBOOKS.glob("*.ipynb")))
-        raise InputError(f"{source}: no such notebook; expected one of {names}")
-    target = NOTEBOOKS.parent / RESULTS / args.profile / source.name
-    target.parent.mkdir(parents=True, exist_ok=True)
-    params = {"profile": args.profile}
-    if args.no_train:
-        params["train"] = False
-    if args.data_root:
-        params["data_root"] = str(Path(args.data_root).resolve())
-    papermill.execute_notebook(str(source), str(target), parameters=params, cwd=str(NOTEBOOKS))
-    make_stable(target, source)
-    if args.update_checks:
-        copy_checked_outputs(target, source)
-    print(target)
-
-
-PROGRESS = re.compile(r"\r|\|\s*\d+/\d+ \[")  # a tqdm bar in a stream output
-
-
-def make_stable(executed: Path, source: Path) -> None:
-    """Make an executed copy byte-stable across runs and machines: no timestamps or durations,
-    cell ids by position, the source's kernelspec and language, paths relative to the
-    repository, each cell's streams joined, progress bars and widget views left out."""
-    import nbformat
-
-    nb, src = nbformat.read(executed, as_version=4), nbformat.read(source, as_version=4)
-    repo = f"{NOTEBOOKS.parent}/"
-    paper = nb.metadata.get("papermill", {})
-    nb.metadata = {**src.metadata, "papermill": {
-        "parameters": paper.get("parameters", {}),
-        **{k: str(Path(paper[k]).resolve().relative_to(NOTEBOOKS.parent))
-           for k in ("input_path", "output_path") if k in paper}}}
-    for i, cell in enumerate(nb.cells):
-        cell.id = f"cell-{i}"
-        cell.metadata.pop("execution", None)
-        cell.metadata.pop("papermill", None)
-        if cell.cell_type != "code":
-            continue
-        outputs = []
-        for out in cell.outputs:
-            if out.output_type == "stream":
-                if out.name == "stderr" and PROGRESS.search(out.text):
-                    continue
-                out.text = out.text.replace(repo, "")
-            elif "application/vnd.jupyter.widget-view+json" in out.get("data", {}):
-                continue
-            elif "text/plain" in out.get("data", {}):
-                out.data["text/plain"] = out.data["text/plain"].replace(repo, "")
-            outputs.append(out)
-        cell.outputs = join_streams(outputs)
-    nbformat.write(nb, executed)
-
-
-def join_streams(outputs: list) -> list:
-    """A cell's outputs with consecutive stream outputs of the same name joined into one (how
-    a kernel chunks what a cell prints varies from run to run)."""
-    joined: list = []
-    for out in outputs:
-        if out.output_type == "stream" and joined and joined[-1].output_type == "stream" \
-                and joined[-1].name == out.name:
-            joined[-1].text += out.text
-        else:
-            joined.append(out)
-    return joined
-
-
-def copy_checked_outputs(executed: Path, source: Path) -> None:
-    """Store the outputs of the ``# NBVAL_CHECK_OUTPUT`` cells of an executed notebook in its
-    source (with nbstripout's ``keep_output``), as the reference nbval compares against."""
-    import nbformat
-
-    ran, src = nbformat.read(executed, as_version=4), nbformat.read(source, as_version=4)
-    executed_cells = {c.source: c for c in ran.cells if c.cell_type == "code"}
-    for cell in src.cells:
-        if cell.cell_type == "code" and cell.source.startswith(CHECK_MARK):
-            cell.outputs = executed_cells[cell.source].outputs
-            cell.execution_count = executed_cells[cell.source].execution_count  # nbval needs it
-            cell.metadata["keep_output"] = True
-    nbformat.write(src, source)
-
-
 def add_config_args(p: argparse.ArgumentParser, device: bool) -> None:
     """--profile, --data-root, --set and (for stages that run a network) --device."""
     p.add_argument("--profile", choices=PROFILES_NAMES, default=DEFAULT_PROFILE,
@@ -357,17 +266,6 @@ def build_parser() -> argparse.ArgumentParser:
         for flag, kw in options:
             p.add_argument(flag, **kw)
         p.set_defaults(func=func)
-    p = sub.add_parser("notebook", help=cmd_notebook.__doc__, description=cmd_notebook.__doc__)
-    p.add_argument("name", help="notebook name, e.g. 01_data")
-    p.add_argument("--profile", choices=PROFILES_NAMES, default=DEFAULT_PROFILE,
-                   help=f"run profile (default: {DEFAULT_PROFILE})")
-    p.add_argument("--data-root", default=None, help="override data.root")
-    p.add_argument("--no-train", action="store_true",
-                   help="render from the runs recorded under results/PROFILE/runs/ only "
-                        "(notebooks with a `train` parameter: 04, 05)")
-    p.add_argument("--update-checks", action="store_true",
-                   help="store the outputs of the NBVAL_CHECK_OUTPUT cells in the source")
-    p.set_defaults(func=cmd_notebook)
     return parser
 
 

@@ -3,6 +3,7 @@
     python -m study reproduce --profile proxy --workers 2   # every run behind the tables
     python -m study reproduce --profile proxy --dry-run     # what remains, and its time
     python -m study summary --profile proxy                 # results/proxy/summary.md
+    python -m study notebook 04_ablations --profile proxy   # results/proxy/04_ablations.ipynb
 
 A bad input ends with one line and exit status 2, as with ``seam``.
 """
@@ -14,6 +15,7 @@ import sys
 from pathlib import Path
 
 from seamlib.cli import add_config_args, config_from, run_command
+from seamlib.config import DEFAULT_PROFILE, PROFILES_NAMES
 from seamlib.errors import InputError
 
 
@@ -36,6 +38,14 @@ def cmd_summary(args: argparse.Namespace) -> None:
     print(write_summary(cfg, Path(args.out or Path("results") / cfg.profile)))
 
 
+def cmd_notebook(args: argparse.Namespace) -> None:
+    """execute notebooks/NAME.ipynb into results/PROFILE/ (from any directory)"""
+    from study.notebooks import run_notebook
+
+    print(run_notebook(args.name, args.profile, not args.no_train, args.data_root,
+                       args.update_checks))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m study", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -55,6 +65,17 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_args(p, device=False)
     p.add_argument("--out", default=None, help="results folder (default: results/PROFILE)")
     p.set_defaults(func=cmd_summary)
+    p = sub.add_parser("notebook", help=cmd_notebook.__doc__, description=cmd_notebook.__doc__)
+    p.add_argument("name", help="notebook name, e.g. 01_data")
+    p.add_argument("--profile", choices=PROFILES_NAMES, default=DEFAULT_PROFILE,
+                   help=f"run profile (default: {DEFAULT_PROFILE})")
+    p.add_argument("--data-root", default=None, help="override data.root")
+    p.add_argument("--no-train", action="store_true",
+                   help="render from the runs recorded under results/PROFILE/runs/ only "
+                        "(notebooks with a `train` parameter: 04, 05)")
+    p.add_argument("--update-checks", action="store_true",
+                   help="store the outputs of the NBVAL_CHECK_OUTPUT cells in the source")
+    p.set_defaults(func=cmd_notebook)
     return parser
 
 

@@ -87,8 +87,7 @@ def test_subcommands_are_listed_in_the_pipelines_order():
     parser = build_parser()
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     assert list(sub.choices) == ["data", "train_cam", "cams", "crf", "train_affinity",
-                                 "random_walk", "train_seg", "segment", "evaluate", "export", "run",
-                                 "notebook"]
+                                 "random_walk", "train_seg", "segment", "evaluate", "export", "run"]
 
 
 def test_every_option_has_a_help_line():

@@ -18,6 +18,7 @@ import seamlib
 import seamlib.stages.train_cam
 from seamlib.cli import main
 from seamlib.data.voc import ANNOTATIONS, IMAGES, SEG_CLASS
+from study.__main__ import main as study
 
 REPO = Path(seamlib.__file__).resolve().parents[1]
 
@@ -144,18 +145,22 @@ def test_notebook_runs_from_any_directory(tmp_path, monkeypatch, capsys):
     calls = []
     monkeypatch.setattr("papermill.execute_notebook",
                         lambda source, target, **kw: calls.append((source, target, kw)))
-    monkeypatch.setattr("seamlib.cli.make_stable", lambda *args: None)  # nothing was executed
+    monkeypatch.setattr("study.notebooks.make_stable", lambda *args: None)  # nothing ran
     monkeypatch.chdir(tmp_path)
-    main(["notebook", "01_data", "--profile", "smoke"])
+    study(["notebook", "01_data", "--profile", "smoke"])
     (source, target, kw), = calls
     assert source == str(REPO / "notebooks" / "01_data.ipynb")
     assert target == str(REPO / "results" / "smoke" / "01_data.ipynb")
     assert kw["cwd"] == str(REPO / "notebooks") and kw["parameters"] == {"profile": "smoke"}
     assert not any(tmp_path.iterdir())
-    main(["notebook", "03_cams", "--profile", "smoke", "--no-train"])
+    study(["notebook", "03_cams", "--profile", "smoke", "--no-train"])
     assert calls[1][2]["parameters"] == {"profile": "smoke", "train": False}
     capsys.readouterr()
-    assert "no such notebook; expected one of 01_data" in fails(capsys, "notebook", "00_nope")
+    with pytest.raises(SystemExit) as exit_:
+        study(["notebook", "00_nope"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.count("\n") == 1
+    assert err.startswith("python -m study notebook: ") and "expected one of 01_data" in err
 
 
 def test_help_does_not_import_torch():

@@ -1,5 +1,5 @@
 """Executed copies of the notebooks are byte-stable: two executions (or two machines) that
-print the same numbers write the same bytes (seamlib.cli.make_stable)."""
+print the same numbers write the same bytes (study.notebooks.make_stable)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import nbformat
 
-from seamlib.cli import NOTEBOOKS, make_stable
+from study.notebooks import NOTEBOOKS, make_stable
 
 
 def executed(path: Path, stamp: str, cell_id: str, chunks: list[str]) -> Path:

@@ -14,7 +14,18 @@ import sys
 import nbformat
 from nbstripout import strip_output
 
-from seamlib.cli import join_streams
+
+def join_streams(outputs: list) -> list:
+    """A cell's outputs with consecutive stream outputs of the same name joined into one (how
+    a kernel chunks what a cell prints varies from run to run)."""
+    joined: list = []
+    for out in outputs:
+        if out.output_type == "stream" and joined and joined[-1].output_type == "stream" \
+                and joined[-1].name == out.name:
+            joined[-1].text += out.text
+        else:
+            joined.append(out)
+    return joined
 
 
 def clean(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
