@@ -399,6 +399,8 @@ BOUNDS: dict[str, tuple[float, float | None]] = {
                                                  "max_size")},
     "synthetic.n_extra": (0, None),
 }
+POSITIVE = ("loss.ecr_topk_ratio",)  # of BOUNDS: zero excluded (ECR over no pixel is no loss)
+SCALES = ("cams.scales", "segment.test_scales")  # inference scales: one or more, each above 0
 BOOLS = {"true": True, "1": True, "false": False, "0": False}
 NONES = ("none", "null")
 TOP_LEVEL = ("profile", "device")  # Config fields that are not stages
@@ -499,15 +501,32 @@ def apply_overrides(cfg: Config, overrides: dict[str, dict[str, Any]]) -> Config
 
 
 def check_bounds(cfg: Config) -> None:
-    """Raise ValueError naming the first setting outside its range (``BOUNDS``), so a bad
-    value stops the command before any work."""
+    """Raise an error naming the first setting outside its range (``BOUNDS``, ``POSITIVE``,
+    ``SCALES``), so a bad value stops the command before any work."""
     for setting, (low, high) in BOUNDS.items():
-        stage, key = setting.split(".")
-        value = getattr(getattr(cfg, stage), key)
-        if not (low <= value and (high is None or value <= high)):  # NaN fails too
-            expected = f"a value in [{low}, {high}]" if high is not None else f"at least {low}"
-            raise InputError(f"setting {setting}: cannot use {value!r}; expected {expected} "
-                             f"(--set {setting}=VALUE)")
+        value = _setting(cfg, setting)
+        above = low < value if setting in POSITIVE else low <= value
+        if not (above and (high is None or value <= high)):  # NaN fails too
+            bracket = "(" if setting in POSITIVE else "["
+            expected = (f"a value in {bracket}{low}, {high}]" if high is not None
+                        else f"at least {low}")
+            _refuse(setting, value, expected)
+    for setting in SCALES:
+        scales = _setting(cfg, setting)
+        if not scales or not all(s > 0 for s in scales):
+            _refuse(setting, scales, "one or more scales above 0, e.g. 1.0 or 0.5,1.0")
+
+
+def _setting(cfg: Config, setting: str) -> Any:
+    """The value of ``stage.key``."""
+    stage, key = setting.split(".")
+    return getattr(getattr(cfg, stage), key)
+
+
+def _refuse(setting: str, value: Any, expected: str) -> None:
+    """The one-line error of a setting out of range."""
+    raise InputError(f"setting {setting}: cannot use {value!r}; expected {expected} "
+                     f"(--set {setting}=VALUE)")
 
 
 def load_config(profile: str = DEFAULT_PROFILE, overrides: dict[str, dict[str, Any]] | None = None,

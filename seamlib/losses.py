@@ -63,9 +63,10 @@ def equivariant_cross_loss(cam_o: torch.Tensor, rv_o: torch.Tensor, cam_t: torch
 
 
 def _hardest_mean(err: torch.Tensor, ratio: float) -> torch.Tensor:
-    """Mean of the k = int(C*H*W*ratio) largest elements of each image's error map."""
+    """Mean of the k = int(C*H*W*ratio) largest elements of each image's error map (at least
+    one, so a ratio too small for the map still has a loss)."""
     n, c, h, w = err.shape
-    return err.view(n, -1).topk(int(c * h * w * ratio), dim=-1).values.mean()
+    return err.view(n, -1).topk(max(1, int(c * h * w * ratio)), dim=-1).values.mean()
 
 
 def seam_loss(net: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,

@@ -50,6 +50,15 @@ def test_train_with_a_missing_annotation_names_it(voc_root, tmp_path, capsys, no
     assert not (tmp_path / "run").exists()
 
 
+def test_cams_with_a_missing_annotation_names_it(voc_root, tmp_path, capsys):
+    weights = tmp_path / "model.pth"
+    weights.write_bytes(b"not read: the lists are checked first")
+    (voc_root / ANNOTATIONS / "2007_000002.xml").unlink()  # data.label_source is xml
+    err = fails(capsys, "cams", "--profile", "smoke", "--data-root", str(voc_root), "--list",
+                "train", "--weights", str(weights), "--out", str(tmp_path / "cams"))
+    assert f"{ANNOTATIONS}/2007_000002.xml: missing" in err
+
+
 def test_train_before_data_says_to_run_seam_data(tmp_path, monkeypatch, capsys, no_training):
     monkeypatch.chdir(tmp_path)
     err = fails(capsys, "train_cam", "--profile", "smoke")
@@ -120,14 +129,17 @@ def test_evaluate_refuses_a_threshold_outside_0_1(voc_root, tmp_path, capsys):
     assert "threshold 1.5: expected a CAM background threshold in [0, 1]" in err
 
 
-@pytest.mark.parametrize("setting", ["train_cam.epochs=0", "train_affinity.epochs=0",
-                                     "train_seg.epochs=-1", "train_cam.batch_size=0",
-                                     "crf.bg_threshold=1.5", "crf.bg_threshold=nan"])
-def test_settings_out_of_range_are_refused_naming_them(setting, capsys, no_training):
+@pytest.mark.parametrize("setting, expected", [
+    ("train_cam.epochs=0", "at least 1"), ("train_affinity.epochs=0", "at least 1"),
+    ("train_seg.epochs=-1", "at least 1"), ("train_cam.batch_size=0", "at least 1"),
+    ("crf.bg_threshold=1.5", "[0, 1]"), ("crf.bg_threshold=nan", "[0, 1]"),
+    ("loss.ecr_topk_ratio=0", "(0, 1]"), ("cams.scales=()", "one or more scales above 0"),
+    ("segment.test_scales=()", "one or more scales"), ("cams.scales=0,1", "above 0")])
+def test_settings_out_of_range_are_refused_naming_them(setting, expected, capsys, no_training):
     name, value = setting.split("=")
     err = fails(capsys, "train_cam", "--profile", "smoke", "--set", setting)
     assert err.startswith(f"seam train_cam: setting {name}: cannot use ")
-    assert ("[0, 1]" if name.startswith("crf") else "at least 1") in err
+    assert expected in err
 
 
 def test_validation_reports_the_bad_files_of_every_list_at_once(voc_root, capsys):

@@ -75,6 +75,9 @@ def test_ecr_topk_keeps_hardest_elements():
     rv_t[0, 0, 0, 2] = 0.4  # only one error: top 2 = .4, 0
     loss = equivariant_cross_loss(cam_o, rv_o, cam_t, rv_t, topk_ratio=0.2)
     assert loss.item() == pytest.approx((0.9 + 0.7) / 2 + 0.4 / 2)
+    # a ratio below one element of the map still keeps the hardest one (not a mean of none)
+    loss = equivariant_cross_loss(cam_o, rv_o, cam_t, rv_t, topk_ratio=0.01)
+    assert loss.item() == pytest.approx(0.9 + 0.4)
 
 
 def test_ecr_targets_are_detached():

@@ -32,8 +32,8 @@ from seamlib.config import Config
 from seamlib.data.datasets import MultiScaleDataset, collate_list
 from seamlib.device import resolve_device
 from seamlib.errors import InputError, MissingFile
-from seamlib.formats import atomic_write, save_cam, sha256_file
-from seamlib.provenance import require_same
+from seamlib.formats import save_cam, sha256_file, write_json
+from seamlib.provenance import claim
 
 MANIFEST = "manifest.json"
 MAX_PIXELS = 2 * 1000 * 750  # pixels per forward: a flip pair of VOC's largest pass (scale 2)
@@ -123,44 +123,27 @@ def cam_manifest(net: torch.nn.Module, use_pcm: bool, scales: Sequence[float] | 
     return manifest if method == "cam" else {**manifest, "method": method}
 
 
-def save_manifest(path: Path, manifest: dict[str, Any]) -> None:
-    """Write a CAM folder's manifest atomically."""
-    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(manifest, indent=1)))
-
-
 # Recorded in the manifest, not compared: the same network may come from another file.
 RECORDED = ("weights", "weights_sha256", "seconds")
 
 
-def claim_folder(out: Path, manifest: dict[str, Any], overwrite: bool) -> None:
-    """Tie ``out`` to ``manifest``: a folder made by another network or settings is an error,
-    or with ``overwrite`` its CAMs are deleted so they are made again."""
-    path, stale = out / MANIFEST, sorted(out.glob("*.npz"))
-    try:
-        if path.exists():
-            require_same(json.loads(path.read_text()), manifest, out, "CAMs", ignore=RECORDED)
-        elif stale:
-            raise InputError(f"{out} holds CAMs with no manifest (no record of the network "
-                             "that made them); use another folder or delete that one")
-    except ValueError as err:
-        if not overwrite:
-            raise InputError(f"{err} (or rerun with overwrite=True)") from None
-        for file in stale:
-            file.unlink()
-        path.unlink(missing_ok=True)
-    if not path.exists():
-        save_manifest(path, manifest)
+def claim_folder(out: Path, manifest: dict[str, Any]) -> None:
+    """Tie ``out`` to ``manifest``: a folder made by another network or settings, or holding
+    CAMs without a manifest, is an error."""
+    if not (out / MANIFEST).exists() and any(out.glob("*.npz")):
+        raise InputError(f"{out} holds CAMs with no manifest (no record of the network "
+                         "that made them); use another folder or delete that one")
+    claim(out / MANIFEST, manifest, "CAMs", ignore=RECORDED)
 
 
 def infer_cams(net: torch.nn.Module, dataset: Dataset, out_dir: str | Path,
                use_pcm: bool = True, progress: bool = True, *, weights: str | Path | None = None,
-               device: str | torch.device = "auto", overwrite: bool = False,
-               images_per_batch: int = 4, max_pixels: int = MAX_PIXELS,
-               num_workers: int = 0) -> Path:
+               device: str | torch.device = "auto", images_per_batch: int = 4,
+               max_pixels: int = MAX_PIXELS, num_workers: int = 0) -> Path:
     """Write the CAM of every image of ``dataset`` (a ``MultiScaleDataset``) to ``out_dir``.
 
     Images already done by the same network and settings are skipped, so an interrupted run
-    resumes; a folder made by others is an error unless ``overwrite`` (then it is redone).
+    resumes; a folder made by another network or with other settings is an error.
     ``weights`` (the file ``net`` was loaded from) is recorded in the manifest. ``net`` is
     moved to ``device`` and set to eval mode.
     """
@@ -168,8 +151,7 @@ def infer_cams(net: torch.nn.Module, dataset: Dataset, out_dir: str | Path,
     out.mkdir(parents=True, exist_ok=True)
     device = resolve_device(device) if isinstance(device, str) else device
     net.to(device).eval()
-    claim_folder(out, cam_manifest(net, use_pcm, getattr(dataset, "scales", None), weights),
-                 overwrite)
+    claim_folder(out, cam_manifest(net, use_pcm, getattr(dataset, "scales", None), weights))
     todo = [i for i, iid in enumerate(dataset.ids) if not (out / f"{iid}.npz").exists()]
     loader = DataLoader(Subset(dataset, todo), batch_size=images_per_batch,
                         collate_fn=collate_list, num_workers=num_workers)
@@ -191,13 +173,7 @@ def add_seconds(out: Path, seconds: float) -> None:
     path = out / MANIFEST
     manifest = json.loads(path.read_text())
     manifest["seconds"] = round(manifest.get("seconds", 0.0) + seconds, 1)
-    save_manifest(path, manifest)
-
-
-def cam_seconds(out: str | Path) -> float | None:
-    """The inference time recorded in a CAM folder's manifest; None for folders made before
-    it was recorded."""
-    return json.loads((Path(out) / MANIFEST).read_text()).get("seconds")
+    write_json(path, manifest)
 
 
 def cams_stage(cfg: Config, weights: str | Path | None = None, list_name: str | None = None,
@@ -225,7 +201,9 @@ def cams_stage(cfg: Config, weights: str | Path | None = None, list_name: str | 
     if not weights.is_file():
         raise MissingFile(f"{weights}: no trained weights; run `seam train_cam` first or "
                                 f"pass the SEAM checkpoint to use")
-    check_inputs(cfg.data.root, [list_name], progress=progress)
+    source = cfg.data.label_source
+    check_inputs(cfg.data.root, [list_name], need_masks=source == "mask",
+                 need_xml=source == "xml", progress=progress)
     net = build_model(cfg.model)
     load_weights(net, weights, kind="seam")
     net = net if method == "cam" else GradCAMNet(net, method)
