@@ -23,7 +23,7 @@ from pathlib import Path
 from seamlib.cli import add_config_args, config_from, run_command
 from seamlib.config import Config
 from seamlib.errors import InputError
-from seamlib.formats import atomic_write
+from seamlib.formats import atomic_write, write_json
 
 
 def command_line(args: argparse.Namespace) -> str:
@@ -126,7 +126,7 @@ def cmd_random_walk_sweep(args: argparse.Namespace) -> None:
 
 def cmd_pipeline_report(args: argparse.Namespace) -> None:
     """tabulate finished `seam run` folders (NAME=DIR ...) into OUT.json and OUT.md"""
-    from seamlib.report import pipeline_report, write_pipeline_report
+    from seamlib.report import format_report, pipeline_report
 
     runs = {}
     for item in args.runs:
@@ -135,7 +135,10 @@ def cmd_pipeline_report(args: argparse.Namespace) -> None:
             raise InputError(f"run {item!r}: expected NAME=DIR, e.g. seam=runs/proxy/seam")
         runs[name] = Path(folder)
     report = pipeline_report(runs, command_line(args), args.setup)
-    print(write_pipeline_report(report, Path(args.out)).read_text())
+    base = Path(args.out)
+    write_json(base.with_suffix(".json"), report)
+    atomic_write(base.with_suffix(".md"), lambda t: t.write_text(format_report(report)))
+    print(format_report(report))
 
 
 OUT = ("--out", {"default": None, "help": "output folder (default: runs/PROFILE)"})

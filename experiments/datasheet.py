@@ -1,13 +1,13 @@
 """The datasheet of the synthetic benchmark (``results/<profile>/datasheet.md``): the data's
-statistics (seamlib.data.statistics) beside the plain-CAM baseline's difficulty."""
+statistics (study.data_statistics) beside the plain-CAM baseline's difficulty."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from seamlib.data.statistics import dataset_statistics, top_pairs
 from seamlib.formats import atomic_write
+from study.data_statistics import dataset_statistics, top_pairs
 
 MAP_TARGET = 0.9  # plain-CAM baseline: classification mAP on val at least this
 MIOU_WINDOW = (0.30, 0.65)  # ... and CAM mIoU on train (best threshold) inside this window

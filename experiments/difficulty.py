@@ -12,20 +12,17 @@ import dataclasses
 from pathlib import Path
 
 import numpy as np
-import torch
-from torch.utils.data import DataLoader
 
 from experiments.compare import run_method
 from seamlib.config import Config, variant_config
-from seamlib.data.datasets import ClassificationDataset
-from seamlib.data.lists import labels_for
 from seamlib.data.voc import CLASSES
 from seamlib.device import hardware, resolve_device
 from seamlib.formats import json_safe
 from seamlib.models import SEAMNet, build_model
 from seamlib.models.weights import load_weights
-from seamlib.stages.evaluate import THRESHOLDS, average_precision
+from seamlib.stages.evaluate import THRESHOLDS
 from seamlib.trainer import MODEL
+from study.classification import average_precision, image_scores
 
 
 def baseline_config(cfg: Config) -> Config:
@@ -33,19 +30,10 @@ def baseline_config(cfg: Config) -> Config:
     return variant_config(cfg, "baseline", cfg.train_cam.seed)
 
 
-@torch.no_grad()
 def classification_ap(net: SEAMNet, cfg: Config, list_name: str) -> np.ndarray:
-    """Per-class AP (20 foreground classes, NaN where absent) of image-level scores (pooled fc8
-    CAMs) on whole images at the training scale (long side = crop size, padded square)."""
-    net.eval()
-    device = next(net.parameters()).device
-    labels = labels_for(cfg.data.root, list_name, cfg.data.label_source)
-    data = ClassificationDataset.from_config(cfg.data, labels, list_name, train=False)
-    out, targets = [], []
-    for images, target, _ in DataLoader(data, batch_size=32):
-        out.append(net(images.to(device), with_pcm=False).cam[:, 1:].mean((2, 3)).float().cpu())
-        targets.append(target)
-    return average_precision(torch.cat(out).numpy(), torch.cat(targets).numpy())
+    """Per-class AP (20 foreground classes, NaN where absent) of the network's image scores on
+    the list's whole images at the training scale (``study.classification.image_scores``)."""
+    return average_precision(*image_scores(net, cfg, list_name))
 
 
 def load_seam(cfg: Config, weights: str | Path) -> SEAMNet:

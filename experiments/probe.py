@@ -30,7 +30,7 @@ from seamlib.device import hardware
 from seamlib.errors import InputError
 from seamlib.models.seam import build_model
 from seamlib.models.weights import load_weights
-from seamlib.stages.evaluate import mean_average_precision
+from study.classification import mean_average_precision
 
 PROBE_STEPS = 400  # full-batch Adam steps of the linear probe
 PROBE_WEIGHT_DECAYS = (1e-4, 1e-3, 1e-2)

@@ -8,7 +8,6 @@ from pathlib import Path
 
 from seamlib.device import hardware
 from seamlib.errors import InputError, MissingFile
-from seamlib.formats import atomic_write
 from seamlib.pipeline import STAGE_NAMES, TIMINGS
 from seamlib.stages.evaluate import at_threshold
 
@@ -86,11 +85,3 @@ def format_report(report: dict) -> str:
     lines += ["", "CPU time stolen by the host (`/proc/stat` steal, % of the machine's CPU time "
               "while a stage ran; it stretches wall times): " + "; ".join(steal) + "."]
     return "\n".join(lines) + "\n"
-
-
-def write_pipeline_report(report: dict, base: Path) -> Path:
-    """Write ``base``.json and ``base``.md; return the markdown's path."""
-    base = Path(base)
-    atomic_write(base.with_suffix(".json"), lambda t: t.write_text(json.dumps(report, indent=1)))
-    atomic_write(base.with_suffix(".md"), lambda t: t.write_text(format_report(report)))
-    return base.with_suffix(".md")

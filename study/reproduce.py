@@ -172,6 +172,8 @@ def recognisability_record(cfg: Config, variant: str, seed: int,
     run_cfg, folder = run_config(cfg, variant, seed), run_folder(cfg.profile, variant, seed)
 
     def make() -> dict:
+        from study.classification import classification_map
+
         run_pipeline(run_cfg, folder, until="train_cam")
         start = time.time()
         maps = {f"{s:g}": classification_map(run_cfg, folder / "train_cam" / "model.pth",
@@ -181,35 +183,6 @@ def recognisability_record(cfg: Config, variant: str, seed: int,
                 "seconds": round(time.time() - start, 1), "metrics": {"val_map": maps}}
     return made_record(record_path(results, cfg.profile, variant, seed, job.name),
                        job_key(cfg, job), run, "the downscaled classification", make)
-
-
-def classification_map(cfg: Config, weights: Path, list_name: str, scale: float) -> float:
-    """Classification mAP of a trained network on ``list_name``'s whole images (long side the
-    crop size, padded square, as in evaluation) rescaled by ``scale`` as ER rescales its second
-    branch's input; image scores are the pooled fc8 CAMs."""
-    import torch
-    from torch.utils.data import DataLoader
-
-    from seamlib.data.datasets import ClassificationDataset
-    from seamlib.data.lists import labels_for
-    from seamlib.models import build_model
-    from seamlib.models.weights import load_weights
-    from seamlib.stages.evaluate import mean_average_precision
-    from seamlib.transforms import Rescale
-
-    net = build_model(cfg.model)
-    load_weights(net, weights, kind="seam")
-    net.eval()
-    labels = labels_for(cfg.data.root, list_name, cfg.data.label_source)
-    data = ClassificationDataset.from_config(cfg.data, labels, list_name, train=False)
-    rescale = Rescale(scale)
-    out, targets = [], []
-    with torch.inference_mode():
-        for images, target, _ in DataLoader(data, batch_size=32):
-            x = images if scale == 1 else rescale(images)
-            out.append(net(x, with_pcm=False).cam[:, 1:].mean((2, 3)).float())
-            targets.append(target)
-    return mean_average_precision(torch.cat(out).numpy(), torch.cat(targets).numpy())
 
 
 def crf_record(cfg: Config, variant: str, seed: int, results: str | Path = "results",

@@ -17,7 +17,6 @@ from seamlib.formats import json_safe, load_cam, save_cam
 from seamlib.stages.evaluate import (
     THRESHOLDS,
     at_threshold,
-    average_precision,
     cam_prediction,
     confusion,
     evaluate,
@@ -116,25 +115,6 @@ def test_sweep_metrics_at_the_best_and_the_val_chosen_threshold():
     with pytest.raises(InputError, match="which='worst'"):
         at_threshold(metrics, "worst")
 
-
-def test_average_precision_uses_the_voc2010_precision_envelope():
-    # ranks 1..5 hit, miss, miss, hit, hit: precision at the hits 1, 2/4, 3/5. Without the
-    # envelope AP = (1 + 0.5 + 0.6) / 3 = 0.700; the monotone envelope lifts rank 4 to 0.6
-    # (the best precision at equal or higher recall): AP = (1 + 0.6 + 0.6) / 3 = 0.733.
-    scores_ = np.array([[0.9], [0.8], [0.7], [0.6], [0.5]])
-    targets = np.array([[1], [0], [0], [1], [1]])
-    assert average_precision(scores_, targets)[0] == pytest.approx(2.2 / 3)
-
-
-def test_average_precision_hand_example():
-    scores_ = np.array([[0.9, 0.1], [0.8, 0.2], [0.3, 0.3]])
-    targets = np.array([[1, 0], [0, 0], [1, 0]])
-    ap = average_precision(scores_, targets)
-    assert ap[0] == pytest.approx((1 / 1 + 2 / 3) / 2)
-    assert np.isnan(ap[1])
-
-
-# ------------------------------------------------------------------ evaluate(any output)
 
 def write_png(path: Path, label: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,5 +1,5 @@
 """Stage evaluate: mIoU and the over/under-activation rates mFP/mFN, background-threshold
-sweeps of CAMs, classification mAP, and ``evaluate``: one scoring of any stage's output (CAM
+sweeps of CAMs, and ``evaluate``: one scoring of any stage's output (CAM
 files, pseudo-label or segmentation PNGs) against the masks of a list.
 
 Counts accumulate over a whole list before any ratio is taken (as in the authors' code):
@@ -85,33 +85,9 @@ def sweep_table(confs: np.ndarray, thresholds: np.ndarray) -> list[dict[str, flo
     return rows
 
 
-def average_precision(scores_: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """Per-class average precision as VOC >= 2010: the area under the precision-recall curve
-    after making precision monotone (each point takes the best precision at equal or higher
-    recall).
-
-    ``scores_`` and ``targets`` are (N, C); classes with no positive get NaN. Tied scores keep
-    the input order."""
-    aps = np.full(scores_.shape[1], np.nan)
-    for c in range(scores_.shape[1]):
-        order = np.argsort(-scores_[:, c], kind="stable")
-        hits = targets[order, c] > 0
-        if not hits.any():
-            continue
-        precision = np.cumsum(hits) / np.arange(1, len(hits) + 1)
-        envelope = np.maximum.accumulate(precision[::-1])[::-1]
-        aps[c] = envelope[hits].sum() / hits.sum()  # each hit adds 1/npos recall
-    return aps
-
-
 # ------------------------------------------------------------------ any stage's output
 
 THRESHOLDS = np.round(np.arange(0.0, 0.96, 0.01), 2)  # background thresholds of a CAM sweep
-
-
-def mean_average_precision(scores_: np.ndarray, targets: np.ndarray) -> float:
-    """Mean of ``average_precision`` over the classes with a positive."""
-    return float(np.nanmean(average_precision(scores_, targets)))
 
 
 def ground_truth(root: str | Path, mask_dir: str, iid: str) -> np.ndarray:
