@@ -227,14 +227,6 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 
-def check_run_config(out: Path, settings: dict[str, Any], write: bool = True) -> None:
-    """Record the run's settings in ``out``; refuse to resume or reuse a run made with others.
-    ``settings`` is ``{stage: {name: value}}`` (or ``{name: value}`` for run-wide ones such as
-    the device); names that cannot change the weights (``provenance.UNCHECKED``) are not
-    compared."""
-    claim(out / CONFIG, settings, "a training run", write=write)
-
-
 class Run:
     """The state of one ``fit`` call: network, optimiser, schedule, files and processes."""
 
@@ -371,7 +363,7 @@ def fit(net: nn.Module, loss_fn: LossFn, dataset: Dataset, train: TrainConfig,
     torch.manual_seed(train.seed + rank)  # training randomness (dropout), distinct per process
     try:
         if settings is not None:
-            check_run_config(out, settings, write=rank == 0)
+            claim(out / CONFIG, settings, "a training run", write=rank == 0)
         if not (out / MODEL).exists():
             run = Run(net, train, out, len(dataset), rank, world, device)
             loop(run, loss_fn, dataset, num_workers, progress and run.main)

@@ -20,7 +20,8 @@ from seamlib.data.voc import IMAGES, read_list
 from seamlib.losses import classification_loss
 from seamlib.models import build_model
 from seamlib.models.weights import load_weights
-from seamlib.stages.train_cam import CHECKPOINT, build_optimizer, poly_factor, train_cam
+from seamlib.stages.train_cam import train_cam
+from seamlib.trainer import CHECKPOINT, build_optimizer, poly_factor
 
 
 def test_poly_factor():
@@ -32,7 +33,7 @@ def test_poly_factor():
 def test_optimizer_reproduces_the_momentum_quirk_by_default():
     cfg = load_config("voc")
     net = build_model(load_config("smoke").model)
-    opt = build_optimizer(net, cfg)
+    opt = build_optimizer(net, cfg.train_cam)
     assert all(g["momentum"] == 5e-4 for g in opt.param_groups)
 
 

@@ -23,6 +23,7 @@ from seamlib.data.datasets import ClassificationDataset
 from seamlib.errors import InputError
 from seamlib.losses import seam_loss
 from seamlib.models import build_model
+from seamlib.provenance import claim
 from seamlib.trainer import CHECKPOINT, LOG, MODEL, EpochBatches, SeededSamples, fit
 from seamlib.transforms import parse_transform
 
@@ -171,12 +172,13 @@ def test_a_non_finite_loss_stops_naming_the_step_and_term(tmp_path):
 def test_run_folder_checks_only_settings_that_change_the_weights(tmp_path):
     settings = {"data": {"num_workers": 0, "crop_size": 32}, "train_cam": {"out_dir": "a",
                 "lr": 0.1, "log_every": 20, "checkpoint_every": 0}, "device": "cpu"}
-    trainer.check_run_config(tmp_path, settings)
+    claim(tmp_path / trainer.CONFIG, settings, "a training run")
     neutral = {"data": {"num_workers": 4, "crop_size": 32}, "train_cam": {"out_dir": "b",
                "lr": 0.1, "log_every": 1, "checkpoint_every": 5}, "device": "cpu"}
-    trainer.check_run_config(tmp_path, neutral)
+    claim(tmp_path / trainer.CONFIG, neutral, "a training run")
     with pytest.raises(ValueError, match=r"train_cam\.lr was 0\.1, now 0\.2 and 1 more"):
-        trainer.check_run_config(tmp_path, {**neutral, "train_cam": {"lr": 0.2}, "device": "cuda"})
+        claim(tmp_path / trainer.CONFIG, {**neutral, "train_cam": {"lr": 0.2}, "device": "cuda"},
+              "a training run")
 
 
 def test_amp_and_channels_last_settings():

@@ -26,7 +26,7 @@ from seamlib.config import load_config
 from seamlib.device import keep_freed_memory
 from seamlib.losses import seam_loss
 from seamlib.models import build_model
-from seamlib.stages.train_cam import build_optimizer, poly_factor
+from seamlib.trainer import build_optimizer, poly_factor
 from seamlib.transforms import parse_transform
 
 pytestmark = pytest.mark.slow  # the whole module: seconds, not milliseconds
@@ -56,7 +56,7 @@ def voc_numbers() -> dict:
         labels = torch.zeros(2, 20)
         labels[0, [2, 14]] = 1
         labels[1, 7] = 1
-        opt = build_optimizer(net, cfg)
+        opt = build_optimizer(net, cfg.train_cam)
         transform = parse_transform(cfg.loss.transform)
         out: dict = {"steps": []}
         for step in range(STEPS):

@@ -20,15 +20,7 @@ from seamlib.device import device_kind, resolve_device
 from seamlib.losses import seam_loss
 from seamlib.models import build_model
 from seamlib.models.weights import load_weights, require_weights, save_released
-from seamlib.trainer import CHECKPOINT, MODEL, poly_factor
 from seamlib.transforms import parse_transform
-
-__all__ = ["CHECKPOINT", "MODEL", "build_optimizer", "poly_factor", "train_cam"]
-
-
-def build_optimizer(net: torch.nn.Module, cfg: Config) -> torch.optim.SGD:
-    """The SEAM stage's optimiser: ``trainer.build_optimizer`` with ``cfg.train_cam``."""
-    return trainer.build_optimizer(net, cfg.train_cam)
 
 
 def train_cam(cfg: Config, out_dir: str | Path | None = None, progress: bool = True) -> Path:
