@@ -66,9 +66,9 @@ def test_verify_trunk(tmp_path, tiny):
     assert verify_trunk(path, sha256_file(path)) == path
     with pytest.raises(ValueError, match="does not match"):
         verify_trunk(path, "0" * 64)
-    with pytest.raises(FileNotFoundError, match="experiments pretrain --force"):
-        verify_trunk(tmp_path / "none.pth", "0" * 64)
-    with pytest.raises(ValueError, match="trunk_sha256"):
+    with pytest.raises(FileNotFoundError, match="experiments pretrain --profile PROFILE --force"):
+        verify_trunk(tmp_path / "none.pth", None)  # a missing file is named before the pin
+    with pytest.raises(ValueError, match=f"trunk_sha256={sha256_file(path)}"):
         verify_trunk(path, None)
 
 

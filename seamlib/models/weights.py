@@ -487,11 +487,13 @@ def require_weights(model: ModelConfig) -> None:
 def verify_trunk(path: str | Path, sha256: str | None) -> Path:
     """Check that the trunk file exists and has the pinned sha256; return its path."""
     path = Path(path)
-    if sha256 is None:
-        raise InputError(f"no checksum pinned for {path}: set pretrain.trunk_sha256")
     if not path.is_file():
-        raise MissingFile(f"{path}: pretrained trunk not found; make it with "
-                                "`python -m experiments pretrain --force` (or `make pretrain`)")
+        raise MissingFile(f"{path}: pretrained trunk not found; make it with `python -m "
+                          "experiments pretrain --profile PROFILE --force` (`make pretrain` for "
+                          "proxy)")
+    if sha256 is None:
+        raise InputError(f"{path}: no checksum pinned to check the trunk against; pin the file "
+                         f"you made with --set pretrain.trunk_sha256={sha256_file(path)}")
     actual = sha256_file(path)
     if actual != sha256:
         raise InputError(f"{path}: sha256 {actual} does not match the pinned "
