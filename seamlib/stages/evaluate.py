@@ -131,9 +131,10 @@ def png_confusion(pred_dir: str | Path, root: str | Path, list_name: str,
         pred = load_label_png(path)
         if pred.max(initial=0) >= NUM_CLASSES:
             raise InputError(f"{path}: prediction holds class {pred.max()}; expected 0..20")
+        gt = ground_truth(root, mask_dir, iid)  # its own errors name the mask
         try:
-            conf += confusion(pred, ground_truth(root, mask_dir, iid))
-        except ValueError as err:
+            conf += confusion(pred, gt)
+        except InputError as err:  # the prediction's shape
             raise InputError(f"{path}: {err}") from None
     return conf
 
