@@ -118,16 +118,23 @@ def save_cam(path: Path, cam: Any, label: Any) -> None:
                     "cams": np.asarray(cam)[classes].astype(np.float16)})
 
 
-def load_cam(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """(cams (K, H, W) float32, classes (K,) 1-based) written by ``save_cam``; a file that
-    cannot be read (truncated, not an npz, arrays missing) is an error naming it."""
+def _load_npz(path: Path, what: str, *names: str) -> list[np.ndarray]:
+    """The arrays ``names`` of an npz file; a file that cannot be read (truncated, not an npz,
+    arrays missing) is an error naming it and ``what`` it should hold."""
     try:
         with np.load(path) as data:
-            return data["cams"].astype(np.float32), data["classes"]
+            return [data[name] for name in names]
     except FileNotFoundError:
         raise
     except Exception as err:  # zipfile.BadZipFile, EOFError, KeyError, ValueError...
-        raise InputError(f"{path}: cannot read these CAMs ({err!r})") from err
+        raise InputError(f"{path}: cannot read these {what} ({err!r})") from err
+
+
+def load_cam(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(cams (K, H, W) float32, classes (K,) 1-based) written by ``save_cam``; a file that
+    cannot be read (truncated, not an npz, arrays missing) is an error naming it."""
+    cams, classes = _load_npz(path, "CAMs", "cams", "classes")
+    return cams.astype(np.float32), classes
 
 
 def iter_cams(cam_dir: str | Path, ids: list[str]) -> Iterator[tuple[str, np.ndarray,
@@ -169,13 +176,8 @@ def save_score_maps(path: Path, la: np.ndarray, ha: np.ndarray, classes: np.ndar
 def load_score_maps(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(la, ha (K+1, H, W) float32, classes (K,)) written by :func:`save_score_maps`; a file
     that cannot be read is an error naming it."""
-    try:
-        with np.load(path) as data:
-            return data["la"].astype(np.float32), data["ha"].astype(np.float32), data["classes"]
-    except FileNotFoundError:
-        raise
-    except Exception as err:  # zipfile.BadZipFile, EOFError, KeyError, ValueError...
-        raise InputError(f"{path}: cannot read these CRF score maps ({err!r})") from err
+    la, ha, classes = _load_npz(path, "CRF score maps", "la", "ha", "classes")
+    return la.astype(np.float32), ha.astype(np.float32), classes
 
 
 # ------------------------------------------------------------------- images and label PNGs
