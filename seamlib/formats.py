@@ -9,6 +9,7 @@ import it, and it imports none of them.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import math
 import os
@@ -202,9 +203,16 @@ def save_label_png(path: Path, label: np.ndarray) -> None:
     if label.dtype != np.uint8 or label.ndim != 2:
         raise InputError(f"{path}: label map must be a 2-D uint8 array, got {label.dtype} "
                          f"{label.shape}")
+    atomic_write(path, lambda tmp: tmp.write_bytes(palette_png(label)))
+
+
+def palette_png(label: np.ndarray) -> bytes:
+    """A (H, W) uint8 label map encoded as a VOC palette PNG."""
     image = Image.fromarray(label, mode="P")
     image.putpalette(voc_palette().ravel().tolist())
-    atomic_write(path, lambda tmp: image.save(tmp, format="PNG"))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 @contextmanager

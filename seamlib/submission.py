@@ -13,23 +13,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from seamlib.data.voc import NUM_CLASSES
 from seamlib.errors import InputError, MissingFile
-from seamlib.formats import atomic_write, load_label_png, voc_palette
+from seamlib.formats import atomic_write, load_label_png, palette_png
 
 SUBMISSION_DIR = "results/VOC2012/Segmentation/comp6_test_cls"
 ARCHIVE = "results.tar.gz"
-
-
-def palette_png(label: np.ndarray) -> bytes:
-    """A (H, W) uint8 label map encoded as a VOC palette PNG."""
-    image = Image.fromarray(label, mode="P")
-    image.putpalette(voc_palette().ravel().tolist())
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 def _checked_label(path: Path) -> np.ndarray:
