@@ -168,7 +168,7 @@ def cmd_run(args: argparse.Namespace) -> None:
     cfg = variant_config(base, args.variant, seed)
     run = Path(args.run_dir or run_folder(cfg.profile, args.variant, seed))
     until = args.until.replace("-", "_") if args.until else None
-    timings = run_pipeline(cfg, run, until)
+    timings = run_pipeline(cfg, run, until, replace=args.replace)
     if "evaluate" in timings:
         name = f"{cfg.profile} {args.variant} seed{seed}"
         print(format_report(pipeline_report({name: run}, " ".join(["seam", *sys.argv[1:]]))))
@@ -250,7 +250,10 @@ COMMANDS: list[tuple[Callable, bool, Options]] = [
         ("--seed", {"type": int, "default": None,
                     "help": "training seed (default: the profile's train_cam.seed)"}),
         ("--run-dir", {"default": None,
-                       "help": "run folder (default: runs/PROFILE/VARIANT/seedSEED)"})]),
+                       "help": "run folder (default: runs/PROFILE/VARIANT/seedSEED)"}),
+        ("--replace", {"action": "store_true",
+                       "help": "retrain stages whose weights there were trained with other "
+                               "settings (default: refuse, naming the setting)"})]),
 ]
 
 

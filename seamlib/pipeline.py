@@ -222,14 +222,19 @@ def run_folder(profile: str, variant: str, seed: int) -> Path:
     return Path("runs") / profile / variant / f"seed{seed}"
 
 
-def run_pipeline(cfg: Config, run_dir: str | Path, until: str | None = None) -> dict[str, dict]:
+def run_pipeline(cfg: Config, run_dir: str | Path, until: str | None = None,
+                 replace: bool = False) -> dict[str, dict]:
     """Run the stages up to ``until`` (all by default) in ``run_dir``; return, per stage, its
-    wall seconds and whether it ran now or was up to date."""
+    wall seconds and whether it ran now or was up to date. Trained weights made with other
+    settings are cleared only with ``replace``; otherwise that is an error."""
     if until is not None and until not in STAGE_NAMES:
         raise InputError(f"until={until!r}: expected one of {', '.join(STAGE_NAMES)}")
     run = Path(run_dir)
-    timings = {stage.name: _run_stage(cfg, run, stage, *key)
-               for stage, key in zip(STAGES, keys(cfg, until).values(), strict=False)}
+    plan = list(zip(STAGES, keys(cfg, until).values(), strict=False))
+    if not replace:  # checked before any stage runs, so a refusal changes nothing
+        for stage, (key, settings) in plan:
+            _keep_weights(run / stage.name, key, settings)
+    timings = {stage.name: _run_stage(cfg, run, stage, *key) for stage, key in plan}
     atomic_write(run / TIMINGS, lambda t: t.write_text(json.dumps(timings, indent=1)))
     return timings
 
@@ -246,6 +251,22 @@ def stale_stages(cfg: Config, run_dir: str | Path, until: str) -> list[str]:
             if not is_done(stage_record(Path(run_dir) / name), key)]
 
 
+def _why(state: dict, settings: dict) -> str:
+    """Why a stage folder's record is stale: its first changed setting, or an earlier stage."""
+    changed = changed_settings(state.get("settings", {}), settings)
+    return (f"{changed[0][0]} was {changed[0][1]!r}, now {changed[0][2]!r}" if changed
+            else "an earlier stage changed")
+
+
+def _keep_weights(folder: Path, key: str, settings: dict) -> None:
+    """Refuse to clear a stage folder holding weights trained with other settings."""
+    state = stage_record(folder)
+    if state.get("key") not in (None, key) and any(folder.glob("*.pth")):
+        raise InputError(f"{folder} holds weights trained with other settings "
+                         f"({_why(state, settings)}); use another --run-dir, or --replace "
+                         "(replace=True) to retrain them there")
+
+
 def _run_stage(cfg: Config, run: Path, stage: Stage, key: str, settings: dict) -> dict:
     """Run one stage unless its record says it completed with ``key``. A folder made with
     another key is cleared first; one interrupted with the same key is resumed (the stage's
@@ -256,10 +277,7 @@ def _run_stage(cfg: Config, run: Path, stage: Stage, key: str, settings: dict) -
         print(f"[{stage.name}] up to date ({folder / STAGE_RECORD})")
         return {**{k: v for k, v in state.items() if k not in RECORD}, "ran": False}
     if state.get("key") not in (None, key):
-        changed = changed_settings(state.get("settings", {}), settings)
-        why = (f"{changed[0][0]} was {changed[0][1]!r}, now {changed[0][2]!r}" if changed
-               else "an earlier stage changed")
-        print(f"[{stage.name}] {why}: clearing {folder}")
+        print(f"[{stage.name}] {_why(state, settings)}: clearing {folder}")
         shutil.rmtree(folder)
     from seamlib.device import cpu_ticks, hardware, steal_percent
 

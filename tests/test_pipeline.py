@@ -12,6 +12,7 @@ from seamlib.config import apply_overrides, load_config
 from seamlib.data.lists import list_path
 from seamlib.data.voc import read_list
 from seamlib.device import hardware
+from seamlib.errors import InputError
 from seamlib.pipeline import STAGE_NAMES, keys, run_pipeline, stale_stages
 
 pytestmark = pytest.mark.slow  # the whole module: seconds, not milliseconds
@@ -133,7 +134,13 @@ def test_the_report_tabulates_every_stage_output_and_wall_time(smoke_run, tmp_pa
 def test_a_changed_setting_reruns_its_stage_and_everything_after(smoke_run, capsys):
     cfg, run, _ = smoke_run
     changed = apply_overrides(cfg, {"random_walk": {"beta": 4.0}})
-    timings = run_pipeline(changed, run, until="train_seg")
+    model = (run / "train_seg" / "model.pth").read_bytes()
+    with pytest.raises(InputError, match=r"train_seg holds weights trained with other settings "
+                       r"\(an earlier stage changed\); use another --run-dir, or --replace"):
+        run_pipeline(changed, run, until="train_seg")  # never deletes trained weights unasked
+    assert (run / "train_seg" / "model.pth").read_bytes() == model
+    assert "clearing" not in capsys.readouterr().out  # refused before any stage ran
+    timings = run_pipeline(changed, run, until="train_seg", replace=True)
     ran = [name for name, t in timings.items() if t["ran"]]
     assert ran == ["random_walk", "train_seg"]
     assert list(timings)[-1] == "train_seg"
