@@ -142,6 +142,16 @@ def cam_hashes(cam_dir: Path, ids: Sequence[str], list_path: Path) -> dict[str, 
     return {i: sha256_file(cam_dir / f"{i}.npz") for i in ids}
 
 
+def require_ours(out: Path, record: str = MANIFEST) -> None:
+    """Refuse an output folder that holds files but not ``record``: seam did not make it, so
+    its files are neither overwritten nor taken for outputs."""
+    names = [p.name for p in out.iterdir() if not p.name.startswith(".")
+             and p.name not in (record, STAGE_RECORD)] if out.is_dir() else []
+    if names and not (out / record).exists():
+        raise InputError(f"{out} holds files seam did not make (no {record}; e.g. {names[0]}); "
+                         "use another folder or delete that one")
+
+
 class Manifest:
     """The resume state of a per-image output folder: its settings and, per finished image,
     the sha256 of the input it was made from; an image is redone when its input changed."""
@@ -149,12 +159,15 @@ class Manifest:
     def __init__(self, out: Path, settings: dict, inputs: dict[str, str], suffix: str = ".png",
                  every: int = 100) -> None:
         self.path, self.settings, self.inputs, self.every = out / MANIFEST, settings, inputs, every
+        require_ours(out)
         self.done = self._load()
         self.todo = [i for i in inputs
                      if self.done.get(i) != inputs[i] or not (out / f"{i}{suffix}").is_file()]
         for image_id in self.todo:
             self.done.pop(image_id, None)
         self._count = 0
+        if not self.path.exists():
+            self.save()  # the folder is ours from its first image on
 
     def _load(self) -> dict[str, str]:
         """{id: input sha256} recorded so far; an error naming the first differing setting

@@ -194,7 +194,7 @@ def test_manifest_ties_folder_to_network_and_settings(tmp_path):
     with pytest.raises(InputError, match="use_pcm"):
         infer_cams(Scaled(1.0), FakeData(), out, use_pcm=False, progress=False)
     (out / MANIFEST).unlink()  # CAMs whose network is not recorded
-    with pytest.raises(InputError, match="holds CAMs with no manifest"):
+    with pytest.raises(InputError, match="holds files seam did not make"):
         infer_cams(Scaled(1.0), FakeData(), out, progress=False)
 
 

@@ -123,6 +123,14 @@ def test_crf_stage_writes_resumes_and_checks(voc_root, tiny, tmp_path, kind):
     with pytest.raises(ValueError, match="bilateral_srgb"):
         crf_stage(cam_dir, voc_root, "train", out, CRFConfig(bilateral_srgb=5), kind=kind,
                   progress=False)
+    # A folder seam did not make is neither written into nor taken for outputs.
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / f"{first}{suffix}").write_bytes(b"the user's")
+    with pytest.raises(InputError, match=f"mine holds files seam did not make .*{first}"):
+        crf_stage(cam_dir, voc_root, "train", mine, cfg, kind=kind, progress=False)
+    assert [p.name for p in mine.iterdir()] == [f"{first}{suffix}"]
+    assert (mine / f"{first}{suffix}").read_bytes() == b"the user's"
 
 
 def test_crf_stage_pool_matches_serial(voc_root, tiny, tmp_path):

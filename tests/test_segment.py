@@ -207,6 +207,14 @@ def test_segment_stage_writes_resumes_and_checks_weights(voc_root, tmp_path, mon
         segment_stage(cfg, weights, "val", out, progress=False)
     with pytest.raises(FileNotFoundError, match="segmentation weights"):
         segment_stage(cfg, tmp_path / "nope.pth", "val", tmp_path / "x", progress=False)
+    # A folder seam did not make: its files are not taken for predictions, nothing is added.
+    cfg.segment.test_flip = True
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / f"{ids[0]}.png").write_bytes(b"the user's")
+    with pytest.raises(ValueError, match="mine holds files seam did not make"):
+        segment_stage(cfg, weights, "val", mine, progress=False)
+    assert [p.name for p in mine.iterdir()] == [f"{ids[0]}.png"]
 
 
 def test_writes_in_a_process_pool(tmp_path):

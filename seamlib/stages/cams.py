@@ -33,7 +33,7 @@ from seamlib.data.datasets import MultiScaleDataset, collate_list
 from seamlib.device import resolve_device
 from seamlib.errors import InputError, MissingFile
 from seamlib.formats import save_cam, sha256_file, write_json
-from seamlib.provenance import claim
+from seamlib.provenance import claim, require_ours
 
 MANIFEST = "manifest.json"
 MAX_PIXELS = 2 * 1000 * 750  # pixels per forward: a flip pair of VOC's largest pass (scale 2)
@@ -128,11 +128,9 @@ RECORDED = ("weights", "weights_sha256", "seconds")
 
 
 def claim_folder(out: Path, manifest: dict[str, Any]) -> None:
-    """Tie ``out`` to ``manifest``: a folder made by another network or settings, or holding
-    CAMs without a manifest, is an error."""
-    if not (out / MANIFEST).exists() and any(out.glob("*.npz")):
-        raise InputError(f"{out} holds CAMs with no manifest (no record of the network "
-                         "that made them); use another folder or delete that one")
+    """Tie ``out`` to ``manifest``: a folder made by another network or settings, or one seam
+    did not make, is an error."""
+    require_ours(out, MANIFEST)
     claim(out / MANIFEST, manifest, "CAMs", ignore=RECORDED)
 
 

@@ -34,7 +34,7 @@ from seamlib.formats import save_label_png, sha256_file
 from seamlib.models.deeplab import DeepLabLargeFOV, build_deeplab
 from seamlib.models.weights import load_weights
 from seamlib.parallel import run_parallel
-from seamlib.provenance import claim
+from seamlib.provenance import claim, require_ours
 
 MANIFEST = "manifest.json"
 AVERAGES = ("logits", "probs")
@@ -137,6 +137,7 @@ def segment_stage(cfg: Config, weights: str | Path, list_name: str, out_dir: str
     if not weights.is_file():
         raise MissingFile(f"{weights}: segmentation weights not found; run train_seg first")
     check_inputs(cfg.data.root, [list_name], progress=progress)
+    require_ours(out)
     claim(out / MANIFEST, {"weights_sha256": sha256_file(weights),
                            "settings": inference_settings(cfg)}, "predictions")
     crf = crf_settings(cfg)
