@@ -385,19 +385,24 @@ def variant_config(cfg: Config, variant: str, seed: int) -> Config:
     return run
 
 
+TRAIN_SECTIONS = ("train_cam", "train_affinity", "train_seg", "pretrain")
 # Settings with a range, checked on every config built: setting -> (low, high), inclusive;
 # high None: no upper bound. Zero epochs would "train" nothing; a threshold above 1 never fires.
 BOUNDS: dict[str, tuple[float, float | None]] = {
     "crf.bg_threshold": (0, 1), "loss.ecr_topk_ratio": (0, 1), "segment.flip_prob": (0, 1),
     **{f"{stage}.{key}": (1, None)
-       for stage in ("train_cam", "train_affinity", "train_seg", "pretrain")
-       for key in ("epochs", "batch_size")},
-    **{f"{stage}.seed": (0, None)
-       for stage in ("train_cam", "train_affinity", "train_seg", "pretrain", "synthetic")},
+       for stage in TRAIN_SECTIONS for key in ("epochs", "batch_size")},
+    **{f"{stage}.seed": (0, None) for stage in (*TRAIN_SECTIONS, "synthetic")},
     "data.crop_size": (1, None), "data.num_workers": (0, None),
     **{f"synthetic.{key}": (1, None) for key in ("n_train", "n_val", "n_test", "min_size",
                                                  "max_size")},
     "synthetic.n_extra": (0, None),
+    "crf.iterations": (0, None), "random_walk.logt": (0, None), "random_walk.beta": (0, None),
+}
+CHOICES: dict[str, tuple[str, ...]] = {  # settings with a fixed set of values
+    **{f"{stage}.{key}": values for stage in TRAIN_SECTIONS[:3] for key, values in (
+        ("amp", ("auto", "off", "bf16", "fp16")), ("channels_last", ("auto", "on", "off")),
+        ("schedule", ("poly", "cosine")))},
 }
 POSITIVE = ("loss.ecr_topk_ratio",)  # of BOUNDS: zero excluded (ECR over no pixel is no loss)
 SCALES = ("cams.scales", "segment.test_scales")  # inference scales: one or more, each above 0
@@ -501,8 +506,8 @@ def apply_overrides(cfg: Config, overrides: dict[str, dict[str, Any]]) -> Config
 
 
 def check_bounds(cfg: Config) -> None:
-    """Raise an error naming the first setting outside its range (``BOUNDS``, ``POSITIVE``,
-    ``SCALES``), so a bad value stops the command before any work."""
+    """Raise an error naming the first setting outside its range or set of values (``BOUNDS``,
+    ``POSITIVE``, ``CHOICES``, ``SCALES``), so a bad value stops the command before any work."""
     for setting, (low, high) in BOUNDS.items():
         value = _setting(cfg, setting)
         above = low < value if setting in POSITIVE else low <= value
@@ -511,6 +516,9 @@ def check_bounds(cfg: Config) -> None:
             expected = (f"a value in {bracket}{low}, {high}]" if high is not None
                         else f"at least {low}")
             _refuse(setting, value, expected)
+    for setting, values in CHOICES.items():
+        if _setting(cfg, setting) not in values:
+            _refuse(setting, _setting(cfg, setting), f"one of {', '.join(values)}")
     for setting in SCALES:
         scales = _setting(cfg, setting)
         if not scales or not all(s > 0 for s in scales):

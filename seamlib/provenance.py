@@ -79,7 +79,13 @@ def stage_key(name: str, settings: Mapping[str, Any], previous: str) -> str:
 def stage_record(folder: Path) -> dict[str, Any]:
     """What a pipeline stage's folder records of its last run; {} where it has no record."""
     path = folder / STAGE_RECORD
-    return json.loads(path.read_text()) if path.is_file() else {}
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise InputError(f"{path}: not a stage record ({err}); delete that folder to redo "
+                         "the stage") from err
 
 
 def record_stage(folder: Path, state: Mapping[str, Any]) -> None:

@@ -118,7 +118,7 @@ def test_run_until_an_unknown_stage_lists_the_stages(tmp_path, capsys):
 def test_run_until_takes_either_spelling(until, monkeypatch, capsys):
     calls = []
     monkeypatch.setattr("seamlib.pipeline.run_pipeline",
-                        lambda cfg, run, stop: calls.append(stop) or {stop: 0.0})
+                        lambda cfg, run, stop, replace: calls.append(stop) or {stop: 0.0})
     main(["run", "--profile", "smoke", "--until", until])
     assert calls == ["random_walk"] and "stopped after random_walk" in capsys.readouterr().out
 
@@ -134,7 +134,9 @@ def test_evaluate_refuses_a_threshold_outside_0_1(voc_root, tmp_path, capsys):
     ("train_seg.epochs=-1", "at least 1"), ("train_cam.batch_size=0", "at least 1"),
     ("crf.bg_threshold=1.5", "[0, 1]"), ("crf.bg_threshold=nan", "[0, 1]"),
     ("loss.ecr_topk_ratio=0", "(0, 1]"), ("cams.scales=()", "one or more scales above 0"),
-    ("segment.test_scales=()", "one or more scales"), ("cams.scales=0,1", "above 0")])
+    ("segment.test_scales=()", "one or more scales"), ("cams.scales=0,1", "above 0"),
+    ("train_cam.amp=foo", "one of auto, off, bf16, fp16"), ("crf.iterations=-5", "at least 0"),
+    ("random_walk.logt=-3", "at least 0")])
 def test_settings_out_of_range_are_refused_naming_them(setting, expected, capsys, no_training):
     name, value = setting.split("=")
     err = fails(capsys, "train_cam", "--profile", "smoke", "--set", setting)

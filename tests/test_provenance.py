@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+from seamlib.errors import InputError
 from seamlib.provenance import (
     changed_settings,
     checked,
@@ -69,3 +70,9 @@ def test_a_stage_record_is_done_only_when_complete_with_the_same_key(tmp_path):
     assert not is_done(stage_record(tmp_path), "k1")
     record_stage(tmp_path, {"key": "k1", "settings": {}, "complete": True, "seconds": 1.0})
     assert is_done(stage_record(tmp_path), "k1") and not is_done(stage_record(tmp_path), "k2")
+
+
+def test_a_torn_stage_record_is_an_error_naming_it(tmp_path):
+    (tmp_path / "stage.json").write_text("{bad")
+    with pytest.raises(InputError, match=r"stage\.json: not a stage record .*delete that folder"):
+        stage_record(tmp_path)
