@@ -128,7 +128,9 @@ def _load_npz(path: Path, what: str, *names: str) -> list[np.ndarray]:
     except FileNotFoundError:
         raise
     except Exception as err:  # zipfile.BadZipFile, EOFError, KeyError, ValueError...
-        raise InputError(f"{path}: cannot read these {what} ({err!r})") from err
+        first = str(err).split(". ")[0]  # numpy's advice to unpickle is not for a corrupt file
+        raise InputError(f"{path}: cannot read these {what} ({type(err).__name__}: {first}); "
+                         "make them again") from err
 
 
 def load_cam(path: Path) -> tuple[np.ndarray, np.ndarray]:

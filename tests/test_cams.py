@@ -66,6 +66,11 @@ def test_a_truncated_cam_file_is_an_error_naming_it(tmp_path):
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     with pytest.raises(InputError, match=r"a\.npz: cannot read these CAMs"):
         load_cam(path)
+    path.write_bytes(np.random.default_rng(0).bytes(256))  # not an npz at all
+    with pytest.raises(InputError, match=r"cannot read these CAMs \(ValueError: [^.]*\); make "
+                       r"them again$") as err:
+        load_cam(path)
+    assert "allow_pickle" not in str(err.value)  # numpy's advice is not for a corrupt file
 
 
 class FakeData:
