@@ -59,6 +59,16 @@ def test_cams_with_a_missing_annotation_names_it(voc_root, tmp_path, capsys):
     assert f"{ANNOTATIONS}/2007_000002.xml: missing" in err
 
 
+def test_train_seg_on_score_maps_says_it_needs_label_pngs(voc_root, tmp_path, capsys):
+    maps = tmp_path / "crf"
+    maps.mkdir()
+    (maps / "2007_000001.npz").write_bytes(b"score maps")
+    err = fails(capsys, "train_seg", "--profile", "smoke", "--data-root", str(voc_root),
+                "--labels", str(maps), "--out", str(tmp_path / "seg"))
+    assert f"{maps}: holds .npz files" in err and "pass the random_walk folder" in err
+    assert not (tmp_path / "seg").exists()
+
+
 def test_train_before_data_says_to_run_seam_data(tmp_path, monkeypatch, capsys, no_training):
     monkeypatch.chdir(tmp_path)
     err = fails(capsys, "train_cam", "--profile", "smoke")

@@ -18,6 +18,7 @@ from seamlib.data.lists import check_inputs
 from seamlib.data.segmentation_data import PseudoLabelDataset
 from seamlib.data.voc import IGNORE
 from seamlib.device import device_kind, resolve_device
+from seamlib.errors import InputError
 from seamlib.models.deeplab import build_deeplab
 from seamlib.models.weights import load_weights
 from seamlib.trainer import fit
@@ -33,8 +34,12 @@ def train_seg(cfg: Config, pseudo_label_dir: str | Path, out_dir: str | Path | N
             progress: bool = True) -> Path:
     """Train DeepLab-LargeFOV on the pseudo labels of ``cfg.segment.train_list``; return the
     path of the trained weights (``<out_dir>/model.pth``, written by ``seamlib.trainer.fit``)."""
-    check_inputs(cfg.data.root, [cfg.segment.train_list],
-                 need_masks=str(Path(pseudo_label_dir).absolute()), progress=progress)
+    labels = Path(pseudo_label_dir)
+    if not any(labels.glob("*.png")) and any(labels.glob("*.npz")):
+        raise InputError(f"{labels}: holds .npz files (CAMs or CRF score maps), not pseudo-label "
+                         "PNGs; pass the random_walk folder, or another of <id>.png label maps")
+    check_inputs(cfg.data.root, [cfg.segment.train_list], need_masks=str(labels.absolute()),
+                 progress=progress)
     dataset = PseudoLabelDataset(cfg.data.root, cfg.segment.train_list, pseudo_label_dir,
                                  cfg.segment, cfg.model.num_classes)
     torch.manual_seed(cfg.train_seg.seed)  # the new layers' initialisation, as in train_cam
