@@ -60,7 +60,7 @@ def format_report(report: dict) -> str:
     runs = report["runs"]
     lines = ["# The whole pipeline: every stage's output against the masks", "",
              f"Command: `{report['command']}`  ", f"Hardware: {report['hardware']}  ",
-             f"Setup: {report['setup']}", "",
+             *([f"Setup: {report['setup']}"] if report["setup"] else []), "",
              "mIoU / mFP / mFN in % over the classes present (`seamlib.stages.evaluate.scores`). "
              "CAMs and random-walk pseudo labels are scored on the CAM list, the retrained "
              "segmentation (multi-scale + flip + CRF) on val and test.", "",
