@@ -106,7 +106,7 @@ class TrainConfig:
     batch_size: int = 8
     epochs: int = 8
     seed: int = 0
-    out_dir: str = "runs/voc"
+    out_dir: str = "runs/voc/train_cam"
     checkpoint_every: int = 0  # optimiser steps between checkpoints; 0: only at each epoch's end
     log_every: int = 20  # optimiser steps between rows of <out_dir>/log.jsonl (and the last)
     # fp32 by default on every device ("auto" and "off"); "bf16"/"fp16" autocast and the
@@ -269,7 +269,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         # baseline barely learns in the proxy's few steps at width 1/8 (results/proxy/README.md,
         # diagnostics/difficulty_reference_momentum.json). Chosen on baseline runs only; SEAM
         # and the baseline share it.
-        "train_cam": {"momentum": 0.9, "out_dir": "runs/proxy"},
+        "train_cam": {"momentum": 0.9, "out_dir": "runs/proxy/train_cam"},
         # No weight decay on BN scales/shifts and biases while pretraining: the trunk's
         # features keep their scale (diagnostics/probe*.json).
         "pretrain": {"trunk": "assets/proxy/pretrain_trunk.pth", "threads": 1,
@@ -307,7 +307,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         "model": {"width": 0.125, "weights": "assets/proxy448/pretrain_trunk.pth"},
         # Momentum 0.9 as in proxy, chosen on the baseline alone: under the momentum-slot quirk
         # the baseline barely learns at width 1/8 (results/proxy/README.md).
-        "train_cam": {"momentum": 0.9, "out_dir": "runs/proxy448"},
+        "train_cam": {"momentum": 0.9, "out_dir": "runs/proxy448/train_cam"},
         # Pretraining objects at the new scale (48 px x 3.5); checksum pinned after a GPU run.
         "pretrain": {"trunk": "assets/proxy448/pretrain_trunk.pth", "image_size": 168,
                      "decay_norm": False, "out_dir": "runs/proxy448/pretrain",
@@ -322,7 +322,8 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         "synthetic": {"n_train": 12, "n_val": 8, "n_test": 4, "n_extra": 16,
                       "min_size": 40, "max_size": 64},
         "model": {"width": 0.0625, "frozen_bn": False, "frozen_stem": False, "weights": None},
-        "train_cam": {"momentum": 0.9, "batch_size": 4, "epochs": 1, "out_dir": "runs/smoke"},
+        "train_cam": {"momentum": 0.9, "batch_size": 4, "epochs": 1,
+                      "out_dir": "runs/smoke/train_cam"},
         "crf": {"workers": 0},
         "affinity": {"crop_size": 48},
         "train_affinity": {"momentum": 0.9, "batch_size": 4, "epochs": 1,
