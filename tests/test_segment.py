@@ -207,6 +207,10 @@ def test_segment_stage_writes_resumes_and_checks_weights(voc_root, tmp_path, mon
         segment_stage(cfg, weights, "val", out, progress=False)
     with pytest.raises(FileNotFoundError, match="segmentation weights"):
         segment_stage(cfg, tmp_path / "nope.pth", "val", tmp_path / "x", progress=False)
+    (tmp_path / "junk.pth").write_bytes(b"not a network")
+    with pytest.raises(ValueError, match="junk.pth"):
+        segment_stage(cfg, tmp_path / "junk.pth", "val", tmp_path / "y", progress=False)
+    assert not (tmp_path / "y").exists()  # nothing recorded for weights that did not load
     # A folder seam did not make: its files are not taken for predictions, nothing is added.
     cfg.segment.test_flip = True
     mine = tmp_path / "mine"

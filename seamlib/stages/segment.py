@@ -132,21 +132,22 @@ def segment_stage(cfg: Config, weights: str | Path, list_name: str, out_dir: str
     """Write ``<out_dir>/<id>.png`` (VOC palette label map at the image size) for every image of
     ``list_name``; images already written with the same weights and settings are skipped."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     weights = Path(weights)
     if not weights.is_file():
         raise MissingFile(f"{weights}: segmentation weights not found; run train_seg first")
     check_inputs(cfg.data.root, [list_name], progress=progress)
     require_ours(out)
-    claim(out / MANIFEST, {"weights_sha256": sha256_file(weights),
-                           "settings": inference_settings(cfg)}, "predictions")
+    made_by = {"weights_sha256": sha256_file(weights), "settings": inference_settings(cfg)}
+    claim(out / MANIFEST, made_by, "predictions", write=False)
     crf = crf_settings(cfg)
     device = resolve_device(cfg.device)
     images = RawImages(cfg.data.root, list_name)
     todo = [i for i, iid in enumerate(images.ids) if not (out / f"{iid}.png").exists()]
     if not todo:
         return out
-    net = load_segmenter(cfg, weights, device)
+    net = load_segmenter(cfg, weights, device)  # weights that fail to load leave no folder
+    out.mkdir(parents=True, exist_ok=True)
+    claim(out / MANIFEST, made_by, "predictions")
     loader = DataLoader(Subset(images, todo), batch_size=None, num_workers=cfg.data.num_workers)
     jobs = ((out / f"{image_id}.png", image, probs, crf)
             for image_id, image, probs in predict(net, loader, cfg, device))
