@@ -10,6 +10,7 @@ from seamlib.config import load_config
 from seamlib.data.lists import STAMPS, DataError, labels_cache
 from seamlib.data.prepare import CROSSCHECK, prepare_data
 from seamlib.data.voc import SEG_CLASS_AUG, cache_dir
+from seamlib.errors import InputError
 
 
 @pytest.fixture
@@ -126,3 +127,14 @@ def test_caches_of_a_users_folder_live_in_the_projects_own(voc_root, data_cache)
     cache = cache_dir(voc_root)
     assert cache.parent == data_cache and (cache / CROSSCHECK).is_file()
     assert labels_cache(voc_root, "xml").parent == cache
+
+
+def test_downloading_needs_a_root_named_voc2012(tmp_path, monkeypatch):
+    """The archives unpack VOC2012/ with SBD/ and downloads/ beside it: another root name
+    would put the data where data.root does not point, in a folder the user named."""
+    monkeypatch.setattr(seamlib.data.prepare, "prepare_voc",
+                        lambda *a: pytest.fail("downloaded beside a root of another name"))
+    cfg = load_config("voc", {}, data_root=tmp_path / "mine")
+    with pytest.raises(InputError, match=r"mine: downloading makes .*must end in VOC2012"):
+        prepare_data(cfg)
+    assert not any(tmp_path.iterdir())

@@ -49,6 +49,10 @@ def prepare_data(cfg: Config, workers: int = 2) -> Path:
               f"data.prepare={mode} leaves it as it is and only validates it")
         mode = "validate"
     if mode == "download":
+        if root.name != "VOC2012":  # the archives unpack VOC2012/ (and SBD/, downloads/) beside
+            raise InputError(f"data.root {root}: downloading makes <folder>/VOC2012 with SBD/ "
+                             "and downloads/ beside it, so data.root must end in VOC2012 "
+                             "(e.g. data/voc/VOC2012)")
         prepare_voc(root.parent)
         if not list_path(root, "train_aug").is_file():
             write_train_aug(root)
