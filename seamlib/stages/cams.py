@@ -33,9 +33,8 @@ from seamlib.data.datasets import MultiScaleDataset, collate_list
 from seamlib.device import resolve_device
 from seamlib.errors import InputError, MissingFile
 from seamlib.formats import save_cam, sha256_file, write_json
-from seamlib.provenance import claim, require_ours
+from seamlib.provenance import MANIFEST, claim, require_ours
 
-MANIFEST = "manifest.json"
 MAX_PIXELS = 2 * 1000 * 750  # pixels per forward: a flip pair of VOC's largest pass (scale 2)
 
 
@@ -130,7 +129,7 @@ RECORDED = ("weights", "weights_sha256", "seconds")
 def claim_folder(out: Path, manifest: dict[str, Any]) -> None:
     """Tie ``out`` to ``manifest``: a folder made by another network or settings, or one seam
     did not make, is an error."""
-    require_ours(out, MANIFEST)
+    require_ours(out)
     claim(out / MANIFEST, manifest, "CAMs", ignore=RECORDED)
 
 

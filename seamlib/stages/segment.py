@@ -34,9 +34,8 @@ from seamlib.formats import save_label_png, sha256_file
 from seamlib.models.deeplab import DeepLabLargeFOV, build_deeplab
 from seamlib.models.weights import load_weights
 from seamlib.parallel import run_parallel
-from seamlib.provenance import claim, require_ours
+from seamlib.provenance import MANIFEST, claim, require_ours
 
-MANIFEST = "manifest.json"
 AVERAGES = ("logits", "probs")
 CRF_KERNELS = ("gaussian_", "bilateral_")  # CRFConfig fields the dense CRF's kernels read
 
