@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from seamlib.config import Config, uses_pcm
 from seamlib.errors import InputError, Interrupted
@@ -37,6 +38,9 @@ from seamlib.provenance import (
     stage_record,
     stage_settings,
 )
+
+if TYPE_CHECKING:
+    from torch import nn
 
 TIMINGS = "timings.json"
 METRICS = "metrics.json"  # of the cam_eval and evaluate stages
@@ -81,17 +85,16 @@ def _cams(cfg: Config, run: Path) -> None:
 
 
 def scored_cams(cfg: Config, weights: Path, out: Path, progress: bool = True,
-                method: str = "cam") -> Path:
+                use_pcm: bool | None = None,
+                wrap: Callable[[nn.Module], nn.Module] | None = None) -> Path:
     """CAMs of what ``cam_eval`` scores, ``cam_list`` and ``val_list`` (to choose a threshold),
-    in ``out/<list>/``: the PCM output when the PCM was trained (ECR on), else the raw CAM (or
-    the Grad-CAM / Grad-CAM++ ``method``; "fc8": the raw CAM whatever was trained)."""
+    in ``out/<list>/``: by default the PCM output when the PCM was trained (ECR on), else the
+    raw CAM; ``use_pcm`` and ``wrap`` as ``cams_stage`` takes them."""
     from seamlib.stages.cams import cams_stage
 
-    use_pcm = uses_pcm(cfg) and method != "fc8"
-    method = "cam" if method == "fc8" else method
+    use_pcm = uses_pcm(cfg) if use_pcm is None else use_pcm
     for name in dict.fromkeys((cfg.data.cam_list, cfg.data.val_list)):
-        cams_stage(cfg, weights, name, out / name, use_pcm=use_pcm, progress=progress,
-                   method=method)
+        cams_stage(cfg, weights, name, out / name, use_pcm=use_pcm, progress=progress, wrap=wrap)
     return out
 
 

@@ -63,7 +63,7 @@ INPUT_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0)  # consistency over one in
 INFER_SEED = 0  # the run the single-network figures show
 SCALE_SEEDS = (0, 1, 2)  # MAIN's runs inferred at other scales and by Grad-CAM (paired verdicts)
 # Grad-CAM and Grad-CAM++ of the baseline network, at one input scale: summed over scales they
-# would weigh each pass by its inverse size (seamlib/gradcam.py), the CAM does not.
+# would weigh each pass by its inverse size (study/gradcam.py), the CAM does not.
 GRADCAM_JOBS = tuple(("baseline", (1.0,), m) for m in ("gradcam", "gradcam++"))
 PIPELINE_SEEDS = (0, 1, 2)  # notebook 05: the whole pipeline, every trainer reseeded
 
@@ -76,7 +76,7 @@ def seeds_of(variant: str, seeds: Iterable[int] | None = None) -> list[int]:
 @dataclass(frozen=True)
 class Job:
     """One record to make: ``kind`` is cam_eval, evaluate, crf_threshold, scales (the maps of
-    ``method``, the CAM or ``seamlib.gradcam``'s, at ``scales``), fc8 (a PCM variant's fc8 CAM
+    ``method``, the CAM or ``study.gradcam``'s, at ``scales``), fc8 (a PCM variant's fc8 CAM
     scored as cam_eval) or recognisability (val mAP on inputs downscaled by ``scales``)."""
 
     variant: str
@@ -131,9 +131,12 @@ def scales_record(cfg: Config, variant: str, seed: int, scales: Iterable[float],
         run_pipeline(run_config(cfg, variant, seed), folder, until="train_cam")
         cams = folder / job.name
         shutil.rmtree(cams, ignore_errors=True)  # made from other weights or settings
+        from study.gradcam import GradCAMNet
+
         start = time.time()
+        wrap = None if method == "cam" else partial(GradCAMNet, method=method)
         scored_cams(run_cfg, folder / "train_cam" / "model.pth", cams, progress=False,
-                    method=method)
+                    use_pcm=False if wrap else None, wrap=wrap)
         metrics = {"scales": list(job.scales), "method": method, **score_cams(run_cfg, cams)}
         return {"variant": variant, "seed": seed, "scales": list(job.scales), "method": method,
                 "run_dir": str(folder), "seconds": round(time.time() - start, 1),
@@ -155,7 +158,8 @@ def fc8_record(cfg: Config, variant: str, seed: int, results: str | Path = "resu
         cams = folder / "fc8"
         shutil.rmtree(cams, ignore_errors=True)  # made from other weights or settings
         start = time.time()
-        scored_cams(run_cfg, folder / "train_cam" / "model.pth", cams, progress=False, method="fc8")
+        scored_cams(run_cfg, folder / "train_cam" / "model.pth", cams, progress=False,
+                    use_pcm=False)
         return {"variant": variant, "seed": seed, "run_dir": str(folder),
                 "seconds": round(time.time() - start, 1),
                 "metrics": {**score_cams(run_cfg, cams), "use_pcm": False},

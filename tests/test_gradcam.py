@@ -1,7 +1,8 @@
 """Grad-CAM and Grad-CAM++ at conv6: Grad-CAM is the ReLU'd CAM up to a factor, Grad-CAM++ on
-hand numbers, the wrapper under no_grad, and the cams stage's method setting."""
+hand numbers, the wrapper under no_grad, and the cams stage running the wrapped network."""
 
 import json
+from functools import partial
 
 import pytest
 import torch
@@ -11,10 +12,10 @@ from torch import nn
 from seamlib.config import load_config
 from seamlib.data.voc import SEG_LISTS, write_list
 from seamlib.formats import load_cam
-from seamlib.gradcam import GradCAMNet, channel_weights
 from seamlib.models import build_model
 from seamlib.models.weights import save_released
 from seamlib.stages.cams import MANIFEST, cams_stage
+from study.gradcam import GradCAMNet, channel_weights
 
 
 @pytest.fixture(scope="module")
@@ -128,16 +129,16 @@ def trained(voc_root, tmp_path):
     return cfg
 
 
-def test_cams_stage_method(trained, tmp_path):
-    out = cams_stage(trained, progress=False, method="gradcam++")
-    assert out == tmp_path / "run" / "cams_gradcam++_one"
+def test_cams_stage_runs_the_wrapped_network(trained, tmp_path):
+    out = cams_stage(trained, out_dir=tmp_path / "pp", use_pcm=False, progress=False,
+                     wrap=partial(GradCAMNet, method="gradcam++"))
     cams, classes = load_cam(out / "2007_000003.npz")
     assert classes.tolist() == [1] and cams.shape == (1, 24, 24) and cams.max() > 0.99
     manifest = json.loads((out / MANIFEST).read_text())
     assert manifest["method"] == "gradcam++" and manifest["use_pcm"] is False
-    cam = json.loads((cams_stage(trained, progress=False, method="cam") / MANIFEST).read_text())
+    cam = json.loads((cams_stage(trained, progress=False) / MANIFEST).read_text())
     assert sorted(cam) == ["model_sha256", "scales", "seconds", "use_pcm", "weights",
                            "weights_sha256"]
     assert cam["use_pcm"] is True
-    with pytest.raises(ValueError, match=r"method must be one of \('cam', 'gradcam', "):
-        cams_stage(trained, progress=False, method="nope")
+    raw, _ = load_cam(cams_stage(trained, use_pcm=False, progress=False) / "2007_000003.npz")
+    assert (cams != raw).any()  # the wrapped network's map, not the CAM

@@ -18,12 +18,13 @@ import hashlib
 import json
 import time
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
@@ -31,7 +32,7 @@ from seamlib.cam_ops import normalise_maps
 from seamlib.config import Config
 from seamlib.data.datasets import MultiScaleDataset, collate_list
 from seamlib.device import resolve_device
-from seamlib.errors import InputError, MissingFile
+from seamlib.errors import MissingFile
 from seamlib.formats import save_cam, sha256_file, write_json
 from seamlib.provenance import MANIFEST, claim, require_ours
 
@@ -112,8 +113,9 @@ def model_digest(net: torch.nn.Module) -> str:
 def cam_manifest(net: torch.nn.Module, use_pcm: bool, scales: Sequence[float] | None,
                  weights: str | Path | None = None) -> dict[str, Any]:
     """What a CAM folder's maps depend on: the network's state, PCM or raw CAM, the scales;
-    with the weights file (path, sha256) they came from when it is known; and the method of a
-    ``GradCAMNet`` (only then, so the manifests of CAM folders stay as they were)."""
+    with the weights file (path, sha256) they came from when it is known; and the ``method`` of
+    a network that names one (a wrapped network's other map: only then, so CAM folders' manifests
+    stay as they were)."""
     manifest = {"model_sha256": model_digest(net), "use_pcm": use_pcm,
                 "scales": None if scales is None else [float(s) for s in scales],
                 "weights": None if weights is None else str(weights),
@@ -174,27 +176,21 @@ def add_seconds(out: Path, seconds: float) -> None:
 
 
 def cams_stage(cfg: Config, weights: str | Path | None = None, list_name: str | None = None,
-               out_dir: str | Path | None = None, use_pcm: bool = True,
-               progress: bool = True, method: str = "cam") -> Path:
+               out_dir: str | Path | None = None, use_pcm: bool = True, progress: bool = True,
+               wrap: Callable[[nn.Module], nn.Module] | None = None) -> Path:
     """Stage cams for the CLI and notebooks: load trained SEAM weights (default
     ``<train_cam.out_dir>/model.pth``) and write the CAMs of a list (default ``data.cam_list``),
     PCM output or raw fc8 CAM, to ``out_dir`` (default ``<train_cam.out_dir>/cams[_raw]_<list>``).
-    The image labels that mask the CAMs come from ``data.label_source``. ``method``
-    "gradcam" or "gradcam++" writes that map of the network instead, without the PCM (default
-    folder ``<train_cam.out_dir>/cams_<method>_<list>``)."""
+    The image labels that mask the CAMs come from ``data.label_source``. ``wrap`` replaces the
+    loaded network by one whose CAM is another map of it (a Grad-CAM of the study)."""
     from seamlib.data.lists import check_inputs, labels_for
-    from seamlib.gradcam import METHODS, GradCAMNet
     from seamlib.models import build_model
     from seamlib.models.weights import load_weights
 
-    if method not in METHODS:
-        raise InputError(f"method must be one of {METHODS}, got {method!r}")
-    use_pcm = use_pcm and method == "cam"
     list_name = list_name or cfg.data.cam_list
     run = Path(cfg.train_cam.out_dir)
     weights = Path(weights) if weights else run / "model.pth"
-    kind = f"_{method}" if method != "cam" else "" if use_pcm else "_raw"
-    out = Path(out_dir) if out_dir else run / f"cams{kind}_{list_name}"
+    out = Path(out_dir) if out_dir else run / f"cams{'' if use_pcm else '_raw'}_{list_name}"
     if not weights.is_file():
         raise MissingFile(f"{weights}: no trained weights; run `seam train_cam` first or "
                                 f"pass the SEAM checkpoint to use")
@@ -203,7 +199,7 @@ def cams_stage(cfg: Config, weights: str | Path | None = None, list_name: str | 
                  need_xml=source == "xml", progress=progress)
     net = build_model(cfg.model)
     load_weights(net, weights, kind="seam")
-    net = net if method == "cam" else GradCAMNet(net, method)
+    net = net if wrap is None else wrap(net)
     labels = labels_for(cfg.data.root, list_name, cfg.data.label_source)
     dataset = MultiScaleDataset(cfg.data.root, list_name, labels, cfg.cams.scales)
     return infer_cams(net, dataset, out, use_pcm=use_pcm, progress=progress, weights=weights,

@@ -1,4 +1,5 @@
-"""Grad-CAM and Grad-CAM++ of a trained SEAMNet: the paper's baselines to SEAM's CAMs.
+"""Grad-CAM and Grad-CAM++ of a trained SEAMNet: the paper's baselines to SEAM's CAMs, which
+the study compares (notebook 04); ``GradCAMNet`` wraps the network for the cams stage.
 
 Both are taken at conv6 (the features fc8 reads), at inference only. The class score is the
 one training uses (``losses.classification_loss``): the mean of the fc8 map upsampled
@@ -20,7 +21,7 @@ from torch import nn
 from seamlib.errors import InputError
 from seamlib.models.seam import SEAMNet, SEAMOutput
 
-METHODS = ("cam", "gradcam", "gradcam++")
+METHODS = ("gradcam", "gradcam++")
 
 
 def channel_weights(grad: torch.Tensor, feats: torch.Tensor, method: str) -> torch.Tensor:
@@ -43,8 +44,8 @@ class GradCAMNet(nn.Module):
     Meant for eval mode (as the stage sets it): in train mode dropout7 would drop channels."""
 
     def __init__(self, net: SEAMNet, method: str = "gradcam") -> None:
-        if method not in METHODS[1:]:
-            raise InputError(f"method must be one of {METHODS[1:]}, got {method!r}")
+        if method not in METHODS:
+            raise InputError(f"method must be one of {METHODS}, got {method!r}")
         super().__init__()
         self.net = net
         self.method = method
