@@ -1,4 +1,5 @@
-"""Every `seam` and `torchrun ... -m seamlib.cli` command in README.md's bash blocks parses."""
+"""Every `seam` and `torchrun ... -m seamlib.cli` command in README.md's bash blocks parses, and
+every measured number its Results section quotes is in a committed table."""
 
 import re
 import shlex
@@ -6,7 +7,9 @@ from pathlib import Path
 
 from seamlib.cli import build_parser, config_from
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+REPO = Path(__file__).resolve().parents[1]
+README = REPO / "README.md"
+DECIMAL = re.compile(r"(?<![\d.])\d+\.\d+(?![\d.])")  # 39.9, not 2.14.1
 
 
 def readme_commands() -> list[list[str]]:
@@ -34,3 +37,13 @@ def test_readme_commands_parse():
             args.device = None  # the flag parsed; no CUDA is needed to check the rest
         if args.command != "notebook" and hasattr(args, "set"):
             config_from(args)  # --set values parse to their settings' types
+
+
+def test_every_number_of_the_results_section_is_in_a_committed_table():
+    text = README.read_text()
+    results = text[text.index("## Results"):text.index("## Quickstart")]
+    tables = [*(REPO / "results/proxy/tables").glob("*.md"), REPO / "study/reported_voc.csv"]
+    recorded = set(DECIMAL.findall(" ".join(p.read_text() for p in tables)))
+    quoted = DECIMAL.findall(results)
+    assert len(quoted) > 50
+    assert sorted(set(quoted) - recorded, key=float) == []
