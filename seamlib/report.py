@@ -55,6 +55,13 @@ def stage_scores(metrics: dict) -> dict[str, dict]:
             **{key: m for key, m in metrics.items() if key != "cams"}}
 
 
+def duration(seconds: float) -> str:
+    """Seconds under a minute, minutes under an hour, else hours: "9.9 s", "12.3 min", "1.4 h"."""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    return f"{seconds / 60:.1f} min" if seconds < 3600 else f"{seconds / 3600:.1f} h"
+
+
 def format_report(report: dict) -> str:
     """The pipeline report as markdown: mIoU / mFP / mFN per stage output, then wall times."""
     runs = report["runs"]
@@ -74,12 +81,12 @@ def format_report(report: dict) -> str:
                          f" / {100 * m['mfn']:.1f}")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     stages = list(next(iter(runs.values()))["seconds"]) if runs else []
-    lines += ["", "## Wall time per stage (minutes)", "",
+    lines += ["", "## Wall time per stage", "",
               "| run | " + " | ".join(stages) + " | total |", "|---|" + "---|" * (len(stages) + 1)]
     for name, r in runs.items():
         s = r["seconds"]
-        lines.append(f"| {name} | " + " | ".join(f"{s[k] / 60:.1f}" for k in stages)
-                     + f" | {sum(s.values()) / 60:.1f} |")
+        lines.append(f"| {name} | " + " | ".join(duration(s[k]) for k in stages)
+                     + f" | {duration(sum(s.values()))} |")
     steal = [f"{n}: " + (", ".join(f"{k} {v:.1f}" for k, v in r["cpu_steal_percent"].items())
                          or "unrecorded") for n, r in runs.items()]
     lines += ["", "CPU time stolen by the host (`/proc/stat` steal, % of the machine's CPU time "

@@ -14,6 +14,7 @@ from seamlib.data.voc import read_list
 from seamlib.device import hardware
 from seamlib.errors import InputError
 from seamlib.pipeline import STAGE_NAMES, keys, run_pipeline, stale_stages
+from seamlib.report import duration
 
 pytestmark = pytest.mark.slow  # the whole module: seconds, not milliseconds
 
@@ -129,6 +130,14 @@ def test_the_report_tabulates_every_stage_output_and_wall_time(smoke_run, tmp_pa
     assert {"train_cam", "train_affinity", "train_seg"} <= set(steal) <= set(STAGE_NAMES)
     assert all(0 <= v <= 100 for v in steal.values())
     assert f"train_cam {steal['train_cam']:.1f}, cams {steal['cams']:.1f}" in md
+    times = next(line for line in md.split("## Wall time per stage")[1].splitlines()
+                 if line.startswith("| seam | "))
+    assert f"| {duration(entry['seconds']['train_cam'])} |" in times  # smoke: seconds, not 0.0
+
+
+def test_durations_read_in_the_unit_that_fits():
+    assert [duration(s) for s in (0.04, 59.9, 60, 738, 3600, 5040)] == [
+        "0.0 s", "59.9 s", "1.0 min", "12.3 min", "1.0 h", "1.4 h"]
 
 
 def test_a_changed_setting_reruns_its_stage_and_everything_after(smoke_run, capsys):
