@@ -13,6 +13,7 @@ import torchvision
 
 from seamlib.config import ModelConfig
 from seamlib.models import build_model
+from seamlib.models.affinity import build_affinity_net
 from seamlib.models.weights import (
     LoadReport,
     from_released,
@@ -310,6 +311,20 @@ def test_wrong_width_is_explained(tmp_path, checkpoint):
     assert str(path) in msg and "mis-shaped (" in msg and "width=0.0625" in msg
     assert "ModelConfig(width=0.125)" in msg
     assert "backbone.conv1a.weight: file (8, 3, 3, 3), model (4, 3, 3, 3)" in msg
+
+
+def test_the_other_networks_checkpoint_is_named(tmp_path):
+    cfg = ModelConfig(width=WIDTH, frozen_bn=False, frozen_stem=False, weights=None)
+    aff, seam = build_affinity_net(cfg, radius=5), build_model(cfg)
+    save_released(aff, tmp_path / "aff.pth")
+    save_released(seam, tmp_path / "seam.pth")
+    with pytest.raises(ValueError, match=r"read as SEAM checkpoint(.|\n)*hint: the file is an "
+                       r"AffinityNet checkpoint \(it has f8_5\)"):
+        load_weights(seam, tmp_path / "aff.pth", kind="seam")
+    with pytest.raises(ValueError, match=r"hint: the model is an AffinityNet and the file is not "
+                       r"one of its checkpoints"):
+        load_weights(aff, tmp_path / "seam.pth", kind="full")
+    assert load_weights(aff, tmp_path / "aff.pth").loaded > 0  # its own still loads
 
 
 def test_missing_and_unexpected_keys(tmp_path):

@@ -50,6 +50,7 @@ BACKBONE = "backbone."
 PCM_PREFIXES = ("f8_3.", "f8_4.", "pcm.")  # present only in SEAM checkpoints
 # ImageNet classifiers (our names): ResNet38's linear1000, torchvision's fc, a 1000-class fc8.
 CLASSIFIER_PREFIXES = ("backbone.linear1000.", "backbone.fc.", "fc8.")
+AFFINITY_KEY = ".f8_5.weight"  # only AffinityNet has this layer (under any naming)
 KINDS = ("auto", "seam", "full", "imagenet")
 KIND_TITLES = {"seam": "SEAM checkpoint", "full": "full checkpoint",
                "imagenet": "ImageNet backbone weights"}
@@ -364,7 +365,15 @@ def describe_model(model: nn.Module) -> str:
 
 
 def _hint(state, target, misshaped: list[str]) -> str:
-    """The likely cause of a mismatch: backbone type, width or number of classes."""
+    """The likely cause of a mismatch: the other network's checkpoint (AffinityNet's has f8_5,
+    a CAM network's fc8), backbone type, width or number of classes."""
+    file_aff, model_aff = (any(f".{k}".endswith(AFFINITY_KEY) for k in keys)
+                           for keys in (state, target))
+    if file_aff != model_aff:
+        return ("the file is an AffinityNet checkpoint (it has f8_5): the random walk's "
+                "weights, not a CAM network's" if file_aff else
+                "the model is an AffinityNet and the file is not one of its checkpoints (it has no "
+                "f8_5): AffinityNet starts from ImageNet trunk weights (model.weights)")
     file_net, model_net = _backbone_of(state), _backbone_of(target)
     if file_net and model_net and file_net != model_net:
         return (f"the file holds {file_net} weights but the model's backbone is {model_net}; "
@@ -425,8 +434,8 @@ def load_weights(model: nn.Module, path: str | Path, kind: str = "auto") -> Load
     unexpected = [k for k in state if k not in target]
     misshaped = [k for k in target if k in state and state[k].shape != target[k].shape]
     if missing or unexpected or misshaped:
-        lines = [f"{path} ({KIND_TITLES[kind]}, {source} names, {len(raw)} tensors) does not "
-                 f"fit {describe_model(model)}"]
+        lines = [f"{path} (read as {KIND_TITLES[kind]}, {source} names, {len(raw)} tensors) "
+                 f"does not fit {describe_model(model)}"]
         shapes = [f"{k}: file {tuple(state[k].shape)}, model {tuple(target[k].shape)}"
                   for k in misshaped]
         for label, items in (("missing from the file", missing),
