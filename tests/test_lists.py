@@ -43,7 +43,7 @@ from seamlib.data.voc import (
     read_list,
     write_list,
 )
-from seamlib.formats import save_label_png
+from seamlib.formats import load_label_png, save_label_png
 
 
 def expected_label(tiny, image_id: str) -> np.ndarray:
@@ -171,6 +171,23 @@ def test_labels_for_builds_then_reads_cache(voc_root: Path, tiny):
     # Ids missing from the cache are added to it.
     labels_for(voc_root, "val")
     assert set(json.loads(cache.read_text())) == set(tiny.lists["train"] + tiny.lists["val"])
+
+
+def test_an_edited_annotation_or_mask_is_read_again(voc_root: Path):
+    dog = CLASSES.index("dog") - 1
+    assert labels_for(voc_root, "train")["2007_000001"][dog] == 0
+    xml = voc_root / "Annotations" / "2007_000001.xml"
+    xml.write_text(xml.read_text().replace("</annotation>",
+                                           "<object><name>dog</name></object></annotation>"))
+    assert labels_for(voc_root, "train")["2007_000001"][dog] == 1
+    mask = voc_root / "SegmentationClassAug" / "2007_000001.png"
+    before = labels_for(voc_root, "train", "mask")["2007_000001"]
+    assert before[dog] == 0  # the mask source keeps its own cache
+    pixels = load_label_png(mask)
+    pixels[0, 0] = CLASSES.index("dog")
+    save_label_png(mask, pixels)
+    after = labels_for(voc_root, "train", "mask")["2007_000001"]
+    assert after[dog] == 1 and (np.delete(after, dog) == np.delete(before, dog)).all()
 
 
 def test_labels_come_from_xml_difficult_objects_included(voc_root_difficult: Path):

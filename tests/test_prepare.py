@@ -114,7 +114,8 @@ def test_a_generated_folder_keeps_a_list_its_user_edited(tmp_path, capsys):
     assert train_aug.read_text().splitlines() == kept
     after = snapshot(root)
     assert "ImageSets/Segmentation/test.txt" in after
-    derived = (CROSSCHECK, STAMPS, "cls_labels_xml.json", "cls_labels_mask.json")
+    derived = (CROSSCHECK, STAMPS, *(f"cls_labels_{s}{e}" for s in ("xml", "mask")
+                                     for e in (".json", ".stat.json")))
     assert {k: v for k, v in after.items() if k not in derived} == {
         k: v for k, v in before.items() if k not in derived} | {
         "ImageSets/Segmentation/test.txt": after["ImageSets/Segmentation/test.txt"]}

@@ -6,8 +6,10 @@ objects as void), or from the classes painted in the masks (``DataConfig.label_s
 Label cache format: ``<cache>/cls_labels_<source>.json`` (one file per source, so labels from one
 are never read as the other) is a JSON object mapping each image id to the sorted list of its
 foreground class indices into ``voc.CLASSES`` (1..20, background never listed), e.g.
-``{"2007_000032": [1, 15]}``. In memory, labels are 20-dim float32 multi-hot
-vectors where entry ``c - 1`` stands for class ``c``. ``<cache>`` is ``voc.cache_dir(root)``:
+``{"2007_000032": [1, 15]}``; beside it, ``cls_labels_<source>.stat.json`` holds the size and
+mtime of each id's annotation or mask when it was read, so an edited file is read again. In
+memory, labels are 20-dim float32 multi-hot vectors where entry ``c - 1`` stands for class
+``c``. ``<cache>`` is ``voc.cache_dir(root)``:
 the root when the project made it, else a folder of the project's (a user's root is only read).
 Validation stamps: ``<cache>/.validated.json`` maps the fingerprint of each list that passed
 ``validate`` (``check_inputs``) to ``{"list", "images", "masks", "xml", "time"}``.
@@ -240,22 +242,27 @@ def labels_cache(root: str | Path, source: str) -> Path:
 
 def labels_for(root: str | Path, list_name: str, source: str = "xml",
                mask_dir: str = SEG_CLASS_AUG) -> dict[str, np.ndarray]:
-    """Labels of a list's ids from the cache of ``source``; ids it lacks are read from their
-    XML annotation (``"xml"``) or mask (``"mask"``).
+    """Labels of a list's ids from the cache of ``source``; ids it lacks, or whose XML
+    annotation (``"xml"``) or mask (``"mask"``) changed size or time since, are read from it.
 
-    Newly built labels are merged into the cache, so later calls only read the JSON file.
+    Newly read labels are merged into the cache, so later calls only read the JSON files.
     """
     check_label_source(source)
     root = Path(root)
     ids = read_list(list_path(root, list_name))
     cache = labels_cache(root, source)
-    labels = load_labels(cache) if cache.is_file() else {}
-    missing = [i for i in ids if i not in labels]
-    if missing:
-        labels.update(labels_from_xml(root, missing) if source == "xml"
-                      else labels_from_masks(root, missing, mask_dir))
+    read = cache.with_suffix(".stat.json")  # id -> (size, mtime in ns) of the file last read
+    labels, seen = load_labels(cache) if cache.is_file() else {}, _read_object(read)
+    folder, suffix = (root / ANNOTATIONS, ".xml") if source == "xml" else (root / mask_dir, ".png")
+    stats = {i: _stat(folder / f"{i}{suffix}") for i in ids}
+    stale = [i for i in ids if i not in labels or seen.get(i) != stats[i]]
+    if stale:
+        labels.update(labels_from_xml(root, stale) if source == "xml"
+                      else labels_from_masks(root, stale, mask_dir))
+        seen.update({i: stats[i] for i in stale})
         try:
             save_labels(cache, labels)
+            atomic_write(read, lambda tmp: tmp.write_text(json.dumps(seen)))
         except OSError as err:  # a read-only dataset still works, only slower next time
             warnings.warn(f"{cache}: could not cache image-level labels ({err})", stacklevel=2)
     return {i: labels[i] for i in ids}
@@ -378,7 +385,7 @@ def validate(root: str | Path, list_names: list[str], need_masks: bool | str = F
 
 # ------------------------------------------------------------------- cached validation
 
-Stat = Callable[[Path], tuple[int, int] | None]
+Stat = Callable[[Path], list[int] | None]
 
 
 class Checks(NamedTuple):
@@ -389,13 +396,14 @@ class Checks(NamedTuple):
     xml: bool
 
 
-def _stat(path: Path) -> tuple[int, int] | None:
-    """(size, mtime in ns) of a file, or None where it cannot be read."""
+def _stat(path: Path) -> list[int] | None:
+    """[size, mtime in ns] of a file (a list: as JSON reads it back), or None where it cannot
+    be read."""
     try:
         info = path.stat()
     except OSError:
         return None
-    return info.st_size, info.st_mtime_ns
+    return [info.st_size, info.st_mtime_ns]
 
 
 def _fingerprint(root: Path, name: str, checks: Checks, stat: Stat) -> str:
@@ -414,13 +422,14 @@ def _fingerprint(root: Path, name: str, checks: Checks, stat: Stat) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _read_stamps(path: Path) -> dict[str, dict]:
-    """The passes recorded in a stamp file; none where it is missing or unreadable."""
+def _read_object(path: Path) -> dict[str, Any]:
+    """A cache file's JSON object (validation passes, label file stats); empty where it is
+    missing or unreadable: the cache is then rebuilt."""
     try:
-        stamps = json.loads(path.read_text())
+        data = json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
-    return stamps if isinstance(stamps, dict) else {}
+    return data if isinstance(data, dict) else {}
 
 
 def check_inputs(root: str | Path, list_names: list[str], need_masks: bool | str = False,
@@ -435,7 +444,7 @@ def check_inputs(root: str | Path, list_names: list[str], need_masks: bool | str
     root = Path(root)
     checks, stat = Checks(need_images, _mask_dir(need_masks), need_xml), functools.cache(_stat)
     path = cache_dir(root) / STAMPS
-    stamps = _read_stamps(path)
+    stamps = _read_object(path)
     todo = [name for name in dict.fromkeys(list_names)
             if _fingerprint(root, name, checks, stat) not in stamps]
     if not todo:
