@@ -49,12 +49,14 @@ METRICS = "metrics.json"  # of the cam_eval and evaluate stages
 @dataclass(frozen=True)
 class Stage:
     """One pipeline step: the config sections it depends on, whether it computes with torch
-    (its outputs depend on the device) and how to run it."""
+    (its outputs depend on the device), how to run it and the file in its folder that the later
+    stages read (a record without it is not complete: the file was deleted)."""
 
     name: str
     sections: tuple[str, ...]
     run: Callable[[Config, Path], None]
     device: bool = False
+    output: str | None = None
 
 
 def _data(cfg: Config, run: Path) -> None:
@@ -196,16 +198,17 @@ def eval_lists(cfg: Config) -> list[str]:
 STAGES: tuple[Stage, ...] = (
     Stage("data", ("data", "synthetic"), _data),
     Stage("weights", ("model", "pretrain"), _weights),
-    Stage("train_cam", ("model", "loss", "train_cam"), _train_cam, device=True),
+    Stage("train_cam", ("model", "loss", "train_cam"), _train_cam, device=True, output="model.pth"),
     Stage("cams", ("cams",), _cams, device=True),
-    Stage("cam_eval", (), _cam_eval),
+    Stage("cam_eval", (), _cam_eval, output=METRICS),
     Stage("label_cams", ("cams",), _label_cams, device=True),
     Stage("crf", ("crf",), _crf),
-    Stage("train_affinity", ("affinity", "train_affinity"), _train_affinity, device=True),
+    Stage("train_affinity", ("affinity", "train_affinity"), _train_affinity, device=True,
+          output="model.pth"),
     Stage("random_walk", ("random_walk",), _random_walk, device=True),
-    Stage("train_seg", ("segment", "train_seg"), _train_seg, device=True),
+    Stage("train_seg", ("segment", "train_seg"), _train_seg, device=True, output="model.pth"),
     Stage("segment", ("segment",), _segment, device=True),
-    Stage("evaluate", (), _evaluate),
+    Stage("evaluate", (), _evaluate, output=METRICS),
 )
 STAGE_NAMES = tuple(s.name for s in STAGES)
 
@@ -250,8 +253,15 @@ def final_key(cfg: Config, until: str) -> str:
 def stale_stages(cfg: Config, run_dir: str | Path, until: str) -> list[str]:
     """The stages up to ``until`` that a ``run_pipeline`` call would run (not complete with
     their current settings in ``run_dir``)."""
-    return [name for name, (key, _) in keys(cfg, until).items()
-            if not is_done(stage_record(Path(run_dir) / name), key)]
+    return [stage.name for stage, (key, _) in zip(STAGES, keys(cfg, until).values(), strict=False)
+            if not _complete(stage, Path(run_dir) / stage.name, key)]
+
+
+def _complete(stage: Stage, folder: Path, key: str) -> bool:
+    """Whether ``folder`` holds the stage's finished work with ``key``: its record says so and
+    the output later stages read is still there."""
+    return is_done(stage_record(folder), key) and (
+        stage.output is None or (folder / stage.output).is_file())
 
 
 def _why(state: dict, settings: dict) -> str:
@@ -276,9 +286,11 @@ def _run_stage(cfg: Config, run: Path, stage: Stage, key: str, settings: dict) -
     own files say how far it got)."""
     folder = run / stage.name
     state = stage_record(folder)
-    if is_done(state, key):
+    if _complete(stage, folder, key):
         print(f"[{stage.name}] up to date ({folder / STAGE_RECORD})")
         return {**{k: v for k, v in state.items() if k not in RECORD}, "ran": False}
+    if is_done(state, key):
+        print(f"[{stage.name}] {folder / stage.output} is missing: running the stage again")
     if state.get("key") not in (None, key):
         print(f"[{stage.name}] {_why(state, settings)}: clearing {folder}")
         shutil.rmtree(folder)

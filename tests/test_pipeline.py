@@ -135,6 +135,22 @@ def test_the_report_tabulates_every_stage_output_and_wall_time(smoke_run, tmp_pa
     assert f"| {duration(entry['seconds']['train_cam'])} |" in times  # smoke: seconds, not 0.0
 
 
+def test_a_record_whose_output_was_deleted_runs_again(smoke_run, capsys):
+    cfg, run, _ = smoke_run
+    run_pipeline(cfg, run)  # up to date (nothing runs) unless a test before changed it
+    model = run / "train_cam" / "model.pth"
+    weights = model.read_bytes()
+    model.unlink()
+    assert stale_stages(cfg, run, "evaluate") == ["train_cam"]  # later stages keep their work
+    model.write_bytes(weights)
+    (run / "evaluate" / "metrics.json").unlink()
+    capsys.readouterr()
+    timings = run_pipeline(cfg, run)
+    assert [name for name, t in timings.items() if t["ran"]] == ["evaluate"]
+    assert "evaluate/metrics.json is missing: running the stage again" in capsys.readouterr().out
+    assert (run / "evaluate" / "metrics.json").is_file()
+
+
 def test_durations_read_in_the_unit_that_fits():
     assert [duration(s) for s in (0.04, 59.9, 60, 738, 3600, 5040)] == [
         "0.0 s", "59.9 s", "1.0 min", "12.3 min", "1.0 h", "1.4 h"]
