@@ -236,7 +236,7 @@ def run_pipeline(cfg: Config, run_dir: str | Path, until: str | None = None,
     if until is not None and until not in STAGE_NAMES:
         raise InputError(f"until={until!r}: expected one of {', '.join(STAGE_NAMES)}")
     run = Path(run_dir)
-    plan = list(zip(STAGES, keys(cfg, until).values(), strict=False))
+    plan = _plan(cfg, until)
     if not replace:  # checked before any stage runs, so a refusal changes nothing
         for stage, (key, settings) in plan:
             _keep_weights(run / stage.name, key, settings)
@@ -253,15 +253,20 @@ def final_key(cfg: Config, until: str) -> str:
 def stale_stages(cfg: Config, run_dir: str | Path, until: str) -> list[str]:
     """The stages up to ``until`` that a ``run_pipeline`` call would run (not complete with
     their current settings in ``run_dir``)."""
-    return [stage.name for stage, (key, _) in zip(STAGES, keys(cfg, until).values(), strict=False)
-            if not _complete(stage, Path(run_dir) / stage.name, key)]
+    folders = [(stage, Path(run_dir) / stage.name, key) for stage, (key, _) in _plan(cfg, until)]
+    return [stage.name for stage, folder, key in folders
+            if not _complete(stage, folder, stage_record(folder), key)]
 
 
-def _complete(stage: Stage, folder: Path, key: str) -> bool:
-    """Whether ``folder`` holds the stage's finished work with ``key``: its record says so and
-    the output later stages read is still there."""
-    return is_done(stage_record(folder), key) and (
-        stage.output is None or (folder / stage.output).is_file())
+def _plan(cfg: Config, until: str | None) -> list[tuple[Stage, tuple[str, dict]]]:
+    """The stages up to ``until``, each with its key and settings."""
+    return list(zip(STAGES, keys(cfg, until).values(), strict=False))
+
+
+def _complete(stage: Stage, folder: Path, state: dict, key: str) -> bool:
+    """Whether ``folder``, whose record is ``state``, holds the stage's finished work with
+    ``key``: the record says so and the output later stages read is still there."""
+    return is_done(state, key) and (stage.output is None or (folder / stage.output).is_file())
 
 
 def _why(state: dict, settings: dict) -> str:
@@ -286,7 +291,7 @@ def _run_stage(cfg: Config, run: Path, stage: Stage, key: str, settings: dict) -
     own files say how far it got)."""
     folder = run / stage.name
     state = stage_record(folder)
-    if _complete(stage, folder, key):
+    if _complete(stage, folder, state, key):
         print(f"[{stage.name}] up to date ({folder / STAGE_RECORD})")
         return {**{k: v for k, v in state.items() if k not in RECORD}, "ran": False}
     if is_done(state, key):

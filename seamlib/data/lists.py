@@ -251,8 +251,8 @@ def labels_for(root: str | Path, list_name: str, source: str = "xml",
     root = Path(root)
     ids = read_list(list_path(root, list_name))
     cache = labels_cache(root, source)
-    read = cache.with_suffix(".stat.json")  # id -> (size, mtime in ns) of the file last read
-    labels, seen = load_labels(cache) if cache.is_file() else {}, _read_object(read)
+    stat_path = cache.with_suffix(".stat.json")  # id -> (size, mtime in ns) of the file read
+    labels, seen = load_labels(cache) if cache.is_file() else {}, _read_object(stat_path)
     folder, suffix = (root / ANNOTATIONS, ".xml") if source == "xml" else (root / mask_dir, ".png")
     stats = {i: _stat(folder / f"{i}{suffix}") for i in ids}
     stale = [i for i in ids if i not in labels or seen.get(i) != stats[i]]
@@ -262,7 +262,7 @@ def labels_for(root: str | Path, list_name: str, source: str = "xml",
         seen.update({i: stats[i] for i in stale})
         try:
             save_labels(cache, labels)
-            atomic_write(read, lambda tmp: tmp.write_text(json.dumps(seen)))
+            atomic_write(stat_path, lambda tmp: tmp.write_text(json.dumps(seen)))
         except OSError as err:  # a read-only dataset still works, only slower next time
             warnings.warn(f"{cache}: could not cache image-level labels ({err})", stacklevel=2)
     return {i: labels[i] for i in ids}
